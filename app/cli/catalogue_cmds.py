@@ -1,0 +1,186 @@
+"""Catalogue commands: init, import, export, stats (crawl lives in crawl_cmds)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from app.cli.progress import progress_and_cancel
+from recommender import importers, paths
+from recommender.errors import EXIT_INTERRUPTED, LensrouteError, NotFoundError
+from recommender.ingest import ImportReport, UnitResult, import_paths
+from recommender.store import Store
+from recommender.store.queries import EXPORT_FORMATS, catalogue_stats, export_records
+from recommender.store.writer import WriteCounts
+
+SCHEMA_VERSION = 1
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    return Store.open(args.db)
+
+
+def emit_json(payload: dict | list) -> None:
+    json.dump(payload, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+# --- import ---------------------------------------------------------------------------------------
+
+
+def _counts_line(counts: WriteCounts) -> str:
+    line = f"added {counts.added:,}, updated {counts.updated:,}, unchanged {counts.unchanged:,}, rejected {counts.rejected.total:,}"
+    if counts.rejected.reasons:
+        top = sorted(counts.rejected.reasons.items(), key=lambda kv: -kv[1])[:3]
+        line += " (" + "; ".join(f"{n} {reason}" for reason, n in top) + ")"
+    return line
+
+
+def _by_target(report: ImportReport) -> dict[str, list[UnitResult]]:
+    grouped: dict[str, list[UnitResult]] = defaultdict(list)
+    for unit in report.units:
+        grouped[unit.target or unit.label].append(unit)
+    return grouped
+
+
+def print_import_report(report: ImportReport) -> None:
+    for target, units in _by_target(report).items():
+        fmt = units[0].format
+        ok = [u for u in units if u.ok]
+        total = WriteCounts()
+        for unit in ok:
+            total.merge(unit.counts)
+        if ok:
+            parts = f" ({len(ok)} units)" if len(units) > 1 else ""
+            print(f"{target} [{fmt}]{parts}: {_counts_line(total)}")
+        for unit in units:
+            if not unit.ok:
+                print(f"{unit.label}: FAILED, nothing from it was stored: {unit.error}")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} file(s) of no known format")
+    totals = report.totals()
+    print(f"total: {_counts_line(totals)}; {len(report.failed)} failed")
+    if report.cancelled:
+        print("cancelled: units written before the cancel are kept; run the import again to finish")
+
+
+def import_report_json(report: ImportReport) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "files": [
+            {"path": u.label, "target": u.target, "format": u.format, **u.counts.as_dict(), "error": u.error,
+             "seconds": round(u.seconds, 3)}
+            for u in report.units
+        ],
+        "skipped": report.skipped,
+        "totals": report.totals().as_dict(),
+        "failed": len(report.failed),
+        "cancelled": report.cancelled,
+    }
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    with progress_and_cancel("import", args.quiet) as (bar, token):
+        report = import_paths(store, args.paths, fmt=args.format, source=args.source, progress=bar, cancel=token)
+    if args.json:
+        emit_json(import_report_json(report))
+    else:
+        print_import_report(report)
+    if report.cancelled:
+        return EXIT_INTERRUPTED
+    return 1 if report.failed else 0
+
+
+# --- init -----------------------------------------------------------------------------------------
+
+
+def seed_dir() -> Path:
+    return paths.resources_dir() / "seed"
+
+
+def ensure_seeded(store: Store, quiet: bool = True) -> ImportReport | None:
+    """Load the bundled seed catalogue into an empty store (so a fresh install works offline)."""
+    if catalogue_stats(store).records:
+        return None
+    if not (seed_dir() / "manifest.json").exists():
+        raise NotFoundError(f"the bundled seed catalogue is missing ({seed_dir()}); reinstall lensroute")
+    with progress_and_cancel("seed", quiet) as (bar, token):
+        return import_paths(store, [seed_dir()], progress=bar, cancel=token)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    report = ensure_seeded(store, args.quiet)
+    stats = catalogue_stats(store)
+    if report is None:
+        print(f"{store.display_url}: already holds {stats.records:,} records; nothing to do", file=sys.stderr)
+    else:
+        print(f"{store.display_url}: loaded the seed catalogue ({stats.records:,} records, "
+              f"{stats.models:,} models, {stats.datasets:,} datasets)", file=sys.stderr)
+    if args.json:
+        emit_json({"schema_version": SCHEMA_VERSION, "database": store.display_url, **stats.as_json()})
+    return 0
+
+
+# --- stats / export -------------------------------------------------------------------------------
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    stats = catalogue_stats(store)
+    if args.json:
+        emit_json(stats.as_json())
+        return 0
+    print(f"database: {store.display_url} (schema v{stats.schema_version})")
+    print(f"records:  {stats.records:,}")
+    print(f"models:   {stats.models:,}")
+    print(f"datasets: {stats.datasets:,}")
+    print(f"metrics:  {stats.metrics:,}")
+    for name, count in stats.sources.items():
+        print(f"  {name:<24} {count:>10,}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    path = Path(args.path).expanduser()
+    count = export_records(store, path, args.format, args.source or None)
+    if args.json:
+        emit_json({"schema_version": SCHEMA_VERSION, "path": str(path), "records": count})
+    else:
+        print(f"wrote {count:,} records to {path}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("init", parents=[common], help="create the catalogue and load the bundled seed")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_init)
+
+    p = commands.add_parser(
+        "import", parents=[common], help="import leaderboard files or folders",
+        description="Import records. Formats are detected; known: " + ", ".join(importers.format_names()),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--format", choices=importers.format_names(), help="skip detection and read every PATH as this format")
+    p.add_argument("--source", help="source name to record (default: per format, e.g. mteb, aider)")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=cmd_import)
+
+    p = commands.add_parser("stats", parents=[common], help="what the catalogue holds")
+    p.add_argument("--json", action="store_true", help='{"models", "datasets", "metrics", "records", "sources"}')
+    p.set_defaults(func=cmd_stats)
+
+    p = commands.add_parser("export", parents=[common], help="write records in the unified schema")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--format", choices=EXPORT_FORMATS, help="default: from the file extension")
+    p.add_argument("--source", action="append", help="only this source (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+
+__all__ = ["LensrouteError", "ensure_seeded", "open_store", "register"]

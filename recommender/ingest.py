@@ -1,0 +1,245 @@
+"""`import` end to end: expand paths, detect formats, parse, and write each unit atomically.
+
+A unit is what an importer yields: one file, or one natural piece of a tree (an MTEB model
+folder, an EEE board). Each unit is written in its own transaction, so a failing unit is rolled
+back whole and named with its reason while the others still import; a cancel stops between
+units (or between chunks of a large unit, rolling that unit back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from recommender import importers, paths
+from recommender.errors import Cancelled, LensrouteError, NotFoundError
+from recommender.importers.base import Format, ImportContext, ParsedFile
+from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
+from recommender.records import Rejected, conform
+from recommender.store import Store
+from recommender.store.writer import (
+    WriteCounts,
+    _mark,
+    record_digest,
+    source_generations,
+    utc_now,
+    write_dataset_metadata,
+    write_model_metadata,
+    write_records,
+)
+
+CHUNK_ROWS = 100_000  # rows per write call: bounds memory of the id joins and executemany lists
+
+
+@dataclass
+class UnitResult:
+    label: str
+    format: str
+    target: str = ""  # the path as named on the command line (a tree yields many units)
+    counts: WriteCounts = field(default_factory=WriteCounts)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ImportReport:
+    units: list[UnitResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def failed(self) -> list[UnitResult]:
+        return [u for u in self.units if not u.ok]
+
+    def totals(self) -> WriteCounts:
+        total = WriteCounts()
+        for unit in self.units:
+            if unit.ok:
+                total.merge(unit.counts)
+        return total
+
+
+@dataclass(frozen=True)
+class _Planned:
+    path: Path
+    fmt: Format | None
+    error: str | None = None
+
+
+def plan(targets: Sequence[Path], forced: str | None = None) -> tuple[list[_Planned], list[str]]:
+    """Expand command-line paths into (path, format) pairs; unknown files inside folders are
+    skipped (listed), an unknown file named explicitly is an error."""
+    planned: list[_Planned] = []
+    skipped: list[str] = []
+    forced_format = importers.get_format(forced) if forced else None
+    for target in targets:
+        if not target.exists():
+            planned.append(_Planned(target, None, f"no such file or folder: {target}"))
+            continue
+        if forced_format is not None:
+            planned.append(_Planned(target, forced_format))
+            continue
+        fmt = importers.detect(target)
+        if fmt is not None:
+            planned.append(_Planned(target, fmt))
+        elif target.is_dir():
+            inner, inner_skipped = plan(sorted(target.iterdir()))
+            planned.extend(p for p in inner if p.error is None)
+            skipped.extend(inner_skipped)
+            skipped.extend(str(p.path) for p in inner if p.error is not None)
+        else:
+            planned.append(_Planned(
+                target, None,
+                f"cannot tell the format of {target.name}; pass --format (one of: {', '.join(importers.format_names())})",
+            ))
+    return planned, skipped
+
+
+def load_task_catalogue(store: Store, context: ImportContext) -> None:
+    """MTEB task metadata (type, main score, eval splits) for the MTEB importer.
+
+    The bundled seed's task list is the base; task metadata imported into the store overrides
+    it, and datasets the store knows only from records add their task type.
+    """
+    if context.mteb_tasks:
+        return
+    seed_tasks = paths.resources_dir() / "seed" / "datasets.jsonl.gz"
+    if seed_tasks.exists():
+        importers.meta._parse_tasks(seed_tasks, context)
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT name, task_type, main_metric, extra FROM datasets WHERE task_type IS NOT NULL"
+        ).fetchall()
+    for name, task_type, main_metric, extra in rows:
+        if main_metric is None and name in context.mteb_tasks:
+            continue
+        splits = (json.loads(extra) if extra else {}).get("eval_splits") or []
+        context.mteb_tasks[name] = {"type": task_type, "main_score": main_metric, "eval_splits": splits}
+
+
+def unit_digest(records: pl.DataFrame, parsed: ParsedFile) -> str:
+    """A content fingerprint of a conformed unit (row order does not matter).
+
+    polars' row hash is not promised stable across polars versions; a changed hash only makes
+    the next import take the full comparison path, never a wrong shortcut.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(records.schema.names()).encode())
+    if records.height:
+        digest.update(records.hash_rows(seed=0).sort().to_numpy().tobytes())
+    digest.update(json.dumps([parsed.models, parsed.datasets], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def write_parsed(
+    store: Store,
+    parsed: ParsedFile,
+    *,
+    crawled_at: str,
+    default_source: str,
+    cancel: CancelToken,
+    unit: str | None = None,
+) -> WriteCounts:
+    """Write one unit in one transaction (metadata first, then records in chunks).
+
+    With `unit` given, an import whose content digest matches the last import of that unit,
+    while none of its sources was written since, is answered from the digest without
+    comparing row by row: that is what makes an unchanged re-import cheap.
+    """
+    counts = WriteCounts()
+    counts.rejected.merge(parsed.rejected)
+    records = conform(parsed.records, default_source=default_source, rejected=counts.rejected)
+    digest = unit_digest(records, parsed) if unit else None
+    sources = records["source"].unique().to_list()
+    with store.writing() as conn:
+        if unit and digest:
+            cached = conn.exec_driver_sql(
+                f"SELECT digest, generations, counts FROM import_digests WHERE unit = {_mark(conn)}", (unit,)
+            ).first()
+            if cached and cached[0] == digest and json.loads(cached[1]) == source_generations(conn, sources):
+                previous = json.loads(cached[2])
+                counts.unchanged = previous["rows"]
+                counts.rejected.merge(Rejected(previous["rejected_in_write"]))
+                return counts
+        write_dataset_metadata(conn, parsed.datasets, counts)
+        write_model_metadata(conn, parsed.models, counts)
+        in_write = Rejected()
+        for chunk in records.iter_slices(CHUNK_ROWS):
+            cancel.raise_if_cancelled()
+            chunk_counts = write_records(conn, chunk, crawled_at=crawled_at)
+            in_write.merge(chunk_counts.rejected)
+            counts.merge(chunk_counts)
+        if unit and digest:
+            summary = {"rows": counts.added + counts.updated + counts.unchanged, "rejected_in_write": in_write.reasons}
+            record_digest(conn, unit, digest, json.dumps(source_generations(conn, sources)), json.dumps(summary), crawled_at)
+    return counts
+
+
+def _units(item: _Planned, context: ImportContext) -> Iterator[tuple[str, ParsedFile]]:
+    assert item.fmt is not None
+    yield from item.fmt.parse(item.path, context)
+
+
+def import_paths(
+    store: Store,
+    targets: Sequence[str | Path],
+    *,
+    fmt: str | None = None,
+    source: str | None = None,
+    progress: Progress = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> ImportReport:
+    report = ImportReport()
+    planned, report.skipped = plan([Path(t).expanduser() for t in targets], fmt)
+    if not planned and not report.skipped:
+        raise NotFoundError("nothing to import")
+    context = ImportContext(source=source)
+    crawled_at = utc_now()
+    total = len(planned)
+    for index, item in enumerate(planned):
+        if cancel.cancelled:
+            report.cancelled = True
+            break
+        progress(index, total, item.path.name)
+        if item.error is not None:
+            report.units.append(UnitResult(str(item.path), "?", str(item.path), error=item.error))
+            continue
+        assert item.fmt is not None
+        if item.fmt.name.startswith(("mteb", "seed")):
+            load_task_catalogue(store, context)
+        units = _units(item, context)
+        while True:
+            started = time.perf_counter()
+            result = UnitResult(str(item.path), item.fmt.name, str(item.path))
+            try:
+                label, parsed = next(units)
+                result.label = label
+                result.counts = write_parsed(
+                    store, parsed, crawled_at=crawled_at, default_source=source or item.fmt.name,
+                    cancel=cancel, unit=f"{item.fmt.name}:{Path(label).resolve()}:{source or ''}",
+                )
+            except StopIteration:
+                break
+            except Cancelled:
+                report.cancelled = True
+                break
+            except LensrouteError as exc:
+                result.error = str(exc)
+            except (pl.exceptions.PolarsError, OSError, ValueError, KeyError, TypeError) as exc:
+                result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            result.seconds = time.perf_counter() - started
+            report.units.append(result)  # a generator that raised is finished: next() stops
+        if report.cancelled:
+            break
+    progress(total, total, "done")
+    return report

@@ -1,0 +1,61 @@
+"""Where lensroute keeps its data, and which database it talks to.
+
+`LENSROUTE_HOME` (default: the platform's user data directory) holds the SQLite catalogue, caches
+and trained models; `LENSROUTE_DB` / `--db` take any SQLAlchemy URL so a team can share one
+PostgreSQL catalogue instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "lensroute"
+
+
+def home_dir() -> Path:
+    """The data root, created on first use."""
+    configured = os.environ.get("LENSROUTE_HOME")
+    root = Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir(APP_NAME))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def config_dir() -> Path:
+    configured = os.environ.get("LENSROUTE_CONFIG")
+    root = Path(configured).expanduser() if configured else Path(platformdirs.user_config_dir(APP_NAME))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def cache_dir() -> Path:
+    path = home_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def models_dir() -> Path:
+    """Trained rankers and exported ONNX files."""
+    path = home_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_url(explicit: str | None = None) -> str:
+    """`--db` wins over `LENSROUTE_DB`, which wins over the SQLite file under the home dir.
+
+    A bare filesystem path is accepted too and taken as an SQLite file.
+    """
+    url = explicit or os.environ.get("LENSROUTE_DB")
+    if not url:
+        return f"sqlite:///{home_dir() / 'catalogue.db'}"
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    return url
+
+
+def resources_dir() -> Path:
+    """The bundled resources (seed catalogue, compact pretrained ranker, icons)."""
+    return Path(__file__).resolve().parent.parent / "resources"

@@ -1,0 +1,97 @@
+"""The unified long record schema: the one frame shape every importer produces.
+
+It is the schema of `../shared/data/records/*.parquet` (see that folder's README): one row per
+(model, variant, dataset, subset, split, metric) value, values as the source gives them. Importers
+may add `dataset_description`; the writer reads it when present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from recommender.errors import FormatError
+
+RECORD_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "model": pl.String(),
+    "model_revision": pl.String(),
+    "dataset": pl.String(),
+    "task": pl.String(),
+    "metric": pl.String(),
+    "value": pl.Float64(),
+    "higher_is_better": pl.Boolean(),
+    "split": pl.String(),
+    "subset": pl.String(),
+    "evaluated_at": pl.String(),
+    "source_ref": pl.String(),
+}
+RECORD_COLUMNS = tuple(RECORD_SCHEMA)
+REQUIRED_COLUMNS = ("model", "dataset", "metric", "value")
+OPTIONAL_EXTRA = {"dataset_description": pl.String()}
+
+
+def empty_records() -> pl.DataFrame:
+    return pl.DataFrame(schema=RECORD_SCHEMA)
+
+
+def records_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """Build a record frame from row dicts (missing keys become null)."""
+    if not rows:
+        return empty_records()
+    extra = {name: dtype for name, dtype in OPTIONAL_EXTRA.items() if any(name in r for r in rows)}
+    return pl.DataFrame(rows, schema={**RECORD_SCHEMA, **extra}, strict=False)
+
+
+@dataclass
+class Rejected:
+    """Rows an importer could not use, each with a reason the user can act on."""
+
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+    def merge(self, other: Rejected) -> None:
+        for reason, count in other.reasons.items():
+            self.add(reason, count)
+
+
+def conform(frame: pl.DataFrame, *, default_source: str, rejected: Rejected) -> pl.DataFrame:
+    """Cast a frame to the unified schema, fill defaults, and drop unusable rows (counted).
+
+    Raises `FormatError` when a required column is missing altogether: that is a wrong file,
+    not a bad row.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise FormatError(f"missing required column(s): {', '.join(missing)}")
+    columns = []
+    for name, dtype in {**RECORD_SCHEMA, **OPTIONAL_EXTRA}.items():
+        if name in frame.columns:
+            column = pl.col(name)
+            if name == "higher_is_better" and frame.schema[name] == pl.String:
+                column = column.str.to_lowercase().replace_strict(
+                    {"true": True, "false": False, "1": True, "0": False}, default=None
+                )
+            columns.append(column.cast(dtype, strict=False).alias(name))
+        elif name in RECORD_SCHEMA:
+            columns.append(pl.lit(None, dtype=dtype).alias(name))
+    out = frame.select(columns)
+    out = out.with_columns(
+        pl.col("source").fill_null(default_source),
+        *(pl.col(c).str.strip_chars() for c in ("model", "dataset", "metric")),
+    )
+    bad_value = pl.col("value").is_null() | ~pl.col("value").is_finite()
+    missing_key = pl.any_horizontal(
+        pl.col(c).is_null() | (pl.col(c) == "") for c in ("model", "dataset", "metric")
+    )
+    rejected.add("missing model, dataset or metric", out.filter(missing_key).height)
+    rejected.add("value missing, NaN or infinite", out.filter(~missing_key & bad_value).height)
+    return out.filter(~missing_key & ~bad_value)

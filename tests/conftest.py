@@ -1,0 +1,76 @@
+"""Shared fixtures: isolated program data, the real data folder, and a store per engine."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+RAW = FIXTURES / "raw"
+SHARED_DATA = Path(os.environ.get("LENSROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
+PG_URL = os.environ.get("LENSROUTE_TEST_PG_URL")
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own LENSROUTE_HOME and config dir; no test sees the user's data."""
+    home = tmp_path / "lensroute-home"
+    monkeypatch.setenv("LENSROUTE_HOME", str(home))
+    monkeypatch.setenv("LENSROUTE_CONFIG", str(tmp_path / "lensroute-config"))
+    monkeypatch.delenv("LENSROUTE_DB", raising=False)
+    return home
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "records").is_dir():
+        pytest.skip(f"needs the shared data folder ({SHARED_DATA}); it is absent here")
+    return SHARED_DATA
+
+
+def _pg_schema_url(schema: str) -> str:
+    assert PG_URL is not None
+    separator = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server (set LENSROUTE_TEST_PG_URL; .ci/run starts one)")
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalogue.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(db_url: str):  # type: ignore[no-untyped-def]
+    from recommender.store import Store
+
+    opened = Store(db_url)
+    yield opened
+    opened.close()

@@ -1,0 +1,86 @@
+"""The store: schema, migrations, engine settings, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from recommender.errors import StoreError
+from recommender.store import LATEST_VERSION, Store, create_engine, current_version, schema, upgrade
+
+
+def _columns(engine: sa.Engine) -> dict[str, set[str]]:
+    inspector = sa.inspect(engine)
+    return {t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
+
+
+def test_fresh_store_is_at_latest_version_with_the_schema_tables(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert current_version(conn) == LATEST_VERSION
+    expected = {name: {c.name for c in table.columns} for name, table in schema.metadata.tables.items()}
+    assert _columns(store.engine) == expected
+
+
+def test_database_created_by_the_first_version_upgrades_and_keeps_its_data(db_url: str) -> None:
+    engine = create_engine(db_url)
+    assert upgrade(engine, target=1) == [1]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO sources (name, kind, created_at) VALUES ('old', 'import', 't0')")
+        conn.exec_driver_sql("INSERT INTO models (name, updated_at) VALUES ('org/m', 't0')")
+        conn.exec_driver_sql("INSERT INTO datasets (name, updated_at) VALUES ('d', 't0')")
+        conn.exec_driver_sql("INSERT INTO metrics (name) VALUES ('acc')")
+        conn.exec_driver_sql(
+            "INSERT INTO records (model_id, dataset_id, metric_id, source_id, value, crawled_at) VALUES (1, 1, 1, 1, 0.5, 't0')"
+        )
+    engine.dispose()
+
+    store = Store(db_url)  # opening migrates
+    with store.engine.connect() as conn:
+        assert current_version(conn) == LATEST_VERSION
+        assert conn.exec_driver_sql("SELECT value FROM records").scalar() == 0.5
+        assert conn.exec_driver_sql("SELECT generation FROM sources WHERE name = 'old'").scalar() == 0
+        applied = [v for (v,) in conn.exec_driver_sql("SELECT version FROM schema_migrations ORDER BY version")]
+    assert applied == list(range(1, LATEST_VERSION + 1))
+    expected = {name: {c.name for c in table.columns} for name, table in schema.metadata.tables.items()}
+    assert _columns(store.engine) == expected
+    store.close()
+
+
+def test_a_newer_schema_than_this_program_is_refused(db_url: str) -> None:
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"INSERT INTO schema_migrations (version, description, applied_at) VALUES ({LATEST_VERSION + 1}, 'future', 't')"
+        )
+    engine.dispose()
+    with pytest.raises(StoreError, match="newer than this lensroute"):
+        Store(db_url)
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with pytest.raises(sa.exc.IntegrityError), store.writing() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO records (model_id, dataset_id, metric_id, source_id, value, crawled_at) VALUES (9, 9, 9, 9, 1.0, 't')"
+        )
+    store.close()
+
+
+def test_write_transaction_rolls_back_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.writing() as conn:
+        conn.exec_driver_sql("INSERT INTO sources (name, kind, created_at) VALUES ('x', 'import', 't')")
+        raise RuntimeError("boom")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM sources").scalar() == 0
+
+
+def test_unreachable_database_is_a_one_line_store_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StoreError) as caught:
+        Store("postgresql://nobody@127.0.0.1:1/none")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(StoreError):
+        Store("not a url at all ::")
