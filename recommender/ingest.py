@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import sqlalchemy as sa
 
 from recommender import importers, paths
 from recommender.errors import Cancelled, LensrouteError, NotFoundError
@@ -149,12 +150,15 @@ def write_parsed(
     default_source: str,
     cancel: CancelToken,
     unit: str | None = None,
+    before_commit: Callable[[sa.Connection, WriteCounts], None] | None = None,
 ) -> WriteCounts:
     """Write one unit in one transaction (metadata first, then records in chunks).
 
     With `unit` given, an import whose content digest matches the last import of that unit,
     while none of its sources was written since, is answered from the digest without
-    comparing row by row: that is what makes an unchanged re-import cheap.
+    comparing row by row: that is what makes an unchanged re-import cheap. `before_commit`
+    runs inside the same transaction (a crawl saves its cursor there, so the cursor never
+    runs ahead of, or behind, what is stored).
     """
     counts = WriteCounts()
     counts.rejected.merge(parsed.rejected)
@@ -170,6 +174,8 @@ def write_parsed(
                 previous = json.loads(cached[2])
                 counts.unchanged = previous["rows"]
                 counts.rejected.merge(Rejected(previous["rejected_in_write"]))
+                if before_commit is not None:
+                    before_commit(conn, counts)
                 return counts
         write_dataset_metadata(conn, parsed.datasets, counts)
         write_model_metadata(conn, parsed.models, counts)
@@ -182,6 +188,8 @@ def write_parsed(
         if unit and digest:
             summary = {"rows": counts.added + counts.updated + counts.unchanged, "rejected_in_write": in_write.reasons}
             record_digest(conn, unit, digest, json.dumps(source_generations(conn, sources)), json.dumps(summary), crawled_at)
+        if before_commit is not None:
+            before_commit(conn, counts)
     return counts
 
 

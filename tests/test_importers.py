@@ -20,7 +20,7 @@ from recommender.importers.base import ImportContext
 from recommender.ingest import import_paths
 from recommender.records import Rejected
 from recommender.store import Store
-from recommender.store.queries import export_records, records_frame
+from recommender.store.export import export_records, records_frame
 from tests.conftest import FIXTURES, RAW
 
 COMPARED = ["source", "model", "model_revision", "dataset", "task", "metric", "subset", "split", "value",

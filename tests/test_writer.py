@@ -12,8 +12,8 @@ from recommender.ingest import write_parsed
 from recommender.progress import CancelToken
 from recommender.records import Rejected, conform, records_frame
 from recommender.store import Store
+from recommender.store.export import records_frame as stored_frame
 from recommender.store.queries import catalogue_stats
-from recommender.store.queries import records_frame as stored_frame
 from recommender.store.writer import write_records
 
 

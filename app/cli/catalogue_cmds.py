@@ -1,4 +1,8 @@
-"""Catalogue commands: init, import, export, stats (crawl lives in crawl_cmds)."""
+"""Catalogue commands: init, import, export, stats (crawl lives in crawl_cmds).
+
+Heavy modules (polars, the importers) are imported inside the commands that need them, so
+`lensroute stats` and `--help` start in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,18 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.cli.progress import progress_and_cancel
-from recommender import importers, paths
-from recommender.errors import EXIT_INTERRUPTED, LensrouteError, NotFoundError
-from recommender.ingest import ImportReport, UnitResult, import_paths
+from recommender import paths
+from recommender.errors import EXIT_INTERRUPTED, LensrouteError, NotFoundError, UsageError
 from recommender.store import Store
-from recommender.store.queries import EXPORT_FORMATS, catalogue_stats, export_records
-from recommender.store.writer import WriteCounts
+from recommender.store.queries import EXPORT_FORMATS, catalogue_stats
+
+if TYPE_CHECKING:
+    from recommender.ingest import ImportReport, UnitResult
+    from recommender.store.writer import WriteCounts
+
 
 SCHEMA_VERSION = 1
 
@@ -47,6 +55,8 @@ def _by_target(report: ImportReport) -> dict[str, list[UnitResult]]:
 
 
 def print_import_report(report: ImportReport) -> None:
+    from recommender.store.writer import WriteCounts
+
     for target, units in _by_target(report).items():
         fmt = units[0].format
         ok = [u for u in units if u.ok]
@@ -83,6 +93,17 @@ def import_report_json(report: ImportReport) -> dict:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from recommender import importers
+    from recommender.ingest import import_paths
+
+    if args.list_formats:
+        for fmt in importers.FORMATS:
+            print(f"{fmt.name:<20} {fmt.description}")
+        return 0
+    if not args.paths:
+        raise UsageError("import needs at least one PATH (or --list-formats)")
+    if args.format:
+        importers.get_format(args.format)  # unknown → usage error before anything is opened
     store = open_store(args)
     with progress_and_cancel("import", args.quiet) as (bar, token):
         report = import_paths(store, args.paths, fmt=args.format, source=args.source, progress=bar, cancel=token)
@@ -108,6 +129,8 @@ def ensure_seeded(store: Store, quiet: bool = True) -> ImportReport | None:
         return None
     if not (seed_dir() / "manifest.json").exists():
         raise NotFoundError(f"the bundled seed catalogue is missing ({seed_dir()}); reinstall lensroute")
+    from recommender.ingest import import_paths
+
     with progress_and_cancel("seed", quiet) as (bar, token):
         return import_paths(store, [seed_dir()], progress=bar, cancel=token)
 
@@ -146,6 +169,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from recommender.store.export import export_format_for, export_records
+
+    export_format_for(Path(args.path), args.format)  # a bad name is a usage error before any work
     store = open_store(args)
     path = Path(args.path).expanduser()
     count = export_records(store, path, args.format, args.source or None)
@@ -163,10 +189,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     p = commands.add_parser(
         "import", parents=[common], help="import leaderboard files or folders",
-        description="Import records. Formats are detected; known: " + ", ".join(importers.format_names()),
+        description="Import records; the format of each file or folder is detected (see --list-formats).",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--format", choices=importers.format_names(), help="skip detection and read every PATH as this format")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--format", help="skip detection and read every PATH as this format (see --list-formats)")
+    p.add_argument("--list-formats", action="store_true", help="list the formats lensroute reads")
     p.add_argument("--source", help="source name to record (default: per format, e.g. mteb, aider)")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=cmd_import)

@@ -15,6 +15,7 @@ from recommender.importers import (
     amlb,
     eee,
     evalplus,
+    livebench,
     meta,
     model_card,
     mteb,
@@ -34,6 +35,7 @@ FORMATS: tuple[Format, ...] = (
     *amlb.FORMATS,
     *alpaca_eval.FORMATS,
     *unified.FORMATS[1:2],  # records-csv
+    *livebench.FORMATS,
     *openllm.FORMATS,
     *unified.FORMATS[:1],  # records-parquet
     *eee.FORMATS[1:],

@@ -1,4 +1,6 @@
-"""EvalPlus leaderboard: `results.json` (HumanEval(+)/MBPP(+)) and `results/evalperf/COMBINED-RESULTS.json`."""
+"""EvalPlus-style leaderboards: EvalPlus `results.json` (HumanEval(+)/MBPP(+)),
+`results/evalperf/COMBINED-RESULTS.json`, and BigCodeBench's `results.json` /
+`results-hard.json`, which share the `{model: {"link", "pass@1": {split: value}, "size"}}` shape."""
 
 from __future__ import annotations
 
@@ -45,6 +47,16 @@ def _row(context: ImportContext, path: Path, model: str, dataset: str, task: str
 
 
 def _parse_results(path: Path, context: ImportContext) -> ParsedFile:
+    return _parse_pass_at_1(path, context, source=SOURCE, dataset_prefix="")
+
+
+def _parse_bigcodebench(path: Path, context: ImportContext) -> ParsedFile:
+    hard = "hard" in path.stem
+    return _parse_pass_at_1(path, context, source="bigcodebench",
+                            dataset_prefix="bigcodebench-hard/" if hard else "bigcodebench/")
+
+
+def _parse_pass_at_1(path: Path, context: ImportContext, *, source: str, dataset_prefix: str) -> ParsedFile:
     parsed = ParsedFile()
     rows = []
     for key, entry in _load(path).items():
@@ -54,10 +66,12 @@ def _parse_results(path: Path, context: ImportContext) -> ParsedFile:
         model = _hf_name(entry.get("link")) or key.strip()
         for dataset, value in entry["pass@1"].items():
             if _finite(value):
-                rows.append(_row(context, path, model, dataset, "code-generation", "pass@1", value))
+                row = _row(context, path, model, dataset_prefix + dataset, "code-generation", "pass@1", value)
+                row["source"] = context.source or source
+                rows.append(row)
             else:
                 parsed.rejected.add("EvalPlus cell without a value (not evaluated)")
-        meta: dict[str, object] = {"model": model, "extra": {"evalplus": {
+        meta: dict[str, object] = {"model": model, "extra": {source: {
             k: entry[k] for k in ("link", "open-data", "prompted", "size") if entry.get(k) is not None} | {"display_name": key}}}
         if _finite(entry.get("size")) and entry["size"] > 0:
             meta["n_parameters"] = round(float(entry["size"]) * 1e9)
@@ -88,6 +102,13 @@ def _sniff_results(path: Path) -> bool:
     return '"pass@1"' in head and ('"humaneval' in head or '"mbpp' in head)
 
 
+def _sniff_bigcodebench(path: Path) -> bool:
+    if path.suffix.lower() != ".json":
+        return False
+    head = read_head(path, 4096)
+    return '"pass@1"' in head and ('"complete"' in head or '"instruct"' in head)
+
+
 def _sniff_evalperf(path: Path) -> bool:
     return path.suffix.lower() == ".json" and '"dps_norm"' in read_head(path, 4096)
 
@@ -95,4 +116,5 @@ def _sniff_evalperf(path: Path) -> bool:
 FORMATS = (
     Format("evalplus-json", "EvalPlus results.json", _sniff_results, single(_parse_results)),
     Format("evalperf-json", "EvalPerf COMBINED-RESULTS.json", _sniff_evalperf, single(_parse_evalperf)),
+    Format("bigcodebench-json", "BigCodeBench results.json / results-hard.json", _sniff_bigcodebench, single(_parse_bigcodebench)),
 )
