@@ -287,3 +287,47 @@ def test_crawl_command_line(tmp_path: Path, server: LeaderboardServer) -> None:
     server.fault("/results.json", *["500"] * 20)
     failed = lensroute("--db", db, "crawl", "evalplus", "--base-url", server.base_url, "--restart")
     assert failed.returncode == 1 and "gave up" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_ctrl_c_during_a_cli_crawl_keeps_what_was_stored_and_the_rerun_resumes(tmp_path: Path, server: LeaderboardServer) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    shas = {m: hashlib.sha1(m.encode()).hexdigest() for m in HUB_MODELS}
+    serve_hub(server, shas, page_size=2)
+    listing = server.handlers["/api/models"]
+
+    def slow(path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.4)
+        return listing(path, query)
+
+    server.handlers["/api/models"] = slow
+    db = tmp_path / "c.db"
+    args = [sys.executable, "-m", "app", "--db", str(db), "crawl", "hf-hub", "--base-url", server.base_url, "--page-size", "2"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(db) as conn:
+                if conn.execute("SELECT COUNT(*) FROM models").fetchone()[0] >= 2:
+                    break
+        except sqlite3.Error:
+            continue
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    with sqlite3.connect(db) as conn:
+        kept = conn.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+        status = conn.execute("SELECT status FROM crawl_runs").fetchone()[0]
+    assert kept >= 2 and status == "cancelled"
+    rerun = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["resumed"] is True
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM models").fetchone()[0] == len(HUB_MODELS)
