@@ -86,6 +86,17 @@ def amlb_tasks(metadata_csv: Path) -> list[dict]:
     return out
 
 
+def benchmark_tasks(records: pl.DataFrame) -> list[dict]:
+    """Curated descriptions of the non-MTEB benchmarks (resources/benchmark_descriptions.yaml)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "resources" / "benchmark_descriptions.yaml"
+    descriptions = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    tasks = dict(records.filter(pl.col("source") != "mteb").select("dataset", "task").unique("dataset", keep="first").iter_rows())
+    return [{"name": name, "type": tasks.get(name), "description": text} for name, text in sorted(descriptions.items())
+            if name in tasks]
+
+
 def _write_jsonl_gz(path: Path, rows: list[dict]) -> None:
     # mtime=0 keeps the gzip header, and so the file, identical across builds.
     with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as handle:
@@ -109,6 +120,7 @@ def build(data: Path, out: Path) -> dict:
     amlb_meta = data / "raw" / "amlb" / "reports" / "old" / "datasets" / "1h" / "metadata.csv"
     if amlb_meta.exists():
         slim.extend(amlb_tasks(amlb_meta))
+    slim.extend(benchmark_tasks(records))
     _write_jsonl_gz(out / "datasets.jsonl.gz", slim)
 
     inputs = [*record_files, data / "meta" / "models.jsonl", data / "meta" / "mteb_tasks.jsonl"]

@@ -319,14 +319,14 @@ def test_ctrl_c_during_a_cli_crawl_keeps_what_was_stored_and_the_rerun_resumes(t
         except sqlite3.Error:
             continue
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _out, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert "Traceback" not in err
     with sqlite3.connect(db) as conn:
         kept = conn.execute("SELECT COUNT(*) FROM models").fetchone()[0]
         status = conn.execute("SELECT status FROM crawl_runs").fetchone()[0]
     assert kept >= 2 and status == "cancelled"
-    rerun = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=60)
+    rerun = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["resumed"] is True
     with sqlite3.connect(db) as conn:

@@ -1,0 +1,143 @@
+"""Recommender commands: train, evaluate, rank."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from app.cli.catalogue_cmds import emit_json, open_store
+from app.cli.progress import progress_and_cancel
+from recommender.errors import EXIT_INTERRUPTED, Cancelled, UsageError
+
+
+def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from recommender.training import TrainConfig
+
+    config = TrainConfig()
+    overrides = {k: getattr(args, k) for k in ("epochs", "device", "seed") if getattr(args, k, None) is not None}
+    return TrainConfig(**{**config.as_dict(), **overrides})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from recommender.pipeline import train_ranker
+    from recommender.ranker import user_ranker_dir
+
+    store = open_store(args)
+    out = Path(args.out).expanduser() if args.out else user_ranker_dir()
+    try:
+        with progress_and_cancel("train", args.quiet) as (bar, token):
+            manifest = train_ranker(store, _train_config(args), out, resume=args.resume, progress=bar, cancel=token)
+    except Cancelled:
+        print("training cancelled; `lensroute train --resume` continues from the last finished epoch", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = {"model_version": manifest["model_version"], "path": str(out), "data": manifest["data"],
+               "validation": {k: v for k, v in manifest["validation"].items() if k != "history"},
+               "training": manifest["training"], "parity": manifest["parity"]}
+    if args.json:
+        emit_json(summary)
+    else:
+        data, val = manifest["data"], manifest["validation"]
+        print(f"trained ranker {manifest['model_version']} → {out}")
+        print(f"  data: {data['records']:,} records, {data['groups']:,} ranking groups, {data['models']:,} models")
+        print(f"  validation (new datasets): best τw {val['best_val_tau_w']:.3f} at epoch {val['best_epoch'] + 1}")
+        print(f"  {manifest['training']['rows_per_second']:,} rows/s, {manifest['training']['seconds']} s; "
+              f"ONNX parity max |Δ| {manifest['parity']['max_abs_diff']:.2e}")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "  n/a" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recommender.baselines import BASELINES
+    from recommender.pipeline import evaluate
+
+    methods = None
+    if args.methods:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in methods if m != "modellens" and m not in BASELINES]
+        if unknown:
+            raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: modellens, {', '.join(BASELINES)}")
+    store = open_store(args)
+    try:
+        with progress_and_cancel(f"evaluate {args.split}", args.quiet) as (bar, token):
+            report = evaluate(store, args.split, _train_config(args), methods=methods, progress=bar, cancel=token)
+    except Cancelled:
+        print("evaluation cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        emit_json({"schema_version": 1, **report.as_json()})
+        return 0
+    columns = ["tau_w", "ndcg@1", "ndcg@5", "ndcg@10", "ndcg@30", "hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "recall@30"]
+    print(f"split {report.split} (seed {report.seed}): {report.n_train_groups:,} training groups, "
+          f"{report.n_test_groups:,} test groups")
+    print(f"{'method':<22}" + "".join(f"{c:>10}" for c in columns) + f"{'seconds':>9}")
+    for method in report.methods:
+        if not method.metrics:
+            print(f"{method.method:<22}  {method.note}")
+            continue
+        print(f"{method.method:<22}" + "".join(f"{_fmt(method.metrics.get(c, float('nan'))):>10}" for c in columns)
+              + f"{method.seconds:>9.1f}")
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from recommender.ranker import Ranker, read_candidates
+
+    if not (args.description and args.description.strip()) and not args.dataset:
+        raise UsageError("describe the dataset with --description TEXT (or name a catalogued one with --dataset)")
+    candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
+    ranker = Ranker.load(args.model, device=args.device)
+    ranking = ranker.rank(args.description or "", dataset=args.dataset, task=args.task, metric=args.metric,
+                          top_k=args.top_k, candidates=candidates)
+    if args.json:
+        emit_json(ranking.as_json())
+        return 0
+    query = ranking.query
+    print(f"ranking for {query['task']} / {query['metric']} (ranker {ranking.model_version}, {query['candidates']:,} candidates)")
+    for note in ranking.notes:
+        print(f"  note: {note}")
+    for result in ranking.results:
+        flag = "" if result.known else "  [unseen: ranked from its metadata]"
+        print(f"{result.rank:>4}. {result.model:<60} {result.score:8.3f}{flag}")
+        for item in result.evidence[:2]:
+            value = "n/a" if item["value"] is None else f"{item['value']:.4g}"
+            print(f"        evidence: {item['dataset']} ({item['metric']} {value}, similarity {item['similarity']:.2f})")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("train", parents=[common], help="train the ModelLens ranker on the catalogue")
+    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping decides; default 60)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="torch device (default cpu)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--out", help="where to write the ranker (default: $LENSROUTE_HOME/models/ranker)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted training from its checkpoint")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("evaluate", parents=[common], help="ModelLens and every baseline on one split")
+    p.add_argument("--split", choices=["random", "new-dataset", "new-model"], required=True)
+    p.add_argument("--methods", help="comma-separated subset (default: modellens and every baseline)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, help="split and training seed (default 0)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("rank", parents=[common], help="rank models for a dataset you describe")
+    p.add_argument("--description", help="what the dataset is: domain, language, inputs and outputs")
+    p.add_argument("--dataset", help="its name (a catalogued dataset is recognised)")
+    p.add_argument("--task", help="task type, e.g. Retrieval, Classification, code-generation")
+    p.add_argument("--metric", help="metric to rank by, e.g. ndcg_at_10, accuracy, pass@1")
+    p.add_argument("--top-k", type=int, default=10, help="how many to show; 0 = all (default 10)")
+    p.add_argument("--candidates", help="CSV or JSONL of models to rank (model, n_parameters, family, release_date, description)")
+    p.add_argument("--model", help="ranker folder (default: the trained one, else the bundled one)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ONNX Runtime execution provider")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rank)

@@ -1,0 +1,79 @@
+"""`lensroute evaluate`: ModelLens and every baseline on one seeded split, one table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recommender.baselines import BASELINES
+from recommender.evidence import dataset_similarity
+from recommender.metrics import group_metrics, macro_average
+from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
+from recommender.space import GroupSet, LensSpace
+from recommender.splits import Split
+from recommender.training import SpaceTensors, TrainConfig, score_groups, train
+
+
+@dataclass
+class MethodResult:
+    method: str
+    metrics: dict[str, float]
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class EvaluationReport:
+    split: str
+    seed: int
+    n_train_groups: int
+    n_test_groups: int
+    methods: list[MethodResult] = field(default_factory=list)
+    training: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "split": self.split, "seed": self.seed, "n_train_groups": self.n_train_groups,
+            "n_test_groups": self.n_test_groups, "training": self.training,
+            "methods": [{"method": m.method, "seconds": round(m.seconds, 2), "note": m.note, **m.metrics} for m in self.methods],
+        }
+
+
+def evaluate_scores(test: GroupSet, scores: list[np.ndarray]) -> dict[str, float]:
+    return macro_average([group_metrics(test.z[g], scores[g]) for g in range(len(test))])
+
+
+def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, methods: list[str] | None = None,
+                   progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> EvaluationReport:
+    report = EvaluationReport(split.name, config.seed, len(split.train), len(split.test))
+    wanted = methods or ["modellens", *BASELINES]
+    steps = len(wanted)
+    for step, method in enumerate(wanted):
+        cancel.raise_if_cancelled()
+        progress(step, steps, method)
+        started = time.perf_counter()
+        if method == "modellens":
+            result = train(space, split.train, split.val, config, unknown_models=split.unknown_models,
+                           unknown_datasets=split.unknown_datasets, progress=SubProgress(progress, step, 1, steps), cancel=cancel)
+            tensors = SpaceTensors(space, next(result.model.parameters()).device)
+            assert result.evidence is not None
+            test_evidence = result.evidence.group_features(space, dataset_similarity(space), split.test)
+            scores = score_groups(result.model, tensors, split.test, split.test.members, test_evidence,
+                                  split.unknown_models, split.unknown_datasets)
+            report.training = {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
+                               "best_val_tau_w": result.best_val_tau, "rows_seen": result.rows_seen,
+                               "rows_per_second": round(result.rows_seen / max(result.seconds, 1e-9)),
+                               "seconds": round(result.seconds, 1)}
+            note = ""
+        else:
+            scores = BASELINES[method](space, split)
+            note = ""
+            if scores is None:
+                report.methods.append(MethodResult(method, {}, time.perf_counter() - started,
+                                                   "not defined on a cold-start split"))
+                continue
+        report.methods.append(MethodResult(method, evaluate_scores(split.test, scores), time.perf_counter() - started, note))
+    progress(steps, steps, "done")
+    return report

@@ -1,0 +1,172 @@
+"""Export a trained ModelLens to a self-contained ranker folder (ONNX + arrays, no torch needed).
+
+    scorer.onnx      (model-side halves of N models, their evidence, one dataset) → N scores
+    model_side.onnx  views of new models → their model-side halves (for candidates the catalogue
+                     has never seen)
+    arrays.npz       precomputed model-side halves of every known model, the evidence index,
+                     dataset description embeddings, the name n-gram table (float16)
+    vocab.json       models, datasets, tasks, metrics, families
+    manifest.json    version, training configuration and data fingerprint, parity check
+
+The model half of the first layer is precomputed once here, so ranking every known model for a
+new dataset is a handful of matrix products in ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
+from recommender.modellens import TEXT_DIM, ModelLens
+from recommender.space import GroupSet, LensSpace
+from recommender.training import SpaceTensors
+
+FORMAT = 1
+
+
+class _ModelSide(nn.Module):
+    def __init__(self, lens: ModelLens) -> None:
+        super().__init__()
+        self.lens = lens
+
+    def forward(self, ids, name_vec, text, size, family):  # type: ignore[no-untyped-def]
+        lens = self.lens
+        x_m = torch.cat([lens.model_id(ids), name_vec, lens.model_text(text), lens.size(size), lens.family(family)], dim=-1)
+        return lens.model_side(x_m)
+
+
+class _Scorer(nn.Module):
+    def __init__(self, lens: ModelLens) -> None:
+        super().__init__()
+        self.lens = lens
+
+    def forward(self, h_m, u_m, size, family, evidence, dataset_id, dataset_text, task, metric):  # type: ignore[no-untyped-def]
+        lens = self.lens
+        x_g = lens.dataset_inputs(dataset_id, dataset_text, task, metric)
+        h_g, v_g = lens.dataset_side(x_g)
+        n = h_m.shape[0]
+        return lens.combine(h_m, u_m, size, family, h_g.expand(n, -1), v_g.expand(n, -1), task.expand(n), evidence)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def known_model_sides(lens: ModelLens, space: LensSpace, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Model halves for every space row; rows without training results use the unknown id."""
+    tensors = SpaceTensors(space, torch.device("cpu"))
+    from recommender.training import model_side
+
+    rows = np.arange(space.n_models)
+    ids = np.where(trained, rows, 0)
+    out_h, out_u = [], []
+    with torch.no_grad():
+        lens.eval()
+        for start in range(0, len(rows), 4096):
+            h, u = model_side(lens, tensors, rows[start : start + 4096], ids[start : start + 4096])
+            out_h.append(h.numpy())
+            out_u.append(u.numpy())
+    return np.vstack(out_h).astype(np.float32), np.vstack(out_u).astype(np.float32)
+
+
+def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence: EvidenceIndex, out: Path,
+                  metadata: dict, metric_higher: dict[str, bool]) -> dict:
+    """Write the ranker folder atomically (a temporary sibling renamed into place)."""
+    lens = lens.cpu().eval()
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    config = lens.config
+    trained = np.zeros(space.n_models, bool)
+    trained[np.unique(np.concatenate(groups.members))] = True
+    trained[0] = False
+    h, u = known_model_sides(lens, space, trained)
+
+    with torch.no_grad():
+        n = 3
+        side_inputs = (torch.zeros(n, dtype=torch.long), torch.zeros(n, config.name_dim), torch.zeros(n, TEXT_DIM),
+                       torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long))
+        # wrappers made in eval mode: the exporter restores the wrapper's mode (recursively) afterwards
+        torch.onnx.export(_ModelSide(lens).eval(), side_inputs, str(staging / "model_side.onnx"),
+                          input_names=["model_id", "name_vector", "text", "size", "family"], output_names=["h", "u"],
+                          dynamic_axes={k: {0: "n"} for k in ("model_id", "name_vector", "text", "size", "family", "h", "u")},
+                          opset_version=17, dynamo=False)
+        scorer_inputs = (torch.zeros(n, config.hidden), torch.zeros(n, config.rank), torch.zeros(n, dtype=torch.long),
+                         torch.zeros(n, dtype=torch.long), torch.zeros(n, config.n_evidence), torch.zeros(1, dtype=torch.long),
+                         torch.zeros(1, TEXT_DIM), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+        torch.onnx.export(_Scorer(lens).eval(), scorer_inputs, str(staging / "scorer.onnx"),
+                          input_names=["h", "u", "size", "family", "evidence", "dataset_id", "dataset_text", "task", "metric"],
+                          output_names=["score"],
+                          dynamic_axes={k: {0: "n"} for k in ("h", "u", "size", "family", "evidence", "score")},
+                          opset_version=17, dynamo=False)
+
+    np.savez_compressed(
+        staging / "arrays.npz",
+        h=h, u=u, size=space.models.size, family=space.models.family, trained=trained,
+        dataset_text=space.dataset_text.astype(np.float16), dataset_base=base_index(space),
+        group_dataset=groups.dataset, group_task=groups.task, group_metric=groups.metric,
+        ev_model=evidence.model.astype(np.int32), ev_dataset=evidence.dataset.astype(np.int32),
+        ev_base=evidence.base.astype(np.int32), ev_task=evidence.task.astype(np.int16), ev_z=evidence.z,
+        ev_pct=evidence.pct, ev_starts=evidence.starts, ev_metric=groups.metric[evidence.group].astype(np.int16),
+        ev_y=evidence.y, name_table=lens.name_ngrams.weight.detach().numpy().astype(np.float16),
+        metric_higher=np.array([metric_higher.get(m, True) for m in space.metric_vocab.items], bool),
+    )
+    vocab = {"models": space.model_names, "datasets": space.dataset_vocab.items, "dataset_bases": space.dataset_base[1:],
+             "tasks": space.task_vocab.items, "metrics": space.metric_vocab.items, "families": space.family_vocab.items}
+    (staging / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    parity = check_parity(lens, space, staging, h, u, groups, evidence)
+    manifest = {
+        "format": FORMAT,
+        "kind": "lensroute-ranker",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "lens_config": config.as_dict(),
+        "parity": parity,
+        **metadata,
+    }
+    manifest["model_version"] = metadata.get("model_version") or hashlib.sha256(
+        json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    manifest["files"] = {p.name: _sha256(p) for p in sorted(staging.iterdir())}
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    if out.exists():
+        previous = out.with_name(out.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(out, previous)
+        os.replace(staging, out)
+        shutil.rmtree(previous, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+    return manifest
+
+
+def check_parity(lens: ModelLens, space: LensSpace, folder: Path, h: np.ndarray, u: np.ndarray, groups: GroupSet,
+                 evidence: EvidenceIndex, n_datasets: int = 5) -> dict:
+    """ONNX scorer vs the torch model on every model for a few datasets: max |Δ| and top-50."""
+    from recommender.onnx_session import create_session
+
+    session, _ = create_session(folder / "scorer.onnx", device="cpu")
+    similarity = dataset_similarity(space)
+    rows = np.arange(space.n_models)
+    worst, same_top = 0.0, True
+    picks = np.linspace(0, len(groups) - 1, num=min(n_datasets, len(groups))).astype(int)
+    for g in picks:
+        ds, task, metric = int(groups.dataset[g]), int(groups.task[g]), int(groups.metric[g])
+        ev = evidence.query_features(similarity[ds], task, int(base_index(space)[ds]), rows)
+        feeds = {"h": h, "u": u, "size": space.models.size, "family": space.models.family, "evidence": ev,
+                 "dataset_id": np.array([ds]), "dataset_text": space.dataset_text[ds][None].astype(np.float32),
+                 "task": np.array([task]), "metric": np.array([metric])}
+        onnx_scores = session.run(None, feeds)[0]
+        with torch.no_grad():
+            torch_scores = _Scorer(lens).eval()(*(torch.as_tensor(feeds[k]) for k in ("h", "u", "size", "family", "evidence",
+                                                                                "dataset_id", "dataset_text", "task", "metric"))).numpy()
+        worst = max(worst, float(np.max(np.abs(onnx_scores - torch_scores))))
+        same_top &= bool(np.array_equal(np.argsort(-onnx_scores, kind="stable")[:50], np.argsort(-torch_scores, kind="stable")[:50]))
+    return {"max_abs_diff": worst, "identical_top50": same_top, "datasets_checked": len(picks)}

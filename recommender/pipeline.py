@@ -1,0 +1,111 @@
+"""End-to-end jobs over the store: train the ranker, evaluate it. Each is one function with
+progress and cancellation, used by the CLI, the GUI and the build script alike."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from recommender.errors import NoDataError
+from recommender.evaluation import EvaluationReport, run_evaluation
+from recommender.evidence import EvidenceIndex
+from recommender.frames import load_catalogue, ranking_groups
+from recommender.lens_export import export_ranker
+from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
+from recommender.space import GroupSet, LensSpace, build_space, group_set
+from recommender.splits import make_split
+from recommender.store import Store
+from recommender.training import TrainConfig, train
+
+MIN_GROUPS = 10
+MIN_MODELS = 5
+
+
+def prepare(store: Store, progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED,
+            encode=None) -> tuple[LensSpace, GroupSet, dict]:  # type: ignore[no-untyped-def]
+    """Catalogue → ranking groups → indexed space (text views embedded, cached)."""
+    catalogue = load_catalogue(store)
+    if catalogue.records.is_empty():
+        raise NoDataError("the catalogue is empty: run `lensroute init` (bundled seed) or `lensroute import PATH`")
+    groups = ranking_groups(catalogue)
+    n_groups, n_models = groups["group_id"].n_unique(), groups["model_id"].n_unique()
+    if n_groups < MIN_GROUPS or n_models < MIN_MODELS:
+        raise NoDataError(
+            f"too little to train on: {n_groups} ranking groups and {n_models} models with comparable results "
+            f"(need at least {MIN_GROUPS} groups and {MIN_MODELS} models: datasets on which two or more models "
+            "were evaluated with a metric of known direction)"
+        )
+    if encode is None:
+        from recommender.text_encoder import default_encoder
+
+        encode = default_encoder().encode
+    space = build_space(catalogue, groups, encode, progress=progress, cancel=cancel)
+    fingerprint = hashlib.sha256(
+        groups.select("group_id", "model_id", "y").sort("group_id", "model_id").hash_rows(seed=0).to_numpy().tobytes()
+    ).hexdigest()[:16]
+    data = {"records": catalogue.records.height, "groups": n_groups, "models": n_models,
+            "datasets": groups["dataset_key"].n_unique(), "fingerprint": fingerprint}
+    metrics = {}
+    with store.engine.connect() as conn:
+        for name, higher in conn.exec_driver_sql("SELECT name, higher_is_better FROM metrics").fetchall():
+            metrics[name] = bool(higher) if higher is not None else True
+    data["metric_higher"] = metrics
+    return space, group_set(space, groups), data
+
+
+def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool = False,
+                 progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> dict:  # type: ignore[no-untyped-def]
+    """Train on the whole catalogue and export the ranker folder; returns its manifest.
+
+    Early stopping needs held-out data, so a first run holds out 10% of the dataset names
+    (the question the ranker will be asked is "a dataset it has not seen"); the final model is
+    then refitted on everything for the epoch count that run found best.
+    """
+    started = time.perf_counter()
+    space, groups, data = prepare(store, SubProgress(progress, 0, 1, 4), cancel, encode)
+    metric_higher = data.pop("metric_higher")
+    split = make_split(space, groups, "new-dataset", seed=config.seed, test_share=0.10)
+    # the split's own test part is not used here: its datasets rejoin the training set below
+    validation = train(space, _union(split.train, split.test), split.val, config, unknown_datasets=True,
+                       checkpoint=out.with_name(out.name + ".checkpoint.pt"), resume=resume,
+                       progress=SubProgress(progress, 1, 1, 4), cancel=cancel)
+    final_config = replace(config, epochs=validation.best_epoch + 1, patience=config.epochs + 1)
+    final = train(space, groups, groups.subset([]), final_config, progress=SubProgress(progress, 2, 1, 4), cancel=cancel)
+    evidence = EvidenceIndex.from_groups(space, groups)
+    progress(3, 4, "exporting to ONNX")
+    manifest = export_ranker(final.model, space, groups, evidence, out, {
+        "train_config": config.as_dict(), "data": data,
+        "validation": {"split": "new-dataset (10% of dataset names)", "best_epoch": validation.best_epoch,
+                       "best_val_tau_w": validation.best_val_tau, "history": validation.history},
+        "training": {"rows_seen": validation.rows_seen + final.rows_seen,
+                     "seconds": round(time.perf_counter() - started, 1),
+                     "rows_per_second": round((validation.rows_seen + final.rows_seen) / max(validation.seconds + final.seconds, 1e-9))},
+    }, metric_higher)
+    progress(4, 4, "done")
+    return manifest
+
+
+def _union(a: GroupSet, b: GroupSet) -> GroupSet:
+    return GroupSet(a.keys + b.keys, a.base + b.base, np.concatenate([a.dataset, b.dataset]),
+                    np.concatenate([a.task, b.task]), np.concatenate([a.metric, b.metric]), a.members + b.members,
+                    a.y + b.y, a.z + b.z)
+
+
+def evaluate(store: Store, split_name: str, config: TrainConfig, *, methods: list[str] | None = None,
+             progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> EvaluationReport:  # type: ignore[no-untyped-def]
+    space, groups, data = prepare(store, SubProgress(progress, 0, 1, 5), cancel, encode)
+    split = make_split(space, groups, split_name, seed=config.seed)
+    if not len(split.test):
+        raise NoDataError(f"the {split_name} split left no test group with two or more models")
+    report = run_evaluation(space, split, config, methods=methods, progress=SubProgress(progress, 1, 4, 5), cancel=cancel)
+    report.training["data"] = {k: v for k, v in data.items() if k != "metric_higher"}
+    return report
+
+
+def manifest_summary(manifest: dict) -> str:
+    return json.dumps({k: manifest.get(k) for k in ("model_version", "created_at", "data", "parity")}, default=str)

@@ -1,0 +1,303 @@
+"""Serving: rank models for a described dataset with the exported ranker (ONNX Runtime only).
+
+No torch and no polars on this path: a ranking loads the ranker folder, embeds the description
+with the shared text encoder, computes every candidate's evidence view with vectorised numpy,
+and scores all candidates in one ONNX Runtime call.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recommender import paths
+from recommender.errors import FormatError, NotFoundError, RuntimeUnavailableError, UsageError
+from recommender.features import dataset_text, model_text, name_ngram_ids, size_bucket
+from recommender.normalise import family_from_name, model_key
+
+RANKER_DIR_NAME = "ranker"
+EVIDENCE_PER_RESULT = 3
+
+
+def user_ranker_dir() -> Path:
+    return paths.models_dir() / RANKER_DIR_NAME
+
+
+def bundled_ranker_dir() -> Path:
+    return paths.resources_dir() / RANKER_DIR_NAME
+
+
+def find_ranker_dir(explicit: str | Path | None = None) -> Path:
+    """`--model DIR`, else the one `lensroute train` wrote, else the pretrained one shipped."""
+    for candidate in ([Path(explicit)] if explicit else [user_ranker_dir(), bundled_ranker_dir()]):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    if explicit:
+        raise NotFoundError(f"no ranker in {explicit} (it needs manifest.json, scorer.onnx, arrays.npz, vocab.json)")
+    raise RuntimeUnavailableError("no trained ranker found; train one with `lensroute train` (the catalogue must hold records)")
+
+
+@dataclass
+class Candidate:
+    model: str
+    n_parameters: float | None = None
+    family: str | None = None
+    release_date: str | None = None
+    description: str | None = None
+
+
+@dataclass
+class RankedModel:
+    rank: int
+    model: str
+    score: float
+    known: bool
+    evidence: list[dict]
+
+    def as_json(self) -> dict:
+        return {"rank": self.rank, "model": self.model, "score": round(self.score, 6), "known": self.known,
+                "evidence": self.evidence}
+
+
+@dataclass
+class Ranking:
+    query: dict
+    model_version: str
+    results: list[RankedModel]
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"query": self.query, "model_version": self.model_version,
+                "results": [r.as_json() for r in self.results], "notes": self.notes}
+
+
+def read_candidates(path: Path) -> list[Candidate]:
+    """CSV or JSONL with a `model` column; optional n_parameters, family, release_date, description."""
+    if not path.is_file():
+        raise NotFoundError(f"candidates file not found: {path}")
+    rows: list[dict] = []
+    try:
+        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise FormatError(f"{path.name} line {number}: not a JSON object")
+                    rows.append(row)
+        else:
+            with path.open(encoding="utf-8", newline="") as handle:
+                rows = list(csv.DictReader(handle))
+    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
+        raise FormatError(f"malformed candidates file {path.name}: {str(exc).splitlines()[0]}") from exc
+    if not rows or "model" not in rows[0]:
+        raise FormatError(f"candidates file {path.name} needs a 'model' column and at least one row")
+    out = []
+    for number, row in enumerate(rows, start=1):
+        name = str(row.get("model") or "").strip()
+        if not name:
+            raise FormatError(f"{path.name} row {number}: empty model name")
+        params = row.get("n_parameters")
+        try:
+            n_parameters = float(params) if params not in (None, "") else None
+        except (TypeError, ValueError):
+            raise FormatError(f"{path.name} row {number}: n_parameters {params!r} is not a number") from None
+        out.append(Candidate(name, n_parameters, (row.get("family") or None), (row.get("release_date") or None),
+                             (row.get("description") or None)))
+    return out
+
+
+class Ranker:
+    def __init__(self, folder: Path, device: str = "auto") -> None:
+        from recommender.onnx_session import create_session
+
+        self.folder = folder
+        try:
+            self.manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+            with np.load(folder / "arrays.npz") as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, KeyError) as exc:
+            raise RuntimeUnavailableError(f"the ranker in {folder} is unreadable ({exc}); retrain with `lensroute train`") from exc
+        if self.manifest.get("kind") != "lensroute-ranker":
+            raise RuntimeUnavailableError(f"{folder} does not hold a lensroute ranker")
+        self.model_version = str(self.manifest.get("model_version", "unknown"))
+        self.models: list[str] = vocab["models"]
+        self.datasets: list[str] = vocab["datasets"]
+        self.tasks: list[str] = vocab["tasks"]
+        self.metrics: list[str] = vocab["metrics"]
+        self.families: list[str] = vocab["families"]
+        self.dataset_bases: list[str] = vocab["dataset_bases"]
+        self.h = arrays["h"].astype(np.float32)
+        self.u = arrays["u"].astype(np.float32)
+        self.size = arrays["size"].astype(np.int64)
+        self.family = arrays["family"].astype(np.int64)
+        self.trained = arrays["trained"].astype(bool)
+        self.dataset_text = arrays["dataset_text"].astype(np.float32)
+        self.dataset_base = arrays["dataset_base"].astype(np.int64)
+        self.group_dataset, self.group_task, self.group_metric = arrays["group_dataset"], arrays["group_task"], arrays["group_metric"]
+        self.name_table = arrays["name_table"].astype(np.float32)
+        self.metric_higher = arrays["metric_higher"]
+        from recommender.evidence import EvidenceIndex
+
+        self.evidence = EvidenceIndex(arrays["ev_model"].astype(np.int64), arrays["ev_dataset"].astype(np.int64),
+                                      arrays["ev_base"].astype(np.int64), arrays["ev_task"].astype(np.int64),
+                                      arrays["ev_z"].astype(np.float32), arrays["ev_pct"].astype(np.float32),
+                                      arrays["ev_starts"].astype(np.int64), np.zeros(0, np.int64), arrays["ev_y"].astype(np.float32))
+        self.ev_metric = arrays["ev_metric"].astype(np.int64)
+        self._normed = self.dataset_text / np.maximum(np.linalg.norm(self.dataset_text, axis=1, keepdims=True), 1e-9)
+        self._by_key = {model_key(name): i + 1 for i, name in enumerate(self.models)}
+        self._datasets = {name: i + 1 for i, name in enumerate(self.datasets)}
+        self.scorer, self.session_info = create_session(folder / "scorer.onnx", device=device)
+        self.model_side, _ = create_session(folder / "model_side.onnx", device="cpu")
+        self._encoder = None
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None, device: str = "auto") -> Ranker:
+        return cls(find_ranker_dir(folder), device)
+
+    @property
+    def encoder(self):  # type: ignore[no-untyped-def]
+        if self._encoder is None:
+            from recommender.text_encoder import default_encoder
+
+            self._encoder = default_encoder()
+        return self._encoder
+
+    # -- resolving the query ------------------------------------------------------------------------
+
+    def _nearest_name(self, wanted: str, known: Sequence[str], kind: str) -> tuple[int, str]:
+        vectors = self.encoder.encode([f"{kind}: {wanted}", *[f"{kind}: {k}" for k in known]])
+        sims = vectors[1:] @ vectors[0]
+        best = int(np.argmax(sims))
+        return best + 1, known[best]
+
+    def _resolve(self, description: str, dataset: str | None, task: str | None, metric: str | None) -> tuple[dict, list[str], np.ndarray]:
+        notes: list[str] = []
+        dataset_idx = self._datasets.get(dataset or "", 0)
+        if dataset and not dataset_idx:
+            notes.append(f"dataset {dataset!r} is not in the catalogue: ranked as a new dataset from its description")
+        text = dataset_text(dataset or "user dataset", task, description, {}) if description.strip() else None
+        if text is None and not dataset_idx:
+            raise UsageError("describe the dataset (--description TEXT) or name a catalogued one (--dataset NAME)")
+        query_vector = self.encoder.encode([text])[0] if text else self.dataset_text[dataset_idx]
+        sims = self._normed @ (query_vector / max(float(np.linalg.norm(query_vector)), 1e-9))
+        sims[0] = -1.0
+        nearest = int(np.argmax(sims)) if dataset_idx == 0 else dataset_idx
+
+        def groups_of(d: int) -> np.ndarray:
+            return np.flatnonzero(self.group_dataset == d)
+
+        if task and task in self.tasks:
+            task_idx = self.tasks.index(task) + 1
+        elif task:
+            task_idx, used = self._nearest_name(task, self.tasks, "task")
+            notes.append(f"task {task!r} is unknown to the ranker: using the nearest known task {used!r}")
+        else:
+            task_idx = int(self.group_task[groups_of(nearest)[0]])
+            notes.append(f"no task given: using {self.tasks[task_idx - 1]!r}, the task of the closest known dataset "
+                         f"{self.datasets[nearest - 1]!r}")
+        if metric and metric in self.metrics:
+            metric_idx = self.metrics.index(metric) + 1
+        elif metric:
+            metric_idx, used = self._nearest_name(metric, self.metrics, "metric")
+            notes.append(f"metric {metric!r} is unknown to the ranker: using the nearest known metric {used!r}")
+        else:
+            same_task = [g for g in np.argsort(-sims[self.group_dataset]) if self.group_task[g] == task_idx]
+            metric_idx = int(self.group_metric[same_task[0]]) if same_task else int(self.group_metric[groups_of(nearest)[0]])
+            notes.append(f"no metric given: using {self.metrics[metric_idx - 1]!r}, the metric of the closest "
+                         f"{self.tasks[task_idx - 1]!r} dataset")
+        resolved = {"description": description, "dataset": dataset, "task": self.tasks[task_idx - 1],
+                    "metric": self.metrics[metric_idx - 1], "dataset_known": bool(dataset_idx)}
+        resolved["_ids"] = (dataset_idx, task_idx, metric_idx, query_vector)
+        return resolved, notes, sims
+
+    # -- candidates -----------------------------------------------------------------------------------
+
+    def _new_model_sides(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        names = [c.model for c in candidates]
+        name_vectors = np.stack([self.name_table[name_ngram_ids(n)].mean(0) for n in names]).astype(np.float32)
+        texts = self.encoder.encode([model_text(c.model, c.family, c.n_parameters, None, c.description, {}) for c in candidates])
+        families = np.array([(self.families.index(f) + 1) if f in self.families else 0
+                             for f in ((c.family or family_from_name(c.model)) for c in candidates)], dtype=np.int64)
+        sizes = np.array([size_bucket(c.n_parameters) for c in candidates], dtype=np.int64)
+        h, u = self.model_side.run(None, {"model_id": np.zeros(len(candidates), np.int64), "name_vector": name_vectors,
+                                          "text": texts, "size": sizes, "family": families})
+        return h, u, sizes, families
+
+    # -- ranking ----------------------------------------------------------------------------------------
+
+    def rank(self, description: str, *, dataset: str | None = None, task: str | None = None, metric: str | None = None,
+             top_k: int = 10, candidates: list[Candidate] | None = None) -> Ranking:
+        if top_k < 0:
+            raise UsageError("--top-k must be 0 (all) or a positive number")
+        query, notes, sims = self._resolve(description or "", dataset, task, metric)
+        dataset_idx, task_idx, metric_idx, query_vector = query.pop("_ids")
+        exclude = int(self.dataset_base[dataset_idx]) if dataset_idx else None
+        if candidates is None:
+            rows = self._default_candidates(task_idx, sims, max(top_k, 10), notes)
+            names = [self.models[i - 1] for i in rows]
+            h, u, size, family = self.h[rows], self.u[rows], self.size[rows], self.family[rows]
+            evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
+            known = np.ones(len(rows), bool)
+        else:
+            matched = [self._by_key.get(model_key(c.model), 0) for c in candidates]
+            known = np.array([m > 0 and self.trained[m] for m in matched], bool)
+            rows = np.array([m if k else 0 for m, k in zip(matched, known, strict=True)], np.int64)
+            names = [c.model for c in candidates]
+            h, u = self.h[rows].copy(), self.u[rows].copy()
+            size, family = self.size[rows].copy(), self.family[rows].copy()
+            evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
+            new = np.flatnonzero(~known)
+            if len(new):
+                nh, nu, ns, nf = self._new_model_sides([candidates[i] for i in new])
+                h[new], u[new], size[new], family[new] = nh, nu, ns, nf
+                evidence[new] = 0.0
+        scores = self.scorer.run(None, {
+            "h": h, "u": u, "size": size, "family": family, "evidence": evidence.astype(np.float32),
+            "dataset_id": np.array([dataset_idx], np.int64), "dataset_text": query_vector[None].astype(np.float32),
+            "task": np.array([task_idx], np.int64), "metric": np.array([metric_idx], np.int64)})[0]
+        order = np.argsort(-scores, kind="stable")
+        if top_k:
+            order = order[:top_k]
+        results = [RankedModel(i + 1, names[j], float(scores[j]), bool(known[j]),
+                               self._evidence_for(int(rows[j]), sims, exclude) if known[j] else [])
+                   for i, j in enumerate(order)]
+        query["top_k"] = top_k
+        query["candidates"] = len(names)
+        return Ranking(query, self.model_version, results, notes)
+
+    def _default_candidates(self, task_idx: int, sims: np.ndarray, wanted: int, notes: list[str]) -> np.ndarray:
+        """Models evaluated on datasets of the query's task type; the scorer was trained to order
+        models within a leaderboard, not to compare an LLM with a sentence embedder, so models
+        with no result of that kind are not candidates unless a candidates file names them."""
+        same_task = np.unique(self.evidence.model[self.evidence.task == task_idx])
+        if len(same_task) >= wanted:
+            notes.append(f"candidates: the {len(same_task):,} models with results on {self.tasks[task_idx - 1]!r} "
+                         "datasets (pass --candidates FILE to rank others)")
+            return same_task
+        nearest = np.argsort(-sims)[:50]
+        widened = np.unique(self.evidence.model[np.isin(self.evidence.dataset, nearest)])
+        notes.append(f"candidates: the {len(widened):,} models with results on the 50 datasets closest to the "
+                     "description (few have results on this task type)")
+        return widened
+
+    def _evidence_for(self, row: int, sims: np.ndarray, exclude_base: int | None) -> list[dict]:
+        lo, hi = self.evidence.starts[row], self.evidence.starts[row + 1]
+        datasets = self.evidence.dataset[lo:hi]
+        usable = np.ones(hi - lo, bool) if exclude_base is None else self.evidence.base[lo:hi] != exclude_base
+        order = [i for i in np.argsort(-sims[datasets], kind="stable") if usable[i]][:EVIDENCE_PER_RESULT]
+        out = []
+        for i in order:
+            metric = int(self.ev_metric[lo + i])
+            y = float(self.evidence.y[lo + i])
+            value = y if self.metric_higher[metric - 1] else -y
+            out.append({"dataset": self.datasets[int(datasets[i]) - 1], "metric": self.metrics[metric - 1],
+                        "value": None if math.isnan(value) else round(value, 6),
+                        "similarity": round(float(sims[datasets[i]]), 4)})
+        return out
