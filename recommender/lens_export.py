@@ -57,6 +57,22 @@ class _Scorer(nn.Module):
         return lens.combine(h_m, u_m, size, family, h_g.expand(n, -1), v_g.expand(n, -1), task.expand(n), evidence)
 
 
+def export_onnx(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str],
+                dynamic_shapes: tuple) -> None:
+    """torch.export-based ONNX export (the exporter torch now maintains), one file, no external data."""
+    import logging
+    import warnings
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        # torch's own internals warn about their own APIs while tracing; nothing for us to act on
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+        program = torch.onnx.export(module, inputs, input_names=input_names, output_names=output_names,
+                                    dynamic_shapes=dynamic_shapes, dynamo=True, opset_version=18, verbose=False)
+    program.save(str(path), external_data=False)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -93,21 +109,18 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
 
     with torch.no_grad():
         n = 3
+        rows = torch.export.Dim("n")
         side_inputs = (torch.zeros(n, dtype=torch.long), torch.zeros(n, config.name_dim), torch.zeros(n, TEXT_DIM),
                        torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long))
         # wrappers made in eval mode: the exporter restores the wrapper's mode (recursively) afterwards
-        torch.onnx.export(_ModelSide(lens).eval(), side_inputs, str(staging / "model_side.onnx"),
-                          input_names=["model_id", "name_vector", "text", "size", "family"], output_names=["h", "u"],
-                          dynamic_axes={k: {0: "n"} for k in ("model_id", "name_vector", "text", "size", "family", "h", "u")},
-                          opset_version=17, dynamo=False)
+        export_onnx(_ModelSide(lens).eval(), side_inputs, staging / "model_side.onnx",
+                    ["model_id", "name_vector", "text", "size", "family"], ["h", "u"], tuple({0: rows} for _ in side_inputs))
         scorer_inputs = (torch.zeros(n, config.hidden), torch.zeros(n, config.rank), torch.zeros(n, dtype=torch.long),
                          torch.zeros(n, dtype=torch.long), torch.zeros(n, config.n_evidence), torch.zeros(1, dtype=torch.long),
                          torch.zeros(1, TEXT_DIM), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
-        torch.onnx.export(_Scorer(lens).eval(), scorer_inputs, str(staging / "scorer.onnx"),
-                          input_names=["h", "u", "size", "family", "evidence", "dataset_id", "dataset_text", "task", "metric"],
-                          output_names=["score"],
-                          dynamic_axes={k: {0: "n"} for k in ("h", "u", "size", "family", "evidence", "score")},
-                          opset_version=17, dynamo=False)
+        export_onnx(_Scorer(lens).eval(), scorer_inputs, staging / "scorer.onnx",
+                    ["h", "u", "size", "family", "evidence", "dataset_id", "dataset_text", "task", "metric"], ["score"],
+                    ({0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, None, None, None, None))
 
     np.savez_compressed(
         staging / "arrays.npz",

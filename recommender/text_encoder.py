@@ -82,18 +82,13 @@ def build_minilm(out_dir: Path | None = None, *, check_sentences: Sequence[str] 
     wrapper = Pooled(model).eval()
     sample = tokenizer(["a sentence to trace the graph with", "another"], padding=True, return_tensors="pt")
     partial = out / "model.onnx.partial"
+    from recommender.lens_export import export_onnx
+
+    batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens", max=MAX_LENGTH)
+    shape = {0: batch, 1: tokens}
     with torch.no_grad():
-        torch.onnx.export(
-            wrapper,
-            (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
-            str(partial),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embedding"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                          "token_type_ids": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+        export_onnx(wrapper, (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]), partial,
+                    ["input_ids", "attention_mask", "token_type_ids"], ["sentence_embedding"], (shape, shape, shape))
     partial.replace(out / "model.onnx")
     shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
 

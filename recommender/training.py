@@ -260,7 +260,10 @@ def train(
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         rng = np.random.default_rng(config.seed * 100_003 + epoch)
-        order = rng.permutation(len(train_groups))[rank::world]
+        order = rng.permutation(len(train_groups))
+        # equal shares, so every rank takes the same number of steps (DDP all-reduces each one);
+        # the few groups left over differ every epoch
+        order = order[: len(order) - len(order) % world][rank::world]
         model.train()
         epoch_losses: list[float] = []
         for start in range(0, len(order), config.batch_groups):

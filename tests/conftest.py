@@ -28,6 +28,29 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def encoder_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real all-MiniLM-L6-v2 ONNX export, built once per session (about 10 s) unless the
+    set-up already built it in the user's data folder."""
+    import platformdirs
+
+    built = Path(platformdirs.user_data_dir("lensroute")) / "models" / "local" / "all-minilm-l6-v2"
+    if (built / "model.onnx").is_file() and (built / "tokenizer.json").is_file():
+        return built
+    from recommender.text_encoder import build_minilm
+
+    folder = tmp_path_factory.mktemp("encoder") / "all-minilm-l6-v2"
+    build_minilm(folder)
+    return folder
+
+
+@pytest.fixture
+def encoder(encoder_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the program's one text encoder at the session's build."""
+    monkeypatch.setenv("LENSROUTE_ENCODER_DIR", str(encoder_folder))
+    return encoder_folder
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not (SHARED_DATA / "records").is_dir():

@@ -1,0 +1,235 @@
+"""ModelLens: metrics, frames, splits, training, ONNX export and the ranker, on real fixture data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recommender.errors import FormatError, NoDataError, RuntimeUnavailableError, UsageError
+from recommender.frames import load_catalogue, ranking_groups
+from recommender.ingest import import_paths
+from recommender.metrics import hit_at_k, ndcg_at_k, recall_at_k, weighted_kendall_tau
+from recommender.store import Store
+from tests.conftest import RAW, REPO
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def test_weighted_tau_weights_the_truly_best_most() -> None:
+    truth = np.arange(10, 0, -1, dtype=float)  # item 0 is the best
+    perfect = truth.copy()
+    top_swapped = truth.copy()
+    top_swapped[[0, 1]] = top_swapped[[1, 0]]
+    bottom_swapped = truth.copy()
+    bottom_swapped[[8, 9]] = bottom_swapped[[9, 8]]
+    assert weighted_kendall_tau(truth, perfect) == pytest.approx(1.0)
+    assert weighted_kendall_tau(truth, -truth) == pytest.approx(-1.0)
+    assert weighted_kendall_tau(truth, top_swapped) < weighted_kendall_tau(truth, bottom_swapped) < 1.0
+
+
+def test_ranking_metrics_at_k() -> None:
+    truth = np.array([0.9, 0.5, 0.1, 0.3])
+    good = np.array([4.0, 3.0, 1.0, 2.0])
+    assert ndcg_at_k(truth, good, 2) == pytest.approx(1.0)
+    assert hit_at_k(truth, np.array([1.0, 2.0, 3.0, 4.0]), 1) == 0.0
+    assert hit_at_k(truth, good, 1) == 1.0
+    assert recall_at_k(truth, np.array([4.0, 1.0, 3.0, 2.0]), 2) == 0.5
+    assert np.isnan(ndcg_at_k(truth, good, 5))  # a group counts at K only with ≥ K models
+
+
+# --- frames ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fixture_store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    assert not import_paths(store, [RAW]).failed
+    return store
+
+
+def test_groups_flip_lower_is_better_and_standardise(fixture_store: Store) -> None:
+    groups = ranking_groups(load_catalogue(fixture_store))
+    logloss = groups.filter(pl.col("metric") == "logloss")
+    assert logloss.height and (logloss["y"] <= 0).all()  # sign-flipped: higher y is better
+    per_group = groups.group_by("group_id").agg(pl.col("z").mean().alias("m"), pl.col("z").std(ddof=0).alias("s"), pl.len())
+    assert per_group["len"].min() >= 2
+    assert np.allclose(per_group["m"].to_numpy(), 0, atol=1e-9)
+    assert np.allclose(per_group["s"].to_numpy(), 1, atol=1e-9)
+    parts = groups.filter(pl.col("dataset_key").str.starts_with("reward-bench/RewardBench 2 ["))
+    assert parts.height and set(parts["base_dataset"]) == {"reward-bench/RewardBench 2"}
+
+
+def test_empty_catalogue_says_how_to_fill_it(tmp_path: Path, encoder: Path) -> None:
+    from recommender.pipeline import prepare
+
+    with pytest.raises(NoDataError, match="lensroute init"):
+        prepare(Store(f"sqlite:///{tmp_path / 'empty.db'}"))
+
+
+def test_too_small_catalogue_names_what_is_missing(tmp_path: Path, encoder: Path) -> None:
+    from recommender.pipeline import prepare
+
+    store = Store(f"sqlite:///{tmp_path / 'small.db'}")
+    import_paths(store, [RAW / "aider/aider/website/_data/refactor_leaderboard.yml"])
+    with pytest.raises(NoDataError, match="too little to train on: 4 ranking groups"):
+        prepare(store)
+
+
+# --- splits, training, export, ranking --------------------------------------------------------------
+
+
+@pytest.fixture
+def prepared(fixture_store: Store, encoder: Path):  # type: ignore[no-untyped-def]
+    from recommender.pipeline import prepare
+
+    return prepare(fixture_store)
+
+
+def test_splits_are_reproducible_and_keep_dataset_parts_together(prepared) -> None:  # type: ignore[no-untyped-def]
+    from recommender.splits import make_split
+
+    space, groups, _ = prepared
+    first = make_split(space, groups, "new-dataset", seed=0)
+    again = make_split(space, groups, "new-dataset", seed=0)
+    assert first.test.keys == again.test.keys
+    assert not set(first.test.base) & set(first.train.base)
+    assert not set(first.val.base) & set(first.train.base)
+    other = make_split(space, groups, "new-dataset", seed=1)
+    assert other.test.keys != first.test.keys
+    random = make_split(space, groups, "random", seed=0)
+    assert len(random.train) and len(random.test)
+    with pytest.raises(UsageError):
+        make_split(space, groups, "by-vibes")
+
+
+def test_new_model_split_needs_release_dates(prepared) -> None:  # type: ignore[no-untyped-def]
+    from recommender.splits import make_split
+
+    space, groups, _ = prepared
+    with pytest.raises(NoDataError, match="release dates"):
+        make_split(space, groups, "new-model")
+
+
+@pytest.fixture
+def ranker_dir(fixture_store: Store, encoder: Path, tmp_path: Path) -> Path:
+    from recommender.pipeline import train_ranker
+    from recommender.training import TrainConfig
+
+    out = tmp_path / "ranker"
+    manifest = train_ranker(fixture_store, TrainConfig(epochs=4, patience=2), out)
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4 and manifest["parity"]["identical_top50"]
+    return out
+
+
+def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path: Path) -> None:
+    from recommender.ranker import Candidate, Ranker
+
+    ranker = Ranker.load(ranker_dir, device="cpu")
+    ranking = ranker.rank("Write Python functions from docstrings that pass unit tests", task="code-generation",
+                          metric="pass@1", top_k=5)
+    payload = ranking.as_json()
+    assert set(payload) >= {"query", "model_version", "results"}
+    assert [r["rank"] for r in payload["results"]] == [1, 2, 3, 4, 5]
+    assert all(set(r) >= {"rank", "model", "score", "known", "evidence"} for r in payload["results"])
+    assert all(r["known"] and r["evidence"] for r in payload["results"])
+    scores = [r["score"] for r in payload["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+    candidates = [Candidate("WizardLM/WizardCoder-15B-V1.0"),
+                  Candidate("acme/brand-new-coder-7b", n_parameters=7e9, description="A code model for Python")]
+    mixed = ranker.rank("Python code generation", task="code-generation", metric="pass@1", top_k=0, candidates=candidates)
+    flags = {r.model: r.known for r in mixed.results}
+    assert flags == {"WizardLM/WizardCoder-15B-V1.0": True, "acme/brand-new-coder-7b": False}
+    assert len(mixed.results) == 2
+
+
+def test_unknown_task_and_metric_fall_back_and_say_so(ranker_dir: Path) -> None:
+    from recommender.ranker import Ranker
+
+    ranking = Ranker.load(ranker_dir, device="cpu").rank("Summarise legal contracts", task="contract-summarisation",
+                                                        metric="rouge-lsum", top_k=3)
+    assert any("nearest known task" in note for note in ranking.notes)
+    assert any("nearest known metric" in note for note in ranking.notes)
+    assert ranking.query["task"] != "contract-summarisation"
+
+
+def test_ranker_bad_input(ranker_dir: Path, tmp_path: Path) -> None:
+    from recommender.ranker import Ranker, read_candidates
+
+    ranker = Ranker.load(ranker_dir, device="cpu")
+    with pytest.raises(UsageError, match="describe the dataset"):
+        ranker.rank("   ")
+    bad = tmp_path / "candidates.csv"
+    bad.write_text("name,size\nx,1\n")
+    with pytest.raises(FormatError, match="'model' column"):
+        read_candidates(bad)
+    bad.write_text("model,n_parameters\nx,lots\n")
+    with pytest.raises(FormatError, match="not a number"):
+        read_candidates(bad)
+    (ranker_dir / "scorer.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(RuntimeUnavailableError, match="cannot load ONNX model"):
+        Ranker.load(ranker_dir, device="cpu")
+
+
+def test_no_trained_ranker_says_how_to_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recommender import paths
+    from recommender.ranker import find_ranker_dir
+
+    monkeypatch.setattr(paths, "resources_dir", lambda: tmp_path / "no-resources")
+    with pytest.raises(RuntimeUnavailableError, match="lensroute train"):
+        find_ranker_dir()
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env}, cwd=REPO)
+
+
+def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_dir: Path, encoder: Path) -> None:
+    env = {"LENSROUTE_ENCODER_DIR": str(encoder)}
+    done = run_cli("rank", "--model", str(ranker_dir), "--description", "Grade-school math word problems", "--top-k", "3",
+                   "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert len(payload["results"]) == 3 and payload["model_version"]
+    empty = run_cli("rank", "--model", str(ranker_dir), "--description", "", env=env)
+    assert empty.returncode == 2 and "describe the dataset" in empty.stderr and "Traceback" not in empty.stderr
+
+    db = fixture_store.url
+    report = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--epochs", "3", "--json", env=env)
+    assert report.returncode == 0, report.stderr
+    methods = {m["method"] for m in json.loads(report.stdout)["methods"]}
+    assert methods == {"modellens", "popularity", "model-size", "mean-z", "type-aware-mean-z", "text-knn",
+                       "matrix-factorisation", "lightgbm-lambdarank"}
+
+
+def test_train_on_an_empty_catalogue_exits_4(tmp_path: Path, encoder: Path) -> None:
+    done = run_cli("--db", str(tmp_path / "empty.db"), "train", env={"LENSROUTE_ENCODER_DIR": str(encoder)})
+    assert done.returncode == 4 and "lensroute init" in done.stderr
+
+
+@pytest.mark.slow
+def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, encoder: Path, tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = tmp_path / "ddp-ranker"
+    done = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "recommender.distributed", "--db", fixture_store.url,
+         "--out", str(out), "--epochs", "3"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+        env={**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"rank"')]
+    assert sorted(r["rank"] for r in reports) == [0, 1] and {r["world"] for r in reports} == {2}
+    assert len({r["checksum"] for r in reports}) == 1  # gradients were averaged: identical weights
+    assert (out / "scorer.onnx").is_file()
