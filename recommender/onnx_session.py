@@ -37,7 +37,8 @@ def cpu_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def create_session(path: str | Path, device: str = "auto", threads: int | None = None):  # type: ignore[no-untyped-def]
+def create_session(path: str | Path, device: str = "auto", threads: int | None = None,  # type: ignore[no-untyped-def]
+                   memory_arena: bool = True):
     """(InferenceSession, SessionInfo) for an ONNX file; raises RuntimeUnavailableError with a
     one-line reason for a missing or corrupt file."""
     import onnxruntime as ort
@@ -52,6 +53,9 @@ def create_session(path: str | Path, device: str = "auto", threads: int | None =
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # Without the arena, memory for large one-off batches is returned after the call instead of
+    # being kept for reuse: right for sessions whose batch size varies wildly (the ranker).
+    options.enable_cpu_mem_arena = memory_arena
 
     want_cuda = device == "cuda" or (device == "auto" and _gpu_present())
     reason = ""

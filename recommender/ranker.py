@@ -18,11 +18,23 @@ import numpy as np
 
 from recommender import paths
 from recommender.errors import FormatError, NotFoundError, RuntimeUnavailableError, UsageError
-from recommender.features import dataset_text, model_text, name_ngram_ids, size_bucket
+from recommender.evidence import N_CORE, relative_size
+from recommender.features import (
+    dataset_text,
+    model_numeric,
+    model_text,
+    name_ngram_ids,
+    size_bucket,
+)
 from recommender.normalise import family_from_name, model_key
 
 RANKER_DIR_NAME = "ranker"
 EVIDENCE_PER_RESULT = 3
+SCORE_CHUNK = 16384
+
+
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, n)) for s in range(0, max(n, 1), size)]
 
 
 def user_ranker_dir() -> Path:
@@ -133,27 +145,38 @@ class Ranker:
         self.metrics: list[str] = vocab["metrics"]
         self.families: list[str] = vocab["families"]
         self.dataset_bases: list[str] = vocab["dataset_bases"]
-        self.h = arrays["h"].astype(np.float32)
-        self.u = arrays["u"].astype(np.float32)
-        self.size = arrays["size"].astype(np.int64)
-        self.family = arrays["family"].astype(np.int64)
-        self.trained = arrays["trained"].astype(bool)
-        self.dataset_text = arrays["dataset_text"].astype(np.float32)
-        self.dataset_base = arrays["dataset_base"].astype(np.int64)
+        as_ = np.asarray  # no copy when the stored dtype is already right
+        self.h = as_(arrays["h"], np.float32)
+        self.u = as_(arrays["u"], np.float32)
+        self.size = as_(arrays["size"], np.int64)
+        self.family = as_(arrays["family"], np.int64)
+        self.numeric = as_(arrays["numeric"], np.float32)
+        self.n_parameters = as_(arrays["n_parameters"], np.float64)
+        self.trained = as_(arrays["trained"], bool)
+        # Only models with results keep their precomputed halves (others are scored as new models
+        # from their views), compacted so that ranking every model needs no copy of the matrix.
+        self.known_rows = np.flatnonzero(self.trained)
+        self.compact = np.full(len(self.trained), -1, np.int64)
+        self.compact[self.known_rows] = np.arange(len(self.known_rows))
+        for name in ("h", "u", "size", "family", "numeric", "n_parameters"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name)[self.known_rows]))
+        self.dataset_text = as_(arrays["dataset_text"], np.float32)
+        self.dataset_base = as_(arrays["dataset_base"], np.int64)
         self.group_dataset, self.group_task, self.group_metric = arrays["group_dataset"], arrays["group_task"], arrays["group_metric"]
         self.name_table = arrays["name_table"].astype(np.float32)
         self.metric_higher = arrays["metric_higher"]
         from recommender.evidence import EvidenceIndex
 
-        self.evidence = EvidenceIndex(arrays["ev_model"].astype(np.int64), arrays["ev_dataset"].astype(np.int64),
-                                      arrays["ev_base"].astype(np.int64), arrays["ev_task"].astype(np.int64),
-                                      arrays["ev_z"].astype(np.float32), arrays["ev_pct"].astype(np.float32),
-                                      arrays["ev_starts"].astype(np.int64), np.zeros(0, np.int64), arrays["ev_y"].astype(np.float32))
-        self.ev_metric = arrays["ev_metric"].astype(np.int64)
+        self.evidence = EvidenceIndex(as_(arrays["ev_model"], np.int64), as_(arrays["ev_dataset"], np.int64),
+                                      as_(arrays["ev_base"], np.int64), as_(arrays["ev_task"], np.int64),
+                                      as_(arrays["ev_z"], np.float32), as_(arrays["ev_pct"], np.float32),
+                                      as_(arrays["ev_starts"], np.int64), np.zeros(0, np.int64), as_(arrays["ev_y"], np.float32))
+        self.ev_metric = as_(arrays["ev_metric"], np.int64)
+        del arrays
         self._normed = self.dataset_text / np.maximum(np.linalg.norm(self.dataset_text, axis=1, keepdims=True), 1e-9)
         self._by_key = {model_key(name): i + 1 for i, name in enumerate(self.models)}
         self._datasets = {name: i + 1 for i, name in enumerate(self.datasets)}
-        self.scorer, self.session_info = create_session(folder / "scorer.onnx", device=device)
+        self.scorer, self.session_info = create_session(folder / "scorer.onnx", device=device, memory_arena=False)
         self.model_side, _ = create_session(folder / "model_side.onnx", device="cpu")
         self._encoder = None
 
@@ -219,30 +242,37 @@ class Ranker:
 
     # -- candidates -----------------------------------------------------------------------------------
 
-    def _new_model_sides(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _new_model_sides(self, candidates: list[Candidate]) -> tuple[np.ndarray, ...]:
         names = [c.model for c in candidates]
         name_vectors = np.stack([self.name_table[name_ngram_ids(n)].mean(0) for n in names]).astype(np.float32)
         texts = self.encoder.encode([model_text(c.model, c.family, c.n_parameters, None, c.description, {}) for c in candidates])
         families = np.array([(self.families.index(f) + 1) if f in self.families else 0
                              for f in ((c.family or family_from_name(c.model)) for c in candidates)], dtype=np.int64)
         sizes = np.array([size_bucket(c.n_parameters) for c in candidates], dtype=np.int64)
+        numeric = np.array([model_numeric(c.n_parameters, {}) for c in candidates], np.float32)
         h, u = self.model_side.run(None, {"model_id": np.zeros(len(candidates), np.int64), "name_vector": name_vectors,
-                                          "text": texts, "size": sizes, "family": families})
-        return h, u, sizes, families
+                                          "text": texts, "size": sizes, "family": families, "numeric": numeric})
+        return h, u, sizes, families, numeric
 
     # -- ranking ----------------------------------------------------------------------------------------
 
     def rank(self, description: str, *, dataset: str | None = None, task: str | None = None, metric: str | None = None,
-             top_k: int = 10, candidates: list[Candidate] | None = None) -> Ranking:
+             top_k: int = 10, candidates: list[Candidate] | None = None, all_models: bool = False) -> Ranking:
         if top_k < 0:
             raise UsageError("--top-k must be 0 (all) or a positive number")
         query, notes, sims = self._resolve(description or "", dataset, task, metric)
         dataset_idx, task_idx, metric_idx, query_vector = query.pop("_ids")
         exclude = int(self.dataset_base[dataset_idx]) if dataset_idx else None
         if candidates is None:
-            rows = self._default_candidates(task_idx, sims, max(top_k, 10), notes)
-            names = [self.models[i - 1] for i in rows]
-            h, u, size, family = self.h[rows], self.u[rows], self.size[rows], self.family[rows]
+            names = None
+            if all_models:
+                rows = self.known_rows
+                notes.append(f"candidates: all {len(rows):,} models with results in the catalogue")
+                h, u, size, family, numeric = self.h, self.u, self.size, self.family, self.numeric  # no copies
+            else:
+                rows = self._default_candidates(task_idx, sims, max(top_k, 10), notes)
+                at = self.compact[rows]
+                h, u, size, family, numeric = self.h[at], self.u[at], self.size[at], self.family[at], self.numeric[at]
             evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
             known = np.ones(len(rows), bool)
         else:
@@ -250,26 +280,31 @@ class Ranker:
             known = np.array([m > 0 and self.trained[m] for m in matched], bool)
             rows = np.array([m if k else 0 for m, k in zip(matched, known, strict=True)], np.int64)
             names = [c.model for c in candidates]
-            h, u = self.h[rows].copy(), self.u[rows].copy()
-            size, family = self.size[rows].copy(), self.family[rows].copy()
+            at = np.where(known, self.compact[rows], 0)
+            h, u = self.h[at], self.u[at]
+            size, family, numeric = self.size[at], self.family[at], self.numeric[at]
             evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
             new = np.flatnonzero(~known)
             if len(new):
-                nh, nu, ns, nf = self._new_model_sides([candidates[i] for i in new])
-                h[new], u[new], size[new], family[new] = nh, nu, ns, nf
-                evidence[new] = 0.0
-        scores = self.scorer.run(None, {
-            "h": h, "u": u, "size": size, "family": family, "evidence": evidence.astype(np.float32),
-            "dataset_id": np.array([dataset_idx], np.int64), "dataset_text": query_vector[None].astype(np.float32),
-            "task": np.array([task_idx], np.int64), "metric": np.array([metric_idx], np.int64)})[0]
+                nh, nu, ns, nf, nl = self._new_model_sides([candidates[i] for i in new])
+                h[new], u[new], size[new], family[new], numeric[new] = nh, nu, ns, nf, nl
+                evidence[new, :N_CORE] = 0.0
+        evidence[:, N_CORE:] = relative_size(self._candidate_sizes(rows, candidates))
+        fixed = {"dataset_id": np.array([dataset_idx], np.int64), "dataset_text": query_vector[None].astype(np.float32),
+                 "task": np.array([task_idx], np.int64), "metric": np.array([metric_idx], np.int64)}
+        scores = np.concatenate([  # in chunks: bounded intermediate buffers for any catalogue size
+            self.scorer.run(None, {"h": h[s:e], "u": u[s:e], "size": size[s:e], "family": family[s:e],
+                                   "numeric": numeric[s:e], "evidence": evidence[s:e], **fixed})[0]
+            for s, e in _chunks(len(rows), SCORE_CHUNK)
+        ])
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]
-        results = [RankedModel(i + 1, names[j], float(scores[j]), bool(known[j]),
+        results = [RankedModel(i + 1, names[j] if names is not None else self.models[rows[j] - 1], float(scores[j]), bool(known[j]),
                                self._evidence_for(int(rows[j]), sims, exclude) if known[j] else [])
                    for i, j in enumerate(order)]
         query["top_k"] = top_k
-        query["candidates"] = len(names)
+        query["candidates"] = len(rows)
         return Ranking(query, self.model_version, results, notes)
 
     def _default_candidates(self, task_idx: int, sims: np.ndarray, wanted: int, notes: list[str]) -> np.ndarray:
@@ -286,6 +321,15 @@ class Ranker:
         notes.append(f"candidates: the {len(widened):,} models with results on the 50 datasets closest to the "
                      "description (few have results on this task type)")
         return widened
+
+    def _candidate_sizes(self, rows: np.ndarray, candidates: list[Candidate] | None) -> np.ndarray:
+        at = self.compact[rows]
+        sizes = np.where(at >= 0, self.n_parameters[np.maximum(at, 0)], np.nan)
+        if candidates is not None:
+            for i, candidate in enumerate(candidates):
+                if candidate.n_parameters:
+                    sizes[i] = candidate.n_parameters
+        return sizes
 
     def _evidence_for(self, row: int, sims: np.ndarray, exclude_base: int | None) -> list[dict]:
         lo, hi = self.evidence.starts[row], self.evidence.starts[row + 1]

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from recommender.features import ModelViews, Vocabulary, dataset_text, model_text, model_views
+from recommender.features import (
+    N_NUMERIC,
+    ModelViews,
+    Vocabulary,
+    dataset_text,
+    model_numeric,
+    model_text,
+    model_views,
+)
 from recommender.frames import Catalogue, parse_extra
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
 
@@ -31,6 +39,7 @@ class LensSpace:
     family_vocab: Vocabulary
     release_date: list[str | None] = field(default_factory=list)
     n_parameters: np.ndarray = field(default_factory=lambda: np.zeros(0))  # float, NaN unknown
+    numeric: np.ndarray = field(default_factory=lambda: np.zeros((0, N_NUMERIC), np.float32))  # see features.model_numeric
 
     @property
     def n_models(self) -> int:
@@ -121,6 +130,8 @@ def build_space(catalogue: Catalogue, groups: pl.DataFrame, encode, progress: Pr
         family_vocab=family_vocab,
         release_date=[None, *models["release_date"].to_list()],
         n_parameters=np.array([np.nan, *[float(p) if p else np.nan for p in models["n_parameters"].to_list()]]),
+        numeric=np.array([[0.0] * N_NUMERIC, *[model_numeric(p, x) for p, x in zip(models["n_parameters"].to_list(), extras, strict=True)]],
+                         dtype=np.float32),
     )
 
 

@@ -233,3 +233,20 @@ def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, en
     assert sorted(r["rank"] for r in reports) == [0, 1] and {r["world"] for r in reports} == {2}
     assert len({r["checksum"] for r in reports}) == 1  # gradients were averaged: identical weights
     assert (out / "scorer.onnx").is_file()
+
+
+def test_ranking_time_evidence_equals_training_time_evidence(prepared) -> None:  # type: ignore[no-untyped-def]
+    """The vectorised serving path and the per-pair training path compute the same features."""
+    from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
+
+    space, groups, _ = prepared
+    evidence = EvidenceIndex.from_groups(space, groups)
+    similarity = dataset_similarity(space)
+    rows = np.arange(1, space.n_models)
+    bases = base_index(space)
+    for dataset in (1, len(space.dataset_vocab) // 2, len(space.dataset_vocab) - 1):
+        task = int(groups.task[0])
+        served = evidence.query_features(similarity[dataset], task, int(bases[dataset]), rows)
+        trained = evidence.pair_features(similarity, rows, np.full(len(rows), dataset), np.full(len(rows), task),
+                                         np.full(len(rows), bases[dataset]))
+        assert np.abs(served - trained)[:, :-2].max() < 1e-5

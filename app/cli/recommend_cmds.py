@@ -94,7 +94,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
     ranker = Ranker.load(args.model, device=args.device)
     ranking = ranker.rank(args.description or "", dataset=args.dataset, task=args.task, metric=args.metric,
-                          top_k=args.top_k, candidates=candidates)
+                          top_k=args.top_k, candidates=candidates, all_models=args.all_models)
     if args.json:
         emit_json(ranking.as_json())
         return 0
@@ -137,6 +137,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--metric", help="metric to rank by, e.g. ndcg_at_10, accuracy, pass@1")
     p.add_argument("--top-k", type=int, default=10, help="how many to show; 0 = all (default 10)")
     p.add_argument("--candidates", help="CSV or JSONL of models to rank (model, n_parameters, family, release_date, description)")
+    p.add_argument("--all-models", action="store_true",
+                   help="rank every model with results, not only those evaluated on this kind of task")
     p.add_argument("--model", help="ranker folder (default: the trained one, else the bundled one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ONNX Runtime execution provider")
     p.add_argument("--json", action="store_true")
