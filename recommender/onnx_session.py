@@ -30,6 +30,16 @@ def _gpu_present() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*")) or bool(os.environ.get("LENSROUTE_FORCE_CUDA_PROBE"))
 
 
+def preferred_provider(device: str = "auto") -> str:
+    """The execution provider a session would get, without loading a model (for listings)."""
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" or (device == "auto" and _gpu_present()):
+        return "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+    return "CPUExecutionProvider"
+
+
 def cpu_threads() -> int:
     configured = os.environ.get("LENSROUTE_THREADS")
     if configured and configured.isdigit():

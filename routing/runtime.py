@@ -1,0 +1,209 @@
+"""Running local models with ONNX Runtime: embeddings, answer-option log-likelihoods, greedy
+generation with a KV cache. CUDA when present (KV cache kept on the device through IOBinding),
+CPU otherwise; one session factory for the whole program (`recommender.onnx_session`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.errors import FormatError, RuntimeUnavailableError, UsageError
+from recommender.onnx_session import create_session
+from routing.local_models import LocalModel
+
+log = logging.getLogger("lensroute.runtime")
+
+
+@dataclass
+class Encoded:
+    ids: np.ndarray  # [B, T] int64, right-padded
+    mask: np.ndarray  # [B, T] int64
+    truncated: list[bool]
+
+
+def _tokenizer(model: LocalModel):  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(model.path / "tokenizer.json"))
+    except Exception as exc:
+        raise FormatError(f"unreadable tokenizer for {model.name}: {str(exc).splitlines()[0]}") from exc
+    # a saved tokenizer may carry its own padding/truncation settings: we do both ourselves
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+class _Base:
+    def __init__(self, model: LocalModel, device: str = "auto") -> None:
+        self.model = model
+        self.tokenizer = _tokenizer(model)
+        self.session, self.info = create_session(model.path / "model.onnx", device=device)
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.vocab_size = int(model.manifest.get("vocab_size") or self.tokenizer.get_vocab_size())
+
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None, add_special: bool = True) -> Encoded:
+        limit = max_length or self.model.max_length
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=add_special)
+        truncated = [len(e.ids) > limit for e in encodings]
+        if any(truncated):
+            log.warning("%s: %d input(s) longer than %d tokens were truncated", self.model.name, sum(truncated), limit)
+        rows = [e.ids[:limit] for e in encodings]
+        width = max(len(r) for r in rows) if rows else 0
+        ids = np.zeros((len(rows), max(width, 1)), np.int64)
+        mask = np.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return Encoded(ids, mask, truncated)
+
+    def _check_vocab(self) -> None:
+        tokenizer_vocab = self.tokenizer.get_vocab_size()
+        if tokenizer_vocab > self.vocab_size:
+            raise FormatError(f"{self.model.name}: the tokenizer has {tokenizer_vocab} tokens but the model only "
+                              f"{self.vocab_size}: they do not belong together")
+
+
+class EmbeddingModel(_Base):
+    """Sentence embeddings, mean-pooled over the attention mask and L2-normalised."""
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, list[bool]]:
+        if not texts:
+            return np.zeros((0, int(self.model.manifest.get("dim", 0))), np.float32), []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[np.ndarray | None] = [None] * len(texts)
+        flags = [False] * len(texts)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            batch = self.tokenize([texts[i] for i in index])
+            feeds = {"input_ids": batch.ids, "attention_mask": batch.mask}
+            if "token_type_ids" in self.inputs:
+                feeds["token_type_ids"] = np.zeros_like(batch.ids)
+            result = self.session.run(None, feeds)[0]
+            if result.ndim == 3:  # last hidden state: pool here
+                weights = batch.mask[..., None].astype(np.float32)
+                result = (result * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+            result = result / np.maximum(np.linalg.norm(result, axis=1, keepdims=True), 1e-9)
+            for j, i in enumerate(index):
+                out[i], flags[i] = result[j], batch.truncated[j]
+        return np.stack(out).astype(np.float32), flags  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        self._check_vocab()
+        vectors, _ = self.encode(["a small check sentence"])
+        if not np.isfinite(vectors).all():
+            raise FormatError(f"{self.model.name} produced non-finite embeddings")
+
+
+class CausalLM(_Base):
+    """A decoder exported by `routing.llama` (one graph with a stacked KV cache)."""
+
+    def __init__(self, model: LocalModel, device: str = "auto") -> None:
+        super().__init__(model, device)
+        spec = model.manifest.get("spec") or {}
+        try:
+            self.layers, self.kv_heads, self.head_dim = int(spec["layers"]), int(spec["kv_heads"]), int(spec["head_dim"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{model.name}: manifest lacks the cache shape (spec.layers, kv_heads, head_dim)") from exc
+        self.eos = set(model.manifest.get("eos_token_ids") or [])
+        self.prompt_prefix = str(model.manifest.get("prompt_prefix", ""))
+        self.prompt_suffix = str(model.manifest.get("prompt_suffix", ""))
+        self.on_cuda = self.info.provider == "CUDAExecutionProvider"
+
+    def chat_prompt(self, user: str) -> str:
+        return f"{self.prompt_prefix}{user}{self.prompt_suffix}"
+
+    def _empty_past(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.layers, batch, self.kv_heads, 1, self.head_dim)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Prefill logits [B, T, V] for right-padded ids."""
+        past_key, past_value = self._empty_past(ids.shape[0])
+        positions = np.maximum(mask.cumsum(-1) - 1, 0)
+        return self.session.run(["logits"], {
+            "input_ids": ids, "token_mask": mask, "past_mask": np.zeros((ids.shape[0], 1), np.int64),
+            "position_ids": positions, "past_key": past_key, "past_value": past_value})[0]
+
+    def score_options(self, prompt: str, options: Sequence[str], batch_size: int = 8) -> np.ndarray:
+        """Sum of log-probabilities of each option's tokens after `prompt` (one per option)."""
+        if not options:
+            raise UsageError("no answer options to score")
+        prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        option_ids = [self.tokenizer.encode(o, add_special_tokens=False).ids or [0] for o in options]
+        limit = self.model.max_length
+        scores = np.zeros(len(options), np.float64)
+        for start in range(0, len(options), batch_size):
+            chunk = option_ids[start : start + batch_size]
+            rows = [(prompt_ids + o)[-limit:] for o in chunk]
+            width = max(len(r) for r in rows)
+            ids = np.zeros((len(rows), width), np.int64)
+            mask = np.zeros_like(ids)
+            for i, row in enumerate(rows):
+                ids[i, : len(row)] = row
+                mask[i, : len(row)] = 1
+            logits = self.forward(ids, mask).astype(np.float64)
+            log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+            for i, (row, option) in enumerate(zip(rows, chunk, strict=True)):
+                n = min(len(option), len(row) - 1)
+                positions = np.arange(len(row) - n - 1, len(row) - 1)
+                scores[start + i] = log_probs[i, positions, np.array(row[len(row) - n :])].sum()
+        return scores
+
+    def generate(self, prompt: str, max_new_tokens: int = 64) -> str:
+        """Greedy decoding with the KV cache (kept on the GPU between steps when on CUDA)."""
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids[-self.model.max_length :]
+        if not ids:
+            raise UsageError("empty prompt")
+        import onnxruntime as ort
+
+        device = "cuda" if self.on_cuda else "cpu"
+        past_key, past_value = self._empty_past(1)
+        tokens = np.array([ids], np.int64)
+        past_mask = np.zeros((1, 1), np.int64)
+        position = np.arange(len(ids), dtype=np.int64)[None]
+        key = ort.OrtValue.ortvalue_from_numpy(past_key, device)
+        value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
+        produced: list[int] = []
+        for _ in range(max_new_tokens):
+            binding = self.session.io_binding()
+            binding.bind_cpu_input("input_ids", tokens)
+            binding.bind_cpu_input("token_mask", np.ones_like(tokens))
+            binding.bind_cpu_input("past_mask", past_mask)
+            binding.bind_cpu_input("position_ids", position)
+            binding.bind_ortvalue_input("past_key", key)
+            binding.bind_ortvalue_input("past_value", value)
+            binding.bind_output("logits", "cpu")
+            binding.bind_output("present_key", device)
+            binding.bind_output("present_value", device)
+            self.session.run_with_iobinding(binding)
+            logits, key, value = binding.get_outputs()
+            next_id = int(np.argmax(logits.numpy()[0, -1]))
+            if next_id in self.eos:
+                break
+            produced.append(next_id)
+            past_mask = np.concatenate([past_mask, np.ones((1, tokens.shape[1]), np.int64)], axis=1)
+            position = position[:, -1:] + 1
+            tokens = np.array([[next_id]], np.int64)
+        return self.tokenizer.decode(produced)
+
+    def check(self) -> None:
+        self._check_vocab()
+        logits = self.forward(np.array([[1, 2, 3]], np.int64), np.ones((1, 3), np.int64))
+        if logits.shape[-1] < self.tokenizer.get_vocab_size():
+            raise FormatError(f"{self.model.name}: the model predicts {logits.shape[-1]} tokens but the tokenizer "
+                              f"has {self.tokenizer.get_vocab_size()}: they do not belong together")
+        if not np.isfinite(logits).all():
+            raise FormatError(f"{self.model.name} produced non-finite logits")
+
+
+def open_model(model: LocalModel, device: str = "auto") -> EmbeddingModel | CausalLM:
+    if model.kind == "embedding":
+        return EmbeddingModel(model, device)
+    if model.kind == "causal-lm":
+        return CausalLM(model, device)
+    raise RuntimeUnavailableError(f"unsupported model kind {model.kind!r}")
