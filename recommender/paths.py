@@ -10,22 +10,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
 APP_NAME = "lensroute"
 
 
 def home_dir() -> Path:
     """The data root, created on first use."""
     configured = os.environ.get("LENSROUTE_HOME")
-    root = Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir(APP_NAME))
+    if configured:
+        root = Path(configured).expanduser()
+    else:
+        import platformdirs
+
+        root = Path(platformdirs.user_data_dir(APP_NAME))
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
 def config_dir() -> Path:
     configured = os.environ.get("LENSROUTE_CONFIG")
-    root = Path(configured).expanduser() if configured else Path(platformdirs.user_config_dir(APP_NAME))
+    if configured:
+        root = Path(configured).expanduser()
+    else:
+        import platformdirs
+
+        root = Path(platformdirs.user_config_dir(APP_NAME))
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -179,6 +179,26 @@ class Ranker:
         self.scorer, self.session_info = create_session(folder / "scorer.onnx", device=device, memory_arena=False)
         self.model_side, _ = create_session(folder / "model_side.onnx", device="cpu")
         self._encoder = None
+        self._device_arrays = self._to_device() if self.session_info.provider == "CUDAExecutionProvider" else None
+
+    def _to_device(self) -> dict:
+        """The known models' matrices as device-resident OrtValues: each query then copies only
+        its evidence and a handful of scalars to the GPU (IOBinding)."""
+        import onnxruntime as ort
+
+        return {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(getattr(self, name)), "cuda", 0)
+                for name in ("h", "u", "size", "family", "numeric")}
+
+    def _score_on_device(self, evidence: np.ndarray, fixed: dict) -> np.ndarray:
+        binding = self.scorer.io_binding()
+        for name, value in self._device_arrays.items():  # type: ignore[union-attr]
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_cpu_input("evidence", np.ascontiguousarray(evidence, dtype=np.float32))
+        for name, value in fixed.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output("score", "cpu")
+        self.scorer.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     @classmethod
     def load(cls, folder: str | Path | None = None, device: str = "auto") -> Ranker:
@@ -200,7 +220,8 @@ class Ranker:
         best = int(np.argmax(sims))
         return best + 1, known[best]
 
-    def _resolve(self, description: str, dataset: str | None, task: str | None, metric: str | None) -> tuple[dict, list[str], np.ndarray]:
+    def _resolve(self, description: str, dataset: str | None, task: str | None, metric: str | None,
+                 query_vector: np.ndarray | None = None) -> tuple[dict, list[str], np.ndarray]:
         notes: list[str] = []
         dataset_idx = self._datasets.get(dataset or "", 0)
         if dataset and not dataset_idx:
@@ -208,7 +229,8 @@ class Ranker:
         text = dataset_text(dataset or "user dataset", task, description, {}) if description.strip() else None
         if text is None and not dataset_idx:
             raise UsageError("describe the dataset (--description TEXT) or name a catalogued one (--dataset NAME)")
-        query_vector = self.encoder.encode([text])[0] if text else self.dataset_text[dataset_idx]
+        if query_vector is None:
+            query_vector = self.encoder.encode([text])[0] if text else self.dataset_text[dataset_idx]
         sims = self._normed @ (query_vector / max(float(np.linalg.norm(query_vector)), 1e-9))
         sims[0] = -1.0
         nearest = int(np.argmax(sims)) if dataset_idx == 0 else dataset_idx
@@ -257,10 +279,13 @@ class Ranker:
     # -- ranking ----------------------------------------------------------------------------------------
 
     def rank(self, description: str, *, dataset: str | None = None, task: str | None = None, metric: str | None = None,
-             top_k: int = 10, candidates: list[Candidate] | None = None, all_models: bool = False) -> Ranking:
+             top_k: int = 10, candidates: list[Candidate] | None = None, all_models: bool = False,
+             query_vector: np.ndarray | None = None) -> Ranking:
+        """`query_vector` replaces the embedding of the description (benchmarks, callers that
+        embedded it already); task and metric names must then be given."""
         if top_k < 0:
             raise UsageError("--top-k must be 0 (all) or a positive number")
-        query, notes, sims = self._resolve(description or "", dataset, task, metric)
+        query, notes, sims = self._resolve(description or "", dataset, task, metric, query_vector)
         dataset_idx, task_idx, metric_idx, query_vector = query.pop("_ids")
         exclude = int(self.dataset_base[dataset_idx]) if dataset_idx else None
         if candidates is None:
@@ -292,11 +317,14 @@ class Ranker:
         evidence[:, N_CORE:] = relative_size(self._candidate_sizes(rows, candidates))
         fixed = {"dataset_id": np.array([dataset_idx], np.int64), "dataset_text": query_vector[None].astype(np.float32),
                  "task": np.array([task_idx], np.int64), "metric": np.array([metric_idx], np.int64)}
-        scores = np.concatenate([  # in chunks: bounded intermediate buffers for any catalogue size
-            self.scorer.run(None, {"h": h[s:e], "u": u[s:e], "size": size[s:e], "family": family[s:e],
-                                   "numeric": numeric[s:e], "evidence": evidence[s:e], **fixed})[0]
-            for s, e in _chunks(len(rows), SCORE_CHUNK)
-        ])
+        if self._device_arrays is not None and h is self.h:
+            scores = self._score_on_device(evidence, fixed)
+        else:
+            scores = np.concatenate([  # in chunks: bounded intermediate buffers for any catalogue size
+                self.scorer.run(None, {"h": h[s:e], "u": u[s:e], "size": size[s:e], "family": family[s:e],
+                                       "numeric": numeric[s:e], "evidence": evidence[s:e], **fixed})[0]
+                for s, e in _chunks(len(rows), SCORE_CHUNK)
+            ])
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]

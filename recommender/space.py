@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from recommender.features import (
     N_NUMERIC,
@@ -22,8 +22,12 @@ from recommender.features import (
     model_text,
     model_views,
 )
-from recommender.frames import Catalogue, parse_extra
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
+
+if TYPE_CHECKING:  # training and serving load spaces without polars; only building one needs it
+    import polars as pl
+
+    from recommender.frames import Catalogue
 
 
 @dataclass
@@ -91,6 +95,8 @@ def standardise(y: np.ndarray) -> np.ndarray:
 def build_space(catalogue: Catalogue, groups: pl.DataFrame, encode, progress: Progress = no_progress,  # type: ignore[no-untyped-def]
                 cancel: CancelToken = NEVER_CANCELLED) -> LensSpace:
     """Vocabularies over everything in the catalogue; text views through `encode(texts)`."""
+    from recommender.frames import parse_extra
+
     models = catalogue.models.sort("model_id")
     extras = [parse_extra(e) for e in models["extra"].to_list()]
     families = models["family"].to_list()
@@ -136,6 +142,8 @@ def build_space(catalogue: Catalogue, groups: pl.DataFrame, encode, progress: Pr
 
 
 def group_set(space: LensSpace, groups: pl.DataFrame) -> GroupSet:
+    import polars as pl
+
     index = space.model_index()
     groups = groups.with_columns(pl.col("model_id").replace_strict(index, default=0).alias("midx"))
     per_group = groups.group_by("group_id", maintain_order=True).agg(

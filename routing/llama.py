@@ -132,7 +132,7 @@ def rotary(spec: LlamaSpec, positions: torch.Tensor, dtype: torch.dtype) -> tupl
 def attention_bias(attention_mask: torch.Tensor, positions: torch.Tensor, past: int | torch.Tensor,
                    dtype: torch.dtype) -> torch.Tensor:
     """[B, 1, T, P+T] additive mask: causal by absolute slot, and padding from attention_mask."""
-    b, total = attention_mask.shape
+    _, total = attention_mask.shape
     t = positions.shape[1]
     query_slot = torch.arange(t, device=positions.device) + past
     key_slot = torch.arange(total, device=positions.device)
@@ -194,7 +194,8 @@ class LlamaCore(nn.Module):
         """The one-slot dummy past of prefill (masked out by a 0 in attention_mask)."""
         s = self.spec
         shape = (s.layers, batch, s.kv_heads, 1, s.head_dim)
-        return torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
+        device = self.embed_tokens.weight.device
+        return torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
 
 
 def from_hf(model) -> LlamaCore:  # type: ignore[no-untyped-def]
@@ -216,7 +217,7 @@ def prefill_inputs(input_ids: torch.Tensor, pad_mask: torch.Tensor, core: LlamaC
     batch = input_ids.shape[0]
     positions = (pad_mask.cumsum(-1) - 1).clamp(min=0)
     past_key, past_value = core.empty_past(batch)
-    return input_ids, pad_mask, torch.zeros(batch, 1, dtype=pad_mask.dtype), positions, past_key, past_value
+    return input_ids, pad_mask, torch.zeros(batch, 1, dtype=pad_mask.dtype, device=pad_mask.device), positions, past_key, past_value
 
 
 INPUT_NAMES = ["input_ids", "token_mask", "past_mask", "position_ids", "past_key", "past_value"]

