@@ -161,3 +161,18 @@ def family_from_name(name: str) -> str | None:
         if regex.search(lowered):
             return family
     return None
+
+
+_SIZE_IN_NAME = re.compile(r"(?:^|[-_/ .])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?=$|[-_/ .])", re.IGNORECASE)
+
+
+def parameters_from_name(name: str) -> float | None:
+    """The parameter count a model name states (`qwen2.5-7b-instruct` → 7e9, `Mixtral-8x7B` → 5.6e10,
+    `SmolLM2-135M` → 1.35e8); None when the name states none. Used for candidates the catalogue
+    has no metadata for, never to overwrite a recorded size."""
+    matches = list(_SIZE_IN_NAME.finditer(name))
+    if not matches:
+        return None
+    experts, number, unit = matches[-1].groups()
+    value = float(number) * (1e9 if unit.lower() == "b" else 1e6) * (int(experts) if experts else 1)
+    return value if 1e6 <= value <= 1e13 else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from recommender.features import (
     name_ngram_ids,
     size_bucket,
 )
-from recommender.normalise import family_from_name, model_key
+from recommender.normalise import bare_key, family_from_name, model_key
 
 RANKER_DIR_NAME = "ranker"
 EVIDENCE_PER_RESULT = 3
@@ -175,6 +176,11 @@ class Ranker:
         del arrays
         self._normed = self.dataset_text / np.maximum(np.linalg.norm(self.dataset_text, axis=1, keepdims=True), 1e-9)
         self._by_key = {model_key(name): i + 1 for i, name in enumerate(self.models)}
+        # a bare candidate name (`qwen2.5-7b-instruct`) matches `org/name` when one organisation has it
+        # (among trained models: a bare entry without results must not hide `org/name` with results)
+        trained_keys = {k: i for k, i in self._by_key.items() if self.trained[i]}
+        bare_counts = Counter(bare_key(k) for k in trained_keys)
+        self._by_bare = {bare_key(k): i for k, i in trained_keys.items() if bare_counts[bare_key(k)] == 1}
         self._datasets = {name: i + 1 for i, name in enumerate(self.datasets)}
         self.scorer, self.session_info = create_session(folder / "scorer.onnx", device=device, memory_arena=False)
         self.model_side, _ = create_session(folder / "model_side.onnx", device="cpu")
@@ -211,6 +217,14 @@ class Ranker:
 
             self._encoder = default_encoder()
         return self._encoder
+
+    def _match(self, name: str) -> int:
+        """The known-model row of a candidate name (0: unknown); bare names only when unambiguous."""
+        key = model_key(name)
+        exact = self._by_key.get(key, 0)
+        if (exact and self.trained[exact]) or "/" in key:
+            return exact
+        return self._by_bare.get(key, exact)
 
     # -- resolving the query ------------------------------------------------------------------------
 
@@ -301,7 +315,7 @@ class Ranker:
             evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
             known = np.ones(len(rows), bool)
         else:
-            matched = [self._by_key.get(model_key(c.model), 0) for c in candidates]
+            matched = [self._match(c.model) for c in candidates]
             known = np.array([m > 0 and self.trained[m] for m in matched], bool)
             rows = np.array([m if k else 0 for m, k in zip(matched, known, strict=True)], np.int64)
             names = [c.model for c in candidates]

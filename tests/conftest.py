@@ -97,3 +97,50 @@ def store(db_url: str):  # type: ignore[no-untyped-def]
     opened = Store(db_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def fixture_store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real SQLite catalogue holding every fixture source file."""
+    from recommender.ingest import import_paths
+    from recommender.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    assert not import_paths(store, [RAW]).failed
+    return store
+
+
+@pytest.fixture
+def ranker_dir(fixture_store, encoder: Path, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A small ModelLens ranker trained on the fixture catalogue (about 20 s)."""
+    from recommender.pipeline import train_ranker
+    from recommender.training import TrainConfig
+
+    out = tmp_path / "ranker"
+    manifest = train_ranker(fixture_store, TrainConfig(epochs=4, patience=2), out)
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4 and manifest["parity"]["identical_top50"]
+    return out
+
+
+@pytest.fixture
+def local_pool(encoder: Path, tmp_path: Path) -> list[str]:
+    """Two installed local models: the real MiniLM and a tiny random Llama (fast)."""
+    import json
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from routing.llama import from_hf
+    from routing.local_models import add
+    from tests.test_local_runtime import tiny_model_folder
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
+    folder = tiny_model_folder(from_hf(LlamaForCausalLM(config).eval()), tmp_path)
+    manifest = json.loads((folder / "lensroute-model.json").read_text())
+    (folder / "lensroute-model.json").write_text(json.dumps({**manifest,
+                                                             "catalogue_name": "HuggingFaceTB/SmolLM2-360M-Instruct"}))
+    add(folder)
+    add(encoder)
+    return ["tiny-llama", "all-minilm-l6-v2"]

@@ -47,13 +47,6 @@ def test_ranking_metrics_at_k() -> None:
 # --- frames ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fixture_store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'catalogue.db'}")
-    assert not import_paths(store, [RAW]).failed
-    return store
-
-
 def test_groups_flip_lower_is_better_and_standardise(fixture_store: Store) -> None:
     groups = ranking_groups(load_catalogue(fixture_store))
     logloss = groups.filter(pl.col("metric") == "logloss")
@@ -115,17 +108,6 @@ def test_new_model_split_needs_release_dates(prepared) -> None:  # type: ignore[
     space, groups, _ = prepared
     with pytest.raises(NoDataError, match="release dates"):
         make_split(space, groups, "new-model")
-
-
-@pytest.fixture
-def ranker_dir(fixture_store: Store, encoder: Path, tmp_path: Path) -> Path:
-    from recommender.pipeline import train_ranker
-    from recommender.training import TrainConfig
-
-    out = tmp_path / "ranker"
-    manifest = train_ranker(fixture_store, TrainConfig(epochs=4, patience=2), out)
-    assert manifest["parity"]["max_abs_diff"] <= 1e-4 and manifest["parity"]["identical_top50"]
-    return out
 
 
 def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import sys
 import traceback
 from importlib import metadata
 
-from app.cli import catalogue_cmds, crawl_cmds, models_cmds, recommend_cmds
+from app.cli import catalogue_cmds, crawl_cmds, models_cmds, recommend_cmds, route_cmds
 from recommender.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, LensrouteError
 
 EPILOG = """exit codes: 0 ok, 1 unexpected error, 2 usage, 3 not found, 4 no data,
@@ -19,7 +19,7 @@ EPILOG = """exit codes: 0 ok, 1 unexpected error, 2 usage, 3 not found, 4 no dat
 
 environment: LENSROUTE_HOME (data folder), LENSROUTE_DB (database URL), NO_COLOR (no progress bar)"""
 
-COMMAND_MODULES = (catalogue_cmds, crawl_cmds, recommend_cmds, models_cmds)
+COMMAND_MODULES = (catalogue_cmds, crawl_cmds, recommend_cmds, models_cmds, route_cmds)
 
 
 def version() -> str:

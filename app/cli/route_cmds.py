@@ -1,0 +1,305 @@
+"""Routing commands: `lensroute pool` and `lensroute route evaluate | calibrate | answer | batch`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.cli.catalogue_cmds import emit_json, open_store
+from app.cli.progress import progress_and_cancel
+from recommender.errors import EXIT_INTERRUPTED, Cancelled, UsageError
+
+ROUTER_CHOICES = ("all", "knn", "mlp", "lgbm", "cluster")
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+# --- pool ---------------------------------------------------------------------------------------
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    from routing.pool import recommend_pool
+
+    if args.top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    if not args.description.strip():
+        raise UsageError("--description is empty: describe the task")
+    from recommender.ranker import Ranker
+
+    ranker = Ranker.load(args.model) if args.model else None
+    result = recommend_pool(args.description, args.top_k, task=args.task, metric=args.metric, ranker=ranker)
+    if args.json:
+        emit_json(result)
+        return 0
+    for note in result["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"recommended Top-{args.top_k}:")
+    for r in result["recommended"]:
+        where = f"runs here as {r['local_name']}" if r["runnable"] else "not installed"
+        print(f"  {r['rank']:>3}. {r['model']:<56} {r['score']:>9.4f}  {where}")
+    if result["pool"]:
+        print("pool of installed models, by the same ranker (for `lensroute route calibrate --pool`):")
+        for p in result["pool"]:
+            print(f"  {p['rank']:>3}. {p['local_name']:<28} {p['kind']:<10} {p['score']:>9.4f}")
+    return 0
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recommender.text_encoder import default_encoder
+    from routing.costs import default_prices
+    from routing.evaluate import evaluate_table, order_rows
+    from routing.routers import ROUTERS
+    from routing.table import load_table
+
+    routers = list(ROUTERS) if args.router == "all" else [args.router]
+    prices = Path(args.prices) if args.prices else None
+    if prices is not None and not prices.is_file():
+        raise UsageError(f"--prices: no such file: {prices}")
+    table = load_table(args.table, seed=args.seed,
+                       price_lookup=(lambda models: default_prices(models, prices)) if prices else None)
+    for note in table.notes:
+        print(f"note: {note}", file=sys.stderr)
+    encoder = default_encoder()
+    try:
+        with progress_and_cancel("route evaluate", args.quiet) as (bar, token):
+            x = encoder.encode_all(table.prompts, progress=bar, cancel=token)
+            rows = order_rows(evaluate_table(table, lambda _: x, routers, seed=args.seed, progress=bar, cancel=token))
+    except Cancelled:
+        print("evaluation cancelled (embeddings computed so far are cached)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        emit_json([r.as_json() for r in rows])
+        return 0
+    summary = table.summary()
+    print(f"{table.name}: {summary['queries']:,} queries ({summary['train']:,} train, {summary['test']:,} test), "
+          f"{len(table.models)} models, cost basis {table.cost_basis}")
+    print(f"{'benchmark':<28}{'router':<13}{'accuracy':>9}{'cost':>12}{'auc':>8}{'gap':>8}{'queries':>9}")
+    for r in rows:
+        print(f"{r.benchmark[:27]:<28}{r.router:<13}{r.accuracy:>9.4f}{r.cost:>12.4g}{r.auc:>8.4f}"
+              f"{_fmt(r.gap_closed, '.3f'):>8}{r.queries:>9}")
+    return 0
+
+
+def cmd_pool_experiment(args: argparse.Namespace) -> int:
+    from recommender.ranker import Ranker
+    from recommender.text_encoder import default_encoder
+    from routing.pool_experiment import pool_experiment
+    from routing.table import load_table
+
+    table = load_table(args.table, seed=args.seed)
+    if not 1 <= args.top_k < len(table.models):
+        raise UsageError(f"--top-k must be between 1 and {len(table.models) - 1} (the table has {len(table.models)} models)")
+    ranker = Ranker.load(args.model)
+    try:
+        with progress_and_cancel("route pool-experiment", args.quiet) as (bar, token):
+            x = default_encoder().encode_all(table.prompts, progress=bar, cancel=token)
+            rows = pool_experiment(table, x, ranker, args.top_k, kind=args.router, random_draws=args.draws,
+                                   seed=args.seed, store=open_store(args), progress=bar, cancel=token)
+    except Cancelled:
+        print("experiment cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        emit_json([r.as_json() for r in rows])
+        return 0
+    print(f"{table.name}: routed accuracy ({args.router}, λ = 0) with the pool restricted to K = {args.top_k} models")
+    print(f"{'benchmark':<24}{'recommended':>12}{'random':>9}{'all':>9}{'queries':>9}   recommended pool")
+    for bench in dict.fromkeys(r.benchmark for r in rows):
+        mine = {r.pool: r for r in rows if r.benchmark == bench}
+        print(f"{bench[:23]:<24}{mine['recommended'].accuracy:>12.4f}{mine['random'].accuracy:>9.4f}"
+              f"{mine['all'].accuracy:>9.4f}{mine['all'].queries:>9}   {', '.join(mine['recommended'].models)}")
+    return 0
+
+
+# --- calibrate ----------------------------------------------------------------------------------
+
+
+def _pool_names(values: list[str]) -> list[str]:
+    return [name for value in values for name in value.split(",")]
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from routing.answering import read_questions
+    from routing.calibrate import calibrate
+
+    questions = read_questions(Path(args.data), labelled=True)
+    try:
+        with progress_and_cancel("route calibrate", args.quiet) as (bar, token):
+            summary = calibrate(_pool_names(args.pool), questions, kind=args.router, name=args.name,
+                                device=args.device, data_file=Path(args.data), seed=args.seed, progress=bar, cancel=token)
+    except Cancelled:
+        print("calibration cancelled: no router saved (the previous one, if any, is untouched)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(f"router {summary['router']!r} ({summary['kind']}) trained on {summary['questions']} questions → {summary['path']}")
+    for model in summary["pool"]:
+        print(f"  {model:<28} accuracy {summary['accuracy'][model]:.3f}  latency {summary['latency_ms'][model]:>9.2f} ms")
+    cv = summary["cross_validated"]
+    if cv.get("folds"):
+        print(f"  {cv['folds']}-fold cross-validated accuracy: router {cv['router']:.3f}, "
+              f"best single {cv['best_single']:.3f}, oracle {cv['oracle']:.3f}")
+    else:
+        print(f"  {cv['note']}")
+    return 0
+
+
+# --- answer / batch -----------------------------------------------------------------------------
+
+
+def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from routing.router_store import load_router
+    from routing.serve import RoutingSession
+
+    return RoutingSession(load_router(args.router_name), cost_weight=args.cost_weight, device=args.device)
+
+
+def _print_answer(result: dict) -> None:
+    chosen = result["chosen"]
+    print(f"Q: {result['question']}")
+    label = f"{chosen['answer']}" if chosen["answer"] is not None else "(not answered)"
+    print(f"→ {chosen['model']}: {label}" + (f"   [{chosen['answer_ms']:.1f} ms]" if chosen["answer_ms"] is not None else ""))
+    if "correct" in result:
+        print(f"  correct: {'yes' if result['correct'] else 'no'}")
+    for member in result["pool"]:
+        mark = "*" if member["model"] == chosen["model"] else " "
+        flag = "" if member["eligible"] else "  (cannot answer without choices)"
+        print(f"  {mark} {member['model']:<28} predicted score {member['predicted_score']:.3f}  "
+              f"cost {member['predicted_cost']:.4g} {member['cost_unit']}{flag}")
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    print(f"  routing decision {result['routing_ms']:.2f} ms")
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    from routing.answering import Question
+
+    if not args.question.strip():
+        raise UsageError("the question is empty")
+    choices = list(args.choices or [])
+    if len(choices) == 1:
+        raise UsageError("--choices needs at least two options (or none for a free-text answer)")
+    question = Question(args.question, choices)
+    session = _session(args)
+    decision, answer = (session.decide(question), None) if args.decide_only else session.answer(question)
+    result = session.as_json(question, decision, answer)
+    if args.json:
+        emit_json(result)
+    else:
+        _print_answer(result)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from routing.answering import read_questions
+
+    questions = read_questions(Path(args.file), labelled=False)
+    session = _session(args)
+    results: list[dict] = []
+    cancelled = False
+    with progress_and_cancel("route batch", args.quiet) as (bar, token):
+        for i, question in enumerate(questions):
+            if token.cancelled:
+                cancelled = True
+                break
+            decision, answer = (session.decide(question), None) if args.decide_only else session.answer(question)
+            results.append(session.as_json(question, decision, answer))
+            bar(i + 1, len(questions), results[-1]["chosen"]["model"])
+    if args.json:
+        emit_json(results)
+    else:
+        for result in results:
+            _print_answer(result)
+    graded = [r["correct"] for r in results if "correct" in r]
+    chosen: dict[str, int] = {}
+    for r in results:
+        chosen[r["chosen"]["model"]] = chosen.get(r["chosen"]["model"], 0) + 1
+    line = f"{len(results)}/{len(questions)} questions routed: " + ", ".join(f"{m} {n}" for m, n in sorted(chosen.items()))
+    if graded:
+        line += f"; accuracy {sum(graded) / len(graded):.3f} on {len(graded)} labelled"
+    print(line, file=sys.stderr)
+    if cancelled:
+        print("batch cancelled: the answers above are the ones finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+# --- registration -------------------------------------------------------------------------------
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser("pool", parents=[common],
+                            help="the recommended models for a task, and which of them run here")
+    p.add_argument("--description", required=True, help="what the task is about")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--task", help="task type, e.g. Classification, Retrieval, multiple-choice QA")
+    p.add_argument("--metric", help="metric name")
+    p.add_argument("--model", metavar="DIR", help="ranker folder (default: the trained or bundled one)")
+    p.add_argument("--json", action="store_true",
+                   help='{"recommended": [{"rank", "model", "score", "known", "runnable", "local_name"}], '
+                        '"runnable", "not_runnable", "pool", "notes"}')
+    p.set_defaults(func=cmd_pool)
+
+    route = commands.add_parser("route", parents=[common], help="route queries among a pool of models")
+    sub = route.add_subparsers(dest="route_command", metavar="ACTION")
+
+    p = sub.add_parser("evaluate", parents=[common], help="routers vs best single, random and oracle on a score table")
+    p.add_argument("table", help="parquet / CSV / JSONL: benchmark, prompt, model, score (0..1) [, query_id, cost_usd, split]")
+    p.add_argument("--router", choices=ROUTER_CHOICES, default="all")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prices", help="YAML {model: {input, output}} USD per 1M tokens, for models without costs")
+    p.add_argument("--json", action="store_true",
+                   help='rows {"benchmark", "router", "accuracy", "cost", "auc", "gap_closed", "queries"}')
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pool-experiment", parents=[common],
+                       help="routed accuracy with the recommender's Top-K pool vs K random models vs all")
+    p.add_argument("table")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--router", choices=ROUTER_CHOICES[1:], default="knn")
+    p.add_argument("--draws", type=int, default=10, help="random pools drawn per benchmark (seeded)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", metavar="DIR", help="ranker folder (default: the trained or bundled one)")
+    p.add_argument("--json", action="store_true",
+                   help='rows {"benchmark", "pool", "k", "accuracy", "best_member", "queries", "models"}')
+    p.set_defaults(func=cmd_pool_experiment)
+
+    p = sub.add_parser("calibrate", parents=[common], help="run the pool on labelled questions and train its router")
+    p.add_argument("--pool", action="append", required=True, metavar="NAMES",
+                   help="installed local models, comma-separated or repeated")
+    p.add_argument("--data", required=True, metavar="FILE.jsonl", help='lines {"question", "choices", "answer"}')
+    p.add_argument("--router", choices=ROUTER_CHOICES[1:], default="knn")
+    p.add_argument("--name", default="default", help="save the router under this name")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
+    for name, helptext in (("answer", "route one question and answer it"),
+                           ("batch", "route and answer every question of a JSONL file")):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        if name == "answer":
+            p.add_argument("question")
+            p.add_argument("--choices", nargs="+", metavar="CHOICE", help="answer options (multiple choice)")
+            p.set_defaults(func=cmd_answer)
+        else:
+            p.add_argument("file", help='JSONL lines {"question", "choices"?, "answer"?} (answer → accuracy)')
+            p.set_defaults(func=cmd_batch)
+        p.add_argument("--cost-weight", type=float, default=0.0, metavar="λ",
+                       help="trade predicted score against cost: choose argmax(score − λ·cost); 0 = quality only")
+        p.add_argument("--router", dest="router_name", default="default", help="the calibrated router to use")
+        p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        p.add_argument("--decide-only", action="store_true", help="print the routing decision without answering")
+        p.add_argument("--json", action="store_true")
+
+    def show_help(args: argparse.Namespace) -> int:
+        route.print_help(sys.stderr)
+        return 2
+
+    route.set_defaults(func=show_help)

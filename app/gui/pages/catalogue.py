@@ -1,0 +1,143 @@
+"""Catalogue page: sources with record counts and last crawl, import with progress and Cancel
+(file dialog or drag-and-drop of files and folders), and a log pane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.jobs import Job
+from app.gui.widgets import FrameModel, JobBar, compact_table
+
+
+def sources_frame(store) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """One row per source: records, last crawl start, its state."""
+    from recommender.store.queries import catalogue_stats
+
+    stats = catalogue_stats(store)
+    with store.engine.connect() as conn:
+        runs = conn.exec_driver_sql(
+            "SELECT source, status, started_at FROM crawl_runs WHERE id IN (SELECT MAX(id) FROM crawl_runs GROUP BY source)"
+        ).fetchall()
+    last = {source: (status, started) for source, status, started in runs}
+    names = sorted(set(stats.sources) | set(last))
+    return pl.DataFrame({
+        "source": names,
+        "records": [stats.sources.get(n, 0) for n in names],
+        "last crawl": [last.get(n, (None, None))[1] for n in names],
+        "state": [last.get(n, ("imported", None))[0] for n in names],
+    }, schema={"source": pl.Utf8, "records": pl.Int64, "last crawl": pl.Utf8, "state": pl.Utf8})
+
+
+class CataloguePage(QWidget):
+    title = "Catalogue"
+
+    def __init__(self, context, parent: QWidget | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(parent)
+        self.context = context
+        self.setAcceptDrops(True)
+        self.summary = QLabel("")
+        self.summary.setObjectName("catalogueSummary")
+        self.model = FrameModel()
+        self.table = compact_table(QTableView())
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.import_files_button = QPushButton("Import files…")
+        self.import_folder_button = QPushButton("Import folder…")
+        self.refresh_button = QPushButton("Refresh")
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setObjectName("catalogueLog")
+        self.job = Job("import", self)
+        self.job_bar = JobBar(self.job)
+        buttons = QHBoxLayout()
+        for button in (self.import_files_button, self.import_folder_button, self.refresh_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, 3)
+        layout.addWidget(self.job_bar)
+        layout.addWidget(QLabel("Log (drop files or folders anywhere on this page to import them)"))
+        layout.addWidget(self.log, 1)
+        self.import_files_button.clicked.connect(self.choose_files)
+        self.import_folder_button.clicked.connect(self.choose_folder)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.job.succeeded.connect(self.on_imported)
+        self.job.cancelled.connect(self.on_cancelled)
+        self.job.running_changed.connect(self.on_running)
+
+    @Slot()
+    def refresh(self) -> None:
+        frame = sources_frame(self.context.store())
+        self.model.set_frame(frame)
+        self.summary.setText(f"{int(frame['records'].sum()):,} records from {frame.height} sources — {self.context.db_label()}")
+
+    @Slot()
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Import leaderboard files")
+        if files:
+            self.start_import([Path(f) for f in files])
+
+    @Slot()
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Import a folder of leaderboard files")
+        if folder:
+            self.start_import([Path(folder)])
+
+    def start_import(self, targets: list[Path]) -> bool:
+        from recommender.ingest import import_paths
+
+        store = self.context.store()
+        self.log.appendPlainText(f"importing {', '.join(str(t) for t in targets)}")
+        return self.job.start(lambda progress, cancel: import_paths(store, targets, progress=progress, cancel=cancel))
+
+    @Slot(object)
+    def on_imported(self, report) -> None:  # type: ignore[no-untyped-def]
+        for unit in report.units:
+            if unit.ok:
+                c = unit.counts
+                self.log.appendPlainText(f"  {unit.label}: added {c.added:,}, updated {c.updated:,}, "
+                                         f"unchanged {c.unchanged:,}, rejected {c.rejected.total:,}")
+            else:
+                self.log.appendPlainText(f"  {unit.label}: FAILED ({unit.error}) — rolled back")
+        for skipped in report.skipped:
+            self.log.appendPlainText(f"  skipped {skipped}")
+        totals = report.totals()
+        self.log.appendPlainText(f"done: {totals.added:,} added, {len(report.failed)} file(s) failed")
+        self.refresh()
+
+    @Slot()
+    def on_cancelled(self) -> None:
+        self.log.appendPlainText("import cancelled: the files finished before the cancel are kept")
+        self.refresh()
+
+    @Slot(bool)
+    def on_running(self, running: bool) -> None:
+        for button in (self.import_files_button, self.import_folder_button):
+            button.setEnabled(not running)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.start_import(paths)
+            event.setDropAction(Qt.DropAction.CopyAction)
+            event.accept()

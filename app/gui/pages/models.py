@@ -1,0 +1,146 @@
+"""Local models page: installed models, build the built-ins, add a folder, the execution provider
+(shown honestly: the one ONNX Runtime really uses here), and the informed-routing benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.jobs import Job
+from app.gui.widgets import FrameModel, JobBar, compact_table, show_error
+
+
+def bench_frame(rows: list) -> pl.DataFrame:  # type: ignore[type-arg]
+    return pl.DataFrame({
+        "method": [r.method for r in rows], "sparsity": [r.sparsity for r in rows],
+        "KL": [r.quality.get("kl") for r in rows], "top-1": [r.quality.get("top1") for r in rows],
+        "prefill ms": [", ".join(f"{k}: {v:.1f}" for k, v in r.prefill_ms.items()) for r in rows],
+        "decode ms/token": [r.decode_ms for r in rows], "speed-up": [r.speedup for r in rows],
+        "theoretical": [r.theoretical_speedup for r in rows],
+    })
+
+
+class ModelsPage(QWidget):
+    title = "Local models"
+
+    def __init__(self, context, parent: QWidget | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(parent)
+        self.context = context
+        self.provider = QLabel("")
+        self.provider.setObjectName("providerLabel")
+        self.model = FrameModel()
+        self.table = compact_table(QTableView())
+        self.table.setModel(self.model)
+        self.build_button = QPushButton("Build the built-ins")
+        self.add_button = QPushButton("Add a model folder…")
+        self.sparsity = QDoubleSpinBox()
+        self.sparsity.setRange(0.0, 0.9)
+        self.sparsity.setSingleStep(0.125)
+        self.sparsity.setDecimals(3)
+        self.bench_button = QPushButton("Benchmark informed routing")
+        self.bench_model = FrameModel()
+        self.bench_table = compact_table(QTableView())
+        self.bench_table.setModel(self.bench_model)
+        self.job = Job("local models", self)
+        buttons = QHBoxLayout()
+        for w in (self.build_button, self.add_button, QLabel("sparsity"), self.sparsity, self.bench_button):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.provider)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, 2)
+        layout.addWidget(QLabel("Informed routing benchmark (quality vs sparsity, measured speed)"))
+        layout.addWidget(self.bench_table, 2)
+        layout.addWidget(JobBar(self.job))
+        self.build_button.clicked.connect(self.build_builtins)
+        self.add_button.clicked.connect(self.choose_folder)
+        self.bench_button.clicked.connect(self.bench)
+        self.job.succeeded.connect(self.on_done)
+
+    def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
+        self.sparsity.setValue(settings.sparsity)
+
+    def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
+        settings.sparsity = self.sparsity.value()
+
+    @Slot()
+    def refresh(self) -> None:
+        from routing.local_models import installed
+
+        provider = self.context.provider()
+        self.provider.setText(f"ONNX Runtime execution provider here: {provider}")
+        models = installed()
+        self.model.set_frame(pl.DataFrame({
+            "name": [m.name for m in models], "kind": [m.kind for m in models],
+            "path": [str(m.path) for m in models], "provider": [provider] * len(models),
+        }, schema={"name": pl.Utf8, "kind": pl.Utf8, "path": pl.Utf8, "provider": pl.Utf8}))
+
+    @Slot()
+    def build_builtins(self) -> bool:
+        from routing.builtins import BUILTINS
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            for i, (name, build) in enumerate(BUILTINS.items()):
+                cancel.raise_if_cancelled()
+                progress(i, len(BUILTINS), f"building {name}")
+                build()
+            return "built"
+
+        return self.job.start(work)
+
+    @Slot()
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A model folder (model.onnx, tokenizer.json, lensroute-model.json)")
+        if folder:
+            self.add_folder(Path(folder))
+
+    def add_folder(self, folder: Path) -> bool:
+        from recommender.errors import LensrouteError
+        from routing.local_models import add
+
+        try:
+            add(folder)
+        except LensrouteError as exc:
+            show_error(self, str(exc))
+            return False
+        self.refresh()
+        return True
+
+    def selected_name(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        frame = self.model.frame
+        if rows:
+            return str(frame["name"][rows[0].row()])
+        causal = [n for n, k in zip(frame["name"], frame["kind"], strict=True) if k == "causal-lm"] if frame.height else []
+        return causal[0] if causal else None
+
+    @Slot()
+    def bench(self) -> bool:
+        from routing.bench import bench_causal_lm
+
+        name = self.selected_name()
+        if name is None:
+            show_error(self, "no causal language model installed to benchmark: build the built-ins first")
+            return False
+        sparsities = tuple(sorted({0.0, round(self.sparsity.value(), 3)}))
+        return self.job.start(lambda progress, cancel: bench_causal_lm(name, sparsities=sparsities, progress=progress,
+                                                                       cancel=cancel))
+
+    @Slot(object)
+    def on_done(self, result) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(result, list):
+            self.bench_model.set_frame(bench_frame(result))
+        self.refresh()

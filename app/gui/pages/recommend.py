@@ -1,0 +1,259 @@
+"""Recommend page: describe a dataset, get the ranked models (score, known/unseen, evidence on
+click), export them, and see the atlas — the learned model space in 2-D with the query and its
+Top-K highlighted (pyqtgraph: zoom and pan with the mouse, names on hover)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QCompleter,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableView,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.jobs import Job
+from app.gui.widgets import FrameModel, JobBar, compact_table, show_error
+
+FAMILY_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+                  "#9c755f", "#bab0ac"]
+
+
+def ranking_frame(ranking) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    return pl.DataFrame({
+        "rank": [r.rank for r in ranking.results],
+        "model": [r.model for r in ranking.results],
+        "score": [r.score for r in ranking.results],
+        "known": ["known" if r.known else "unseen" for r in ranking.results],
+        "evidence": [len(r.evidence) for r in ranking.results],
+    }, schema={"rank": pl.Int64, "model": pl.Utf8, "score": pl.Float64, "known": pl.Utf8, "evidence": pl.Int64})
+
+
+class AtlasView(pg.PlotWidget):
+    """Models (coloured by family) and datasets (grey) in 2-D; the query and its Top-K on top."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground(None)
+        self.showGrid(x=False, y=False)
+        self.getPlotItem().hideAxis("left")
+        self.getPlotItem().hideAxis("bottom")
+        self.models = pg.ScatterPlotItem(size=5, pen=None, hoverable=True, tip=self._tip)
+        self.datasets = pg.ScatterPlotItem(size=6, pen=None, symbol="t", brush=pg.mkBrush(150, 150, 150, 120),
+                                           hoverable=True, tip=self._tip)
+        self.top = pg.ScatterPlotItem(size=11, pen=pg.mkPen("k", width=1.5), brush=pg.mkBrush(255, 215, 0, 230),
+                                      hoverable=True, tip=self._tip)
+        self.query = pg.ScatterPlotItem(size=18, symbol="star", pen=pg.mkPen("k"), brush=pg.mkBrush(220, 20, 60),
+                                        tip=self._tip, hoverable=True)
+        for item in (self.datasets, self.models, self.top, self.query):
+            self.addItem(item)
+        self.atlas = None
+
+    @staticmethod
+    def _tip(x: float, y: float, data: object) -> str:
+        return str(data)
+
+    def set_atlas(self, atlas) -> None:  # type: ignore[no-untyped-def]
+        self.atlas = atlas
+        families = sorted(set(atlas.families))
+        colour = {f: FAMILY_COLOURS[i % len(FAMILY_COLOURS)] for i, f in enumerate(families)}
+        self.models.setData(pos=atlas.model_xy, data=[f"{m} ({f})" for m, f in zip(atlas.models, atlas.families, strict=True)],
+                            brush=[pg.mkBrush(colour[f]) for f in atlas.families])
+        self.datasets.setData(pos=atlas.dataset_xy, data=[f"dataset {d} ({t})" for d, t in zip(atlas.datasets, atlas.tasks, strict=True)])
+        self.top.setData(pos=np.zeros((0, 2)))
+        self.query.setData(pos=np.zeros((0, 2)))
+
+    def highlight(self, ranking) -> int:  # type: ignore[no-untyped-def]
+        """Mark the ranking's known Top-K and place the query at their mean; returns how many."""
+        if self.atlas is None:
+            return 0
+        placed = [(r.model, self.atlas.position(r.model)) for r in ranking.results]
+        placed = [(m, p) for m, p in placed if p is not None]
+        if not placed:
+            self.top.setData(pos=np.zeros((0, 2)))
+            self.query.setData(pos=np.zeros((0, 2)))
+            return 0
+        xy = np.array([p for _, p in placed])
+        self.top.setData(pos=xy, data=[f"Top-K: {m}" for m, _ in placed])
+        self.query.setData(pos=xy.mean(0, keepdims=True),
+                           data=["your task (placed at the mean of its Top-K known models)"])
+        return len(placed)
+
+
+class RecommendPage(QWidget):
+    title = "Recommend"
+
+    def __init__(self, context, parent: QWidget | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(parent)
+        self.context = context
+        self.ranking = None
+        self.description = QPlainTextEdit()
+        self.description.setPlaceholderText("Describe your dataset: what the inputs are, what is predicted, the language…")
+        self.description.setMaximumHeight(90)
+        self.dataset = QLineEdit()
+        self.dataset.setPlaceholderText("optional: a dataset name the catalogue knows")
+        self.task = QComboBox()
+        self.metric = QComboBox()
+        for combo in (self.task, self.metric):
+            combo.setEditable(True)
+            combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(0, 100_000)
+        self.top_k.setSpecialValueText("all")
+        self.rank_button = QPushButton("Rank models")
+        self.rank_button.setShortcut("Ctrl+Return")
+        self.export_button = QPushButton("Export…")
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
+        self.notes.setObjectName("rankNotes")
+        self.model = FrameModel()
+        self.table = compact_table(QTableView())
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.evidence = QTextEdit()
+        self.evidence.setReadOnly(True)
+        self.evidence.setPlaceholderText("click a model to see the results that back its rank")
+        self.atlas = AtlasView()
+        self.job = Job("rank", self)
+        self.atlas_job = Job("atlas", self)
+
+        form = QFormLayout()
+        form.addRow("Description", self.description)
+        row = QHBoxLayout()
+        for label, widget in (("Dataset", self.dataset), ("Task", self.task), ("Metric", self.metric), ("Top-K", self.top_k)):
+            row.addWidget(QLabel(label))
+            row.addWidget(widget, 1)
+        row.addWidget(self.rank_button)
+        row.addWidget(self.export_button)
+        form.addRow(row)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.table)
+        left.addWidget(self.evidence)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.atlas)
+        split.setSizes([600, 500])
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.notes)
+        layout.addWidget(split, 1)
+        layout.addWidget(JobBar(self.job))
+
+        self.rank_button.clicked.connect(self.rank)
+        self.export_button.clicked.connect(self.choose_export)
+        self.table.clicked.connect(self.show_evidence)
+        self.job.succeeded.connect(self.on_ranked)
+        self.job.running_changed.connect(self.on_running)
+        self.atlas_job.succeeded.connect(self.on_atlas)
+
+    def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
+        self.description.setPlainText(settings.description)
+        self.dataset.setText(settings.dataset)
+        self.task.setEditText(settings.task)
+        self.metric.setEditText(settings.metric)
+        self.top_k.setValue(settings.top_k)
+
+    def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
+        settings.description = self.description.toPlainText()
+        settings.dataset, settings.task, settings.metric = self.dataset.text(), self.task.currentText(), self.metric.currentText()
+        settings.top_k = self.top_k.value()
+
+    def ensure_ranker(self) -> None:
+        """Fill the task/metric pickers and start the atlas once a ranker is loaded."""
+        ranker = self.context.ranker()
+        if ranker is None or self.task.count():
+            return
+        for combo, values in ((self.task, ranker.tasks), (self.metric, ranker.metrics)):
+            text = combo.currentText()
+            combo.addItem("")
+            combo.addItems(values)
+            completer = QCompleter(values, combo)
+            completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+            combo.setCompleter(completer)
+            combo.setEditText(text)
+        from recommender.atlas import build_atlas
+
+        self.atlas_job.start(lambda progress, cancel: build_atlas(ranker))
+
+    @Slot(object)
+    def on_atlas(self, atlas) -> None:  # type: ignore[no-untyped-def]
+        self.atlas.set_atlas(atlas)
+        if self.ranking is not None:
+            self.atlas.highlight(self.ranking)
+
+    @Slot()
+    def rank(self) -> bool:
+        text = self.description.toPlainText().strip()
+        if not text:
+            show_error(self, "describe the dataset first: the description is empty")
+            return False
+        ranker = self.context.ranker()
+        if ranker is None:
+            show_error(self, self.context.ranker_error or "no trained ranker")
+            return False
+        self.ensure_ranker()
+        dataset, task, metric = self.dataset.text().strip() or None, self.task.currentText().strip() or None, \
+            self.metric.currentText().strip() or None
+        top_k = self.top_k.value()
+        return self.job.start(lambda progress, cancel: ranker.rank(text, dataset=dataset, task=task, metric=metric,
+                                                                   top_k=top_k))
+
+    @Slot(object)
+    def on_ranked(self, ranking) -> None:  # type: ignore[no-untyped-def]
+        self.ranking = ranking
+        self.model.set_frame(ranking_frame(ranking))
+        self.notes.setText("  ·  ".join(ranking.notes))
+        self.evidence.clear()
+        self.atlas.highlight(ranking)
+
+    @Slot(bool)
+    def on_running(self, running: bool) -> None:
+        self.rank_button.setEnabled(not running)
+
+    @Slot()
+    def show_evidence(self, index=None) -> None:  # type: ignore[no-untyped-def]
+        if self.ranking is None or index is None:
+            return
+        model = self.model.frame["model"][index.row()]
+        result = next(r for r in self.ranking.results if r.model == model)
+        lines = [f"<b>{model}</b> — score {result.score:.4f}, {'known' if result.known else 'unseen (ranked from its views)'}"]
+        lines += [f"{e['dataset']} · {e['metric']} = {e['value']}" for e in result.evidence] or ["no results on close datasets"]
+        self.evidence.setHtml("<br>".join(lines))
+
+    @Slot()
+    def choose_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the ranking", "ranking.csv", "CSV (*.csv);;JSON (*.json)")
+        if path:
+            self.export_to(Path(path))
+
+    def export_to(self, path: Path) -> bool:
+        if self.ranking is None:
+            show_error(self, "nothing to export yet: rank models first")
+            return False
+        try:
+            if path.suffix.lower() == ".json":
+                path.write_text(json.dumps(self.ranking.as_json(), indent=2), encoding="utf-8")
+            else:
+                ranking_frame(self.ranking).write_csv(path)
+        except OSError as exc:
+            show_error(self, f"cannot write {path}: {exc.strerror or exc}")
+            return False
+        return True

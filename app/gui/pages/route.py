@@ -1,0 +1,269 @@
+"""Route page: the calibrated pool, the cost–quality knob with its curve, a query box and a batch
+runner; each answer shows the chosen model, every member's predicted score and cost, latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSlider,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.jobs import Job
+from app.gui.widgets import FrameModel, JobBar, compact_table, show_error
+
+SLIDER_STEPS = 100
+MAX_LAMBDA_PER_UNIT = 20.0  # λ at the slider's end, in score per (mean predicted cost)
+
+
+def pool_frame(result: dict) -> pl.DataFrame:
+    chosen = result["chosen"]["model"]
+    return pl.DataFrame({
+        "model": [m["model"] for m in result["pool"]],
+        "chosen": ["✔" if m["model"] == chosen else "" for m in result["pool"]],
+        "predicted score": [m["predicted_score"] for m in result["pool"]],
+        "predicted cost (s)": [m["predicted_cost"] for m in result["pool"]],
+        "eligible": ["yes" if m["eligible"] else "no" for m in result["pool"]],
+    })
+
+
+class RoutePage(QWidget):
+    title = "Route"
+
+    def __init__(self, context, parent: QWidget | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(parent)
+        self.context = context
+        self.session = None
+        self.router_name = QComboBox()
+        self.router_name.setEditable(True)
+        self.pool_label = QLabel("")
+        self.pool_label.setObjectName("poolLabel")
+        self.pool_label.setWordWrap(True)
+        self.knob = QSlider(Qt.Orientation.Horizontal)
+        self.knob.setRange(0, SLIDER_STEPS)
+        self.knob_label = QLabel("quality only")
+        self.curve = pg.PlotWidget()
+        self.curve.setBackground(None)
+        self.curve.setLabel("bottom", "mean predicted cost (s)")
+        self.curve.setLabel("left", "mean predicted score")
+        self.curve_line = self.curve.plot([], [], pen=pg.mkPen("#4e79a7", width=2), symbol="o", symbolSize=4)
+        self.curve_here = pg.ScatterPlotItem(size=12, brush=pg.mkBrush(220, 20, 60))
+        self.curve.addItem(self.curve_here)
+        self.question = QLineEdit()
+        self.question.setPlaceholderText("a question")
+        self.choices = QLineEdit()
+        self.choices.setPlaceholderText("choices separated by | (empty: a free-text answer)")
+        self.answer_button = QPushButton("Route and answer")
+        self.answer_button.setShortcut("Ctrl+Return")
+        self.batch_button = QPushButton("Run a batch file…")
+        self.answer_text = QLabel("")
+        self.answer_text.setObjectName("answerText")
+        self.answer_text.setWordWrap(True)
+        self.model = FrameModel()
+        self.table = compact_table(QTableView())
+        self.table.setModel(self.model)
+        self.batch_log = QPlainTextEdit()
+        self.batch_log.setReadOnly(True)
+        self.job = Job("route", self)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Router"))
+        top.addWidget(self.router_name)
+        top.addWidget(self.pool_label, 1)
+        knob = QHBoxLayout()
+        knob.addWidget(QLabel("quality"))
+        knob.addWidget(self.knob, 1)
+        knob.addWidget(QLabel("cost"))
+        knob.addWidget(self.knob_label)
+        ask = QHBoxLayout()
+        ask.addWidget(self.question, 3)
+        ask.addWidget(self.choices, 2)
+        ask.addWidget(self.answer_button)
+        ask.addWidget(self.batch_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(knob)
+        layout.addWidget(self.curve, 2)
+        layout.addLayout(ask)
+        layout.addWidget(self.answer_text)
+        layout.addWidget(self.table, 2)
+        layout.addWidget(self.batch_log, 1)
+        layout.addWidget(JobBar(self.job))
+
+        self.router_name.currentTextChanged.connect(self.load_router)
+        self.knob.valueChanged.connect(self.on_knob)
+        self.answer_button.clicked.connect(self.answer)
+        self.batch_button.clicked.connect(self.choose_batch)
+        self.job.succeeded.connect(self.on_result)
+        self.job.running_changed.connect(self.on_running)
+
+    def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
+        self.refresh_routers(settings.router_name)
+        self.knob.setValue(round(settings.cost_weight))
+        self.question.setText(settings.route_question)
+
+    def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
+        settings.router_name = self.router_name.currentText()
+        settings.cost_weight = float(self.knob.value())
+        settings.route_question = self.question.text()
+
+    def refresh_routers(self, wanted: str = "default") -> None:
+        from routing.router_store import routers_dir
+
+        folder = routers_dir()
+        names = sorted(p.name for p in folder.iterdir() if (p / "router.json").is_file()) if folder.is_dir() else []
+        self.router_name.blockSignals(True)
+        self.router_name.clear()
+        self.router_name.addItems(names)
+        self.router_name.setEditText(wanted if wanted in names or not names else names[0])
+        self.router_name.blockSignals(False)
+        self.load_router(self.router_name.currentText())
+
+    @Slot(str)
+    def load_router(self, name: str) -> None:
+        from recommender.errors import LensrouteError
+        from routing.router_store import load_router
+        from routing.serve import RoutingSession
+
+        self.session = None
+        try:
+            saved = load_router(name or "default")
+            self.session = RoutingSession(saved, cost_weight=0.0, encoder=self.context.encoder())
+        except LensrouteError as exc:
+            self.pool_label.setText(f"no pool: {exc}")
+            return
+        cv = saved.meta.get("cross_validated", {})
+        quality = f" — cross-validated accuracy {cv['router']:.3f} (best single {cv['best_single']:.3f})" if cv.get("folds") else ""
+        self.pool_label.setText(f"pool: {', '.join(saved.pool)} ({saved.meta.get('kind')}, {saved.meta.get('questions')} "
+                                f"calibration questions){quality}")
+        self.draw_curve()
+
+    def cost_weight(self) -> float:
+        """The slider's λ, scaled by the pool's mean predicted cost so the knob spans the pool."""
+        if self.session is None:
+            return 0.0
+        scale = float(np.mean(self.session.saved.cost_model.predict(np.array([200.0])))) or 1.0
+        return self.knob.value() / SLIDER_STEPS * MAX_LAMBDA_PER_UNIT / scale
+
+    def draw_curve(self) -> None:
+        """The cost–quality curve the router predicts on its calibration queries, λ swept."""
+        if self.session is None:
+            return
+        router = self.session.saved.router
+        x = getattr(router, "x", None)
+        if x is None:
+            self.curve_line.setData([], [])
+            return
+        quality = router.predict(x[: min(len(x), 2000)])
+        cost = np.broadcast_to(self.session.saved.cost_model.predict(np.array([200.0]))[0], quality.shape)
+        from routing.routers import decide
+
+        points = []
+        for step in range(SLIDER_STEPS + 1):
+            lam = step / SLIDER_STEPS * MAX_LAMBDA_PER_UNIT / (float(cost.mean()) or 1.0)
+            chosen = decide(quality, cost, None, lam)
+            rows = np.arange(len(quality))
+            points.append((float(cost[rows, chosen].mean()), float(quality[rows, chosen].mean())))
+        self.curve_points = points
+        xs, ys = zip(*points, strict=True)
+        self.curve_line.setData(list(xs), list(ys))
+        self.on_knob(self.knob.value())
+
+    @Slot(int)
+    def on_knob(self, value: int) -> None:
+        self.knob_label.setText("quality only" if value == 0 else f"λ = {self.cost_weight():.3g}")
+        if self.session is not None:
+            self.session.cost_weight = self.cost_weight()
+        points = getattr(self, "curve_points", None)
+        if points:
+            self.curve_here.setData(pos=[points[value]])
+
+    def question_object(self):  # type: ignore[no-untyped-def]
+        from routing.answering import Question
+
+        choices = [c.strip() for c in self.choices.text().split("|") if c.strip()]
+        return Question(self.question.text().strip(), choices)
+
+    @Slot()
+    def answer(self) -> bool:
+        if self.session is None:
+            show_error(self, "no calibrated router: run `lensroute route calibrate --pool NAMES --data FILE.jsonl` first")
+            return False
+        question = self.question_object()
+        if not question.question:
+            show_error(self, "the question is empty")
+            return False
+        if len(question.choices) == 1:
+            show_error(self, "give at least two choices (or none for a free-text answer)")
+            return False
+        session = self.session
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            decision, answer = session.answer(question)
+            return [session.as_json(question, decision, answer)]
+
+        return self.job.start(work)
+
+    @Slot()
+    def choose_batch(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Questions (JSONL)", "", "JSONL (*.jsonl);;All files (*)")
+        if path:
+            self.run_batch(Path(path))
+
+    def run_batch(self, path: Path) -> bool:
+        if self.session is None:
+            show_error(self, "no calibrated router: calibrate a pool first")
+            return False
+        session = self.session
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from routing.answering import read_questions
+
+            questions = read_questions(path, labelled=False)
+            results = []
+            for i, question in enumerate(questions):
+                cancel.raise_if_cancelled()
+                decision, answer = session.answer(question)
+                results.append(session.as_json(question, decision, answer))
+                progress(i + 1, len(questions), results[-1]["chosen"]["model"])
+            return results
+
+        self.batch_log.appendPlainText(f"batch {path}")
+        return self.job.start(work)
+
+    @Slot(object)
+    def on_result(self, results: list) -> None:  # type: ignore[type-arg]
+        last = results[-1]
+        chosen = last["chosen"]
+        self.answer_text.setText(f"<b>{chosen['model']}</b>: {chosen['answer']}  "
+                                 f"(answer {chosen['answer_ms']:.0f} ms, routing {last['routing_ms']:.1f} ms)"
+                                 + ("".join(f"<br>note: {n}" for n in last["notes"])))
+        self.model.set_frame(pool_frame(last))
+        if len(results) > 1:
+            graded = [r["correct"] for r in results if "correct" in r]
+            counts: dict[str, int] = {}
+            for r in results:
+                counts[r["chosen"]["model"]] = counts.get(r["chosen"]["model"], 0) + 1
+            line = f"{len(results)} questions routed: " + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
+            if graded:
+                line += f"; accuracy {sum(graded) / len(graded):.3f}"
+            self.batch_log.appendPlainText(line)
+
+    @Slot(bool)
+    def on_running(self, running: bool) -> None:
+        self.answer_button.setEnabled(not running)
+        self.batch_button.setEnabled(not running)

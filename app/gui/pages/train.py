@@ -1,0 +1,145 @@
+"""Train & evaluate page: parameters with defaults, start/cancel, the live loss and validation
+curve, the evaluation table (ModelLens and every baseline), and the model version in use."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+import pyqtgraph as pg
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.jobs import Job
+from app.gui.widgets import FrameModel, JobBar, compact_table
+
+EPOCH_LINE = re.compile(r"epoch (\d+): loss ([-\d.]+), val τw ([-\d.]+)")
+
+
+def evaluation_frame(report) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    rows = report.as_json()["methods"]
+    keys = [k for k in rows[0] if k not in ("note",)] if rows else []
+    return pl.DataFrame([{k: r.get(k) for k in keys} for r in rows]) if rows else pl.DataFrame()
+
+
+class TrainPage(QWidget):
+    title = "Train & evaluate"
+
+    def __init__(self, context, parent: QWidget | None = None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(parent)
+        self.context = context
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 500)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.device = QComboBox()
+        self.device.addItems(["cpu", "cuda"])
+        self.split = QComboBox()
+        self.split.addItems(["new-dataset", "random", "new-model"])
+        self.train_button = QPushButton("Train")
+        self.evaluate_button = QPushButton("Evaluate")
+        self.version = QLabel("")
+        self.version.setObjectName("modelVersion")
+        self.plot = pg.PlotWidget()
+        self.plot.setBackground(None)
+        self.plot.addLegend()
+        self.plot.setLabel("bottom", "epoch")
+        self.loss_line = self.plot.plot([], [], pen=pg.mkPen("#e15759", width=2), name="training loss")
+        self.val_line = self.plot.plot([], [], pen=pg.mkPen("#4e79a7", width=2), name="validation τw")
+        self.history: list[tuple[int, float, float]] = []
+        self.model = FrameModel()
+        self.table = compact_table(QTableView())
+        self.table.setModel(self.model)
+        self.job = Job("training", self)
+        from recommender.training import TrainConfig
+
+        defaults = TrainConfig()
+        self.epochs.setValue(defaults.epochs)
+        self.seed.setValue(defaults.seed)
+        params = QHBoxLayout()
+        for label, widget in (("epochs", self.epochs), ("seed", self.seed), ("device", self.device),
+                              ("split", self.split)):
+            params.addWidget(QLabel(label))
+            params.addWidget(widget)
+        params.addWidget(self.train_button)
+        params.addWidget(self.evaluate_button)
+        params.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.version)
+        layout.addLayout(params)
+        layout.addWidget(self.plot, 2)
+        layout.addWidget(self.table, 2)
+        layout.addWidget(JobBar(self.job))
+        self.train_button.clicked.connect(self.train)
+        self.evaluate_button.clicked.connect(self.evaluate)
+        self.job.progressed.connect(self.on_progress)
+        self.job.succeeded.connect(self.on_done)
+        self.job.running_changed.connect(self.on_running)
+
+    def config(self):  # type: ignore[no-untyped-def]
+        from recommender.training import TrainConfig
+
+        base = TrainConfig()
+        return TrainConfig(**{**base.as_dict(), "epochs": self.epochs.value(), "seed": self.seed.value(),
+                              "device": self.device.currentText()})
+
+    @Slot()
+    def train(self) -> bool:
+        from recommender.pipeline import train_ranker
+        from recommender.ranker import user_ranker_dir
+
+        store, config, out = self.context.store(), self.config(), user_ranker_dir()
+        self.history.clear()
+        self.loss_line.setData([], [])
+        self.val_line.setData([], [])
+        return self.job.start(lambda progress, cancel: train_ranker(store, config, out, progress=progress, cancel=cancel))
+
+    @Slot()
+    def evaluate(self) -> bool:
+        from recommender.pipeline import evaluate
+
+        store, config, split = self.context.store(), self.config(), self.split.currentText()
+        return self.job.start(lambda progress, cancel: evaluate(store, split, config, progress=progress, cancel=cancel))
+
+    @Slot(float, float, str)
+    def on_progress(self, done: float, total: float, message: str) -> None:
+        match = EPOCH_LINE.search(message)
+        if match:
+            epoch, loss, tau = int(match.group(1)), float(match.group(2)), float(match.group(3))
+            self.history = [h for h in self.history if h[0] < epoch] + [(epoch, loss, tau)]
+            self.loss_line.setData([h[0] for h in self.history], [h[1] for h in self.history])
+            self.val_line.setData([h[0] for h in self.history], [h[2] for h in self.history])
+
+    @Slot(object)
+    def on_done(self, result) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(result, dict) and "model_version" in result:
+            self.context.forget_ranker()
+            self.refresh()
+        elif hasattr(result, "methods"):
+            self.model.set_frame(evaluation_frame(result))
+
+    @Slot(bool)
+    def on_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.evaluate_button.setEnabled(not running)
+
+    @Slot()
+    def refresh(self) -> None:
+        ranker = self.context.ranker()
+        self.version.setText(f"ranker in use: {ranker.model_version} ({ranker.folder})" if ranker is not None
+                             else f"no ranker: {self.context.ranker_error}")
+        if ranker is not None and not self.job.running:  # the curve of the run that made this ranker
+            history = ranker.manifest.get("validation", {}).get("history") or []
+            self.history = [(int(h["epoch"]) + 1, float(h["loss"]), float(h["val_tau_w"])) for h in history
+                            if {"epoch", "loss", "val_tau_w"} <= set(h)]
+            self.loss_line.setData([h[0] for h in self.history], [h[1] for h in self.history])
+            self.val_line.setData([h[0] for h in self.history], [h[2] for h in self.history])

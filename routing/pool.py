@@ -1,0 +1,47 @@
+"""`lensroute pool`: the recommender's Top-K for a task, which of them run here, and the pool of
+installed local models ordered by the same ranker (the pool `route calibrate` takes)."""
+
+from __future__ import annotations
+
+from recommender.normalise import model_key
+from routing.local_models import LocalModel, installed
+
+# catalogue names of the built-ins, for folders built before manifests carried `catalogue_name`
+BUILTIN_CATALOGUE_NAMES = {
+    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}
+
+
+def catalogue_name(model: LocalModel) -> str:
+    return str(model.manifest.get("catalogue_name") or BUILTIN_CATALOGUE_NAMES.get(model.name) or model.name)
+
+
+def recommend_pool(description: str, top_k: int, *, task: str | None = None, metric: str | None = None,
+                   ranker=None) -> dict:  # type: ignore[no-untyped-def]
+    from recommender.ranker import Candidate, Ranker
+
+    ranker = ranker or Ranker.load()
+    local = installed()
+    by_key = {model_key(catalogue_name(m)): m for m in local}
+    ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k)
+    recommended = []
+    for result in ranking.results:
+        match = by_key.get(model_key(result.model))
+        recommended.append({"rank": result.rank, "model": result.model, "score": round(result.score, 6),
+                            "known": result.known, "runnable": match is not None,
+                            "local_name": None if match is None else match.name})
+    pool: list[dict] = []
+    if local:
+        candidates = [Candidate(catalogue_name(m), n_parameters=(m.manifest.get("cost") or {}).get("parameters")) for m in local]
+        ranked_local = ranker.rank(description, task=task, metric=metric, top_k=0, candidates=candidates)
+        name_of = {catalogue_name(m): m for m in local}
+        for result in ranked_local.results[:top_k]:
+            model = name_of[result.model]
+            pool.append({"rank": len(pool) + 1, "local_name": model.name, "model": result.model, "kind": model.kind,
+                         "score": round(result.score, 6), "known": result.known})
+    return {"description": description, "top_k": top_k, "query": ranking.query, "recommended": recommended,
+            "runnable": [r["local_name"] for r in recommended if r["runnable"]],
+            "not_runnable": [r["model"] for r in recommended if not r["runnable"]],
+            "pool": pool, "notes": ranking.notes + ([] if local else ["no local models are installed: "
+                                                                        "run `lensroute models build-builtin`"])}

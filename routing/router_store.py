@@ -1,0 +1,59 @@
+"""Trained routers on disk: `$LENSROUTE_HOME/routers/<name>/` holding router.npz (the router's
+arrays and the cost model's; no pickle) and router.json (kind, pool, cost basis, calibration)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recommender import paths
+from recommender.errors import FormatError, NotFoundError
+from routing.routers import CostModel, Router, router_class
+
+DEFAULT_NAME = "default"
+
+
+@dataclass
+class SavedRouter:
+    name: str
+    router: Router
+    cost_model: CostModel
+    meta: dict
+
+    @property
+    def pool(self) -> list[str]:
+        return list(self.meta["pool"])
+
+
+def routers_dir() -> Path:
+    return paths.home_dir() / "routers"
+
+
+def save_router(name: str, router: Router, cost_model: CostModel, meta: dict) -> Path:
+    folder = routers_dir() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {f"router.{k}": v for k, v in router.state().items()} | {f"cost.{k}": v for k, v in cost_model.state().items()}
+    staging = folder / "router.tmp.npz"
+    np.savez(staging, **arrays)
+    os.replace(staging, folder / "router.npz")
+    (folder / "router.json").write_text(json.dumps({**meta, "kind": router.name}, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def load_router(name: str = DEFAULT_NAME) -> SavedRouter:
+    folder = routers_dir() / name
+    if not (folder / "router.json").is_file() or not (folder / "router.npz").is_file():
+        raise NotFoundError(f"no trained router {name!r}; run `lensroute route calibrate --pool NAMES --data FILE.jsonl` first")
+    try:
+        meta = json.loads((folder / "router.json").read_text(encoding="utf-8"))
+        with np.load(folder / "router.npz", allow_pickle=False) as data:
+            state = {k: data[k] for k in data.files}
+        router = router_class(meta["kind"]).from_state({k.removeprefix("router."): v for k, v in state.items() if k.startswith("router.")})
+        cost = CostModel.from_state({k.removeprefix("cost."): v for k, v in state.items() if k.startswith("cost.")})
+    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+        raise FormatError(f"router {name!r} in {folder} is unreadable ({exc}); calibrate it again") from exc
+    return SavedRouter(name, router, cost, meta)

@@ -1,0 +1,83 @@
+"""Route one query: embed it, predict every pool member's score and cost, choose, answer.
+
+The decision uses the saved router and cost model; the chosen model is loaded on first use and
+kept (a batch pays each model's load once). For a question without choices only the models that
+can generate text are candidates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from recommender.errors import UsageError
+from routing.answering import Answer, Answerer, Question
+from routing.calibrate import query_text
+from routing.local_models import get
+from routing.router_store import SavedRouter
+from routing.routers import decide
+
+
+@dataclass
+class Decision:
+    chosen: int
+    predicted: np.ndarray
+    cost: np.ndarray
+    eligible: np.ndarray
+    routing_ms: float
+    notes: list[str]
+
+
+class RoutingSession:
+    def __init__(self, saved: SavedRouter, *, cost_weight: float = 0.0, device: str = "auto", encoder=None) -> None:  # type: ignore[no-untyped-def]
+        if cost_weight < 0:
+            raise UsageError("--cost-weight must be 0 or more")
+        self.saved, self.cost_weight, self.device = saved, cost_weight, device
+        self.models = [get(n) for n in saved.pool]  # a pool member removed since calibration is named here
+        if encoder is None:
+            from recommender.text_encoder import default_encoder
+
+            encoder = default_encoder()
+        self.encoder = encoder
+        self._answerers: dict[str, Answerer] = {}
+
+    def decide(self, question: Question) -> Decision:
+        started = time.perf_counter()
+        text = query_text(question)
+        notes = []
+        if self.encoder.truncates(text):
+            notes.append(f"the query is longer than the encoder's {self.encoder.max_length} tokens: routed on its beginning")
+        x = self.encoder.encode([text])
+        predicted = self.saved.router.predict(x)[0]
+        cost = self.saved.cost_model.predict(np.array([float(len(text))]))[0]
+        eligible = np.array([bool(question.choices) or m.kind == "causal-lm" for m in self.models])
+        if not eligible.any():
+            raise UsageError("no pool model can answer a question without choices (the pool has embedding models only); "
+                             "give --choices")
+        chosen = int(decide(predicted[None], cost[None], eligible[None], self.cost_weight)[0])
+        return Decision(chosen, predicted, cost, eligible, (time.perf_counter() - started) * 1000, notes)
+
+    def answer(self, question: Question) -> tuple[Decision, Answer]:
+        decision = self.decide(question)
+        model = self.models[decision.chosen]
+        if model.name not in self._answerers:
+            self._answerers[model.name] = Answerer(model, device=self.device)
+        return decision, self._answerers[model.name].answer(question)
+
+    def as_json(self, question: Question, decision: Decision, answer: Answer | None) -> dict:
+        out = {
+            "question": question.question, "choices": question.choices,
+            "chosen": {"model": self.models[decision.chosen].name,
+                       "answer": None if answer is None else answer.text,
+                       "choice": None if answer is None else answer.choice,
+                       "answer_ms": None if answer is None else round(answer.seconds * 1000, 2)},
+            "pool": [{"model": m.name, "predicted_score": round(float(decision.predicted[j]), 4),
+                      "predicted_cost": float(f"{decision.cost[j]:.4g}"), "cost_unit": "s",
+                      "eligible": bool(decision.eligible[j])} for j, m in enumerate(self.models)],
+            "routing_ms": round(decision.routing_ms, 3), "notes": decision.notes,
+        }
+        if question.answer is not None and answer is not None and answer.choice is not None:
+            out["correct"] = answer.choice == question.answer
+        return out

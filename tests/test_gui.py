@@ -1,0 +1,224 @@
+"""The desktop GUI under QT_QPA_PLATFORM=offscreen with pytest-qt: real store, real ranker, real
+local models; every page's main flow plus cancel and error paths."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (Debian Qt libraries missing?)")
+
+from PySide6.QtWidgets import QMessageBox
+
+from app.gui.jobs import Job, JobError
+from recommender.errors import NoDataError
+from tests.conftest import RAW
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from app.gui.main import AppContext, MainWindow
+
+    win = MainWindow(AppContext(f"sqlite:///{tmp_path / 'gui.db'}"))
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    Job.stop_all()
+
+
+def page(win, title: str):  # type: ignore[no-untyped-def]
+    return next(p for p in win.pages if p.title == title)
+
+
+def error_boxes(win) -> list[QMessageBox]:  # type: ignore[no-untyped-def]
+    return [b for b in win.findChildren(QMessageBox) if b.objectName() == "errorDialog" and b.isVisible()]
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+def test_job_reports_progress_then_result_and_can_be_cancelled_and_restarted(qtbot) -> None:  # type: ignore[no-untyped-def]
+    job = Job("count")
+    seen: list[float] = []
+    job.progressed.connect(lambda done, total, message: seen.append(done))
+
+    def count(progress, cancel):  # type: ignore[no-untyped-def]
+        for i in range(5):
+            progress(i + 1, 5, "counting")
+        return "finished"
+
+    with qtbot.waitSignal(job.succeeded, timeout=10_000) as blocker:
+        assert job.start(count)
+    assert blocker.args == ["finished"] and seen[-1] == 5 and not job.running
+
+    started = threading.Event()
+
+    def forever(progress, cancel):  # type: ignore[no-untyped-def]
+        started.set()
+        while not cancel.wait(0.01):
+            pass
+        cancel.raise_if_cancelled()
+
+    with qtbot.waitSignal(job.cancelled, timeout=10_000):
+        job.start(forever)
+        assert not job.start(count)  # one run at a time
+        started.wait(5)
+        job.cancel()
+    with qtbot.waitSignal(job.succeeded, timeout=10_000):  # restart is the same path
+        job.start(count)
+
+
+def test_job_errors_become_one_line_with_details(qtbot) -> None:  # type: ignore[no-untyped-def]
+    job = Job("broken")
+
+    def fail(progress, cancel):  # type: ignore[no-untyped-def]
+        raise NoDataError("the catalogue is empty; import some records first")
+
+    with qtbot.waitSignal(job.failed, timeout=10_000) as blocker:
+        job.start(fail)
+    error = blocker.args[0]
+    assert isinstance(error, JobError) and error.message == "the catalogue is empty; import some records first"
+    assert "Traceback" in error.details
+    with qtbot.waitSignal(job.failed, timeout=10_000) as blocker:
+        job.start(lambda progress, cancel: 1 / 0)
+    assert blocker.args[0].message.startswith("ZeroDivisionError")
+
+
+# --- window -------------------------------------------------------------------------------------
+
+
+def test_window_has_every_page_a_status_bar_and_restores_its_state(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from app.gui.main import AppContext, MainWindow
+
+    assert [p.title for p in window.pages] == ["Catalogue", "Records", "Train & evaluate", "Recommend", "Route",
+                                               "Local models"]
+    qtbot.waitUntil(lambda: "gui.db" in window.status_db.text(), timeout=5_000)
+    assert "ExecutionProvider" in window.status_provider.text() and "ranker" in window.status_model.text()
+    window.nav.setCurrentRow(3)
+    page(window, "Recommend").description.setPlainText("Detect toxic comments in Reddit threads")
+    window.close()
+    again = MainWindow(AppContext(f"sqlite:///{tmp_path / 'gui.db'}"))
+    qtbot.addWidget(again)
+    assert again.stack.currentIndex() == 3
+    assert page(again, "Recommend").description.toPlainText() == "Detect toxic comments in Reddit threads"
+    again.close()
+
+
+def test_catalogue_import_shows_counts_and_log(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    catalogue = page(window, "Catalogue")
+    with qtbot.waitSignal(catalogue.job.succeeded, timeout=120_000):
+        assert catalogue.start_import([RAW / "aider"])
+    frame = catalogue.model.frame
+    assert "aider" in frame["source"].to_list() and frame["records"].sum() > 0
+    assert "added" in catalogue.log.toPlainText()
+    assert "records from" in catalogue.summary.text()
+
+
+def test_catalogue_import_of_a_bad_file_is_logged_not_fatal(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text("{not json\n")
+    catalogue = page(window, "Catalogue")
+    with qtbot.waitSignal(catalogue.job.running_changed, timeout=60_000, check_params_cb=lambda running: not running):
+        catalogue.start_import([bad])
+    log = catalogue.log.toPlainText()
+    assert "broken.jsonl" in log and ("FAILED" in log or "skipped" in log), log
+
+
+def test_records_search_filter_sort_and_export(qtbot, window, fixture_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from recommender.store.export import records_frame
+
+    records = page(window, "Records")
+    frame = records_frame(fixture_store)
+    records.set_records(frame.with_columns(pl.lit("x").alias("family")))
+    assert records.model.rowCount() == frame.height
+    records.filters["source"].setCurrentText("aider")
+    assert 0 < records.model.rowCount() < frame.height
+    assert set(records.model.frame["source"].to_list()) == {"aider"}
+    records.search.setText("gpt-4")
+    shown = records.model.frame
+    assert shown.height and all("gpt-4" in m.lower() or "gpt-4" in d.lower() for m, d in zip(shown["model"], shown["dataset"], strict=True))
+    from PySide6.QtCore import Qt
+
+    records.model.sort(records.model.frame.columns.index("value"), Qt.SortOrder.DescendingOrder)
+    values = records.model.frame["value"].to_list()
+    assert values == sorted(values, reverse=True)
+    records.table.selectRow(0)
+    out = tmp_path / "picked.csv"
+    assert records.export_to(out) == 1 and pl.read_csv(out).height == 1
+
+
+@pytest.mark.slow
+def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from recommender.ranker import Ranker
+
+    window.context._ranker = Ranker.load(ranker_dir, device="cpu")
+    recommend = page(window, "Recommend")
+    recommend.description.setPlainText("")
+    assert not recommend.rank()
+    assert error_boxes(window) and "description is empty" in error_boxes(window)[-1].text()
+    recommend.description.setPlainText("Write Python functions from docstrings that pass unit tests")
+    recommend.top_k.setValue(5)
+    with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
+        assert recommend.rank()
+    assert recommend.model.rowCount() == 5
+    index = recommend.model.index(0, 0)
+    recommend.show_evidence(index)
+    assert recommend.model.frame["model"][0] in recommend.evidence.toPlainText()
+    qtbot.waitUntil(lambda: recommend.atlas.atlas is not None, timeout=60_000)
+    assert recommend.atlas.highlight(recommend.ranking) >= 1
+    out = tmp_path / "ranking.json"
+    assert recommend.export_to(out)
+    assert len(json.loads(out.read_text())["results"]) == 5
+    assert recommend.export_to(tmp_path / "ranking.csv") and pl.read_csv(tmp_path / "ranking.csv").height == 5
+
+
+def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    models = page(window, "Local models")
+    window.nav.setCurrentRow(5)
+    assert "execution provider" in models.provider.text()
+    assert models.model.rowCount() == 0
+    assert not models.add_folder(tmp_path)
+    assert error_boxes(window) and "lensroute-model.json" in error_boxes(window)[-1].text()
+    assert not models.bench()  # nothing to benchmark: a message, not a crash
+
+
+@pytest.mark.builtin_models
+def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from routing.answering import read_questions
+    from routing.calibrate import calibrate
+    from tests.test_routing import small_mc_set
+
+    route = page(window, "Route")
+    route.refresh_routers()
+    assert route.session is None and "no pool" in route.pool_label.text()
+    assert not route.answer() and error_boxes(window)
+    calibrate(local_pool, read_questions(small_mc_set(tmp_path, 12), labelled=True), device="cpu")
+    route.refresh_routers("default")
+    assert route.session is not None and "tiny-llama" in route.pool_label.text()
+    route.question.setText("What is the capital of France?")
+    route.choices.setText("Berlin | Paris | Rome")
+    with qtbot.waitSignal(route.job.succeeded, timeout=60_000):
+        assert route.answer()
+    assert route.model.rowCount() == 2 and "✔" in route.model.frame["chosen"].to_list()
+    route.knob.setValue(100)  # all the way to cost: the cheapest predicted model
+    assert route.session.cost_weight > 0
+    with qtbot.waitSignal(route.job.succeeded, timeout=60_000):
+        route.run_batch(small_mc_set(tmp_path, 4))
+    assert "4 questions routed" in route.batch_log.toPlainText()
+
+
+def test_screenshot_renders_every_page(tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from app.gui.main import run_gui
+
+    started = time.perf_counter()
+    assert run_gui(["--db", f"sqlite:///{tmp_path / 'shots.db'}", "--screenshot", str(tmp_path / "shots")]) == 0
+    shots = sorted(p.name for p in (tmp_path / "shots").glob("*.png"))
+    assert shots == ["catalogue.png", "local-models.png", "recommend.png", "records.png", "route.png",
+                     "train-evaluate.png"]
+    assert all((tmp_path / "shots" / s).stat().st_size > 5_000 for s in shots)
+    assert time.perf_counter() - started < 120
