@@ -264,8 +264,8 @@ def variants(sparsities: tuple[float, ...]) -> list[tuple[str, float]]:
     return [("dense", 0.0)] + [(m, s) for s in sparsities if s > 0 for m in METHODS[1:]]
 
 
-def configure(setup: RoutingSetup, method: str, sparsity: float) -> None:
-    """Put the routed model into one variant: method at sparsity."""
+def configure(setup, method: str, sparsity: float) -> None:  # type: ignore[no-untyped-def]
+    """Put the routed model of a setup (decoder or encoder) into one variant: method at sparsity."""
     from routing.informed import choose_static_units
 
     model = setup.model

@@ -166,9 +166,16 @@ class RoutedUnits:
             # k padding slots that always lose: the exporter then sees k ≤ T + k without having to
             # prove ⌈(1 − s)·T⌉ ≤ T (which its range analysis cannot); the chosen rows are all < T
             scores = torch.cat([scores, torch.full((b, k), torch.finfo(scores.dtype).min, dtype=scores.dtype, device=scores.device)], 1)
-        index = torch.topk(scores, k, dim=1).indices  # [B, k]
+        index = torch.topk(scores, k, dim=1).indices  # [B, k], best first
         flat = _flat_index(index, t)
         executed = run_some(flat, k)  # [B, k, d]
+        if self.score_mask is not None:
+            # per-text capacity ⌈(1 − s)·length⌉: a text's embedding must not depend on how much
+            # padding its batch-mates add (slots past its own capacity keep the forecast)
+            lengths = self.score_mask.sum(1, keepdim=True)
+            own = (lengths * (1000 - _permille(self.sparsity)) + 999) // 1000
+            valid = (torch.arange(index.shape[1], device=index.device).unsqueeze(0) < own).unsqueeze(-1)
+            executed = torch.where(valid, executed, _take_rows(forecast, flat, 1, k))
         # rows written back over the forecasts: one ScatterND of whole rows
         out = torch.index_put(forecast.reshape(b * t, d), (flat,), executed.reshape(b * k, d))
         return out.reshape(b, t, d)
@@ -255,17 +262,23 @@ def train_forecasters(model: RoutedLlama, token_ids: Sequence[Sequence[int]], pr
     return curve
 
 
+def fresh_routers(model: RoutedUnits) -> torch.optim.Optimizer:
+    """Routers re-initialised (seeded) with their optimiser: each mode (informed, skip) trains its
+    own from the same start."""
+    torch.manual_seed(model.config.seed)
+    for router in model.routers:
+        for layer in router.net:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+    return torch.optim.AdamW(model.routers.parameters(), lr=model.config.lr_router, weight_decay=0.0)
+
+
 def train_routers(model: RoutedLlama, token_ids: Sequence[Sequence[int]], *, forecast: bool = True,
                   progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> list[dict]:
     """Hard Gumbel-softmax routers on the LM loss with forecasts substituted, plus the ratio penalty."""
     config = model.config
     generator = torch.Generator().manual_seed(config.seed + 1)
-    torch.manual_seed(config.seed)
-    for router in model.routers:  # a fresh start per mode (informed vs skip train separately)
-        for layer in router.net:
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
-    optimizer = torch.optim.AdamW(model.routers.parameters(), lr=config.lr_router, weight_decay=0.0)
+    optimizer = fresh_routers(model)
     model.mode, model.forecast = "train", forecast
     target = 1.0 - config.sparsity
     history = []

@@ -98,7 +98,9 @@ def test_window_has_every_page_a_status_bar_and_restores_its_state(qtbot, window
     assert [p.title for p in window.pages] == ["Catalogue", "Records", "Train & evaluate", "Recommend", "Route",
                                                "Local models"]
     qtbot.waitUntil(lambda: "gui.db" in window.status_db.text(), timeout=5_000)
-    assert "ExecutionProvider" in window.status_provider.text() and "ranker" in window.status_model.text()
+    # the ranker and the provider load off the GUI thread, then the status bar says what they are
+    qtbot.waitUntil(lambda: "ExecutionProvider" in window.status_provider.text(), timeout=30_000)
+    assert window.status_model.text() == "ranker: none trained"
     window.nav.setCurrentRow(3)
     page(window, "Recommend").description.setPlainText("Detect toxic comments in Reddit threads")
     window.close()
@@ -222,3 +224,39 @@ def test_screenshot_renders_every_page(tmp_path: Path, qtbot) -> None:  # type: 
                      "train-evaluate.png"]
     assert all((tmp_path / "shots" / s).stat().st_size > 5_000 for s in shots)
     assert time.perf_counter() - started < 120
+
+
+def test_catalogue_crawls_a_source_from_a_local_server(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    from tests.crawl_server import LeaderboardServer
+    from tests.test_crawl import serve_evalplus
+
+    catalogue = page(window, "Catalogue")
+    with LeaderboardServer(timeout_seconds=1.5, oversize_bytes=3_000_000) as server:
+        serve_evalplus(server)
+        catalogue.crawl_source.setCurrentText("evalplus")
+        catalogue.crawl_url.setText(server.base_url)
+        with qtbot.waitSignal(catalogue.job.succeeded, timeout=120_000):
+            assert catalogue.crawl()
+    assert "evalplus: done" in catalogue.log.toPlainText()
+    frame = catalogue.model.frame
+    row = frame.filter(pl.col("source") == "evalplus")
+    assert row.height == 1 and row["records"][0] > 0 and row["state"][0] == "done" and row["last crawl"][0]
+
+
+@pytest.mark.slow
+def test_train_page_draws_the_live_curve_and_can_cancel(qtbot, window, fixture_store, encoder: Path) -> None:  # type: ignore[no-untyped-def]
+    window.context._store = fixture_store
+    train = page(window, "Train & evaluate")
+    train.epochs.setValue(3)
+    with qtbot.waitSignal(train.job.succeeded, timeout=300_000):
+        assert train.train()
+    assert len(train.history) == 3  # a point per epoch, read from the live progress
+    assert "ranker in use" in train.version.text()
+    xs, _ = train.loss_line.getData()
+    assert list(xs) == [1, 2, 3]
+    train.epochs.setValue(50)
+    with qtbot.waitSignal(train.job.cancelled, timeout=300_000):
+        train.train()
+        qtbot.waitUntil(lambda: len(train.history) >= 1, timeout=300_000)
+        train.job.cancel()
+    assert not train.job.running and train.train_button.isEnabled()

@@ -80,16 +80,18 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_build_builtin)
 
-    p = sub.add_parser("bench", parents=[common], help="informed routing: quality vs sparsity and measured speed")
+    p = sub.add_parser("bench", parents=[common],
+                       help="informed routing: quality vs sparsity and measured speed (causal LM or embedding model)")
     p.add_argument("name")
     p.add_argument("--sparsity", type=float, action="append", help="repeatable; default 0, .125, .25, .375, .5")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--calibration", help="text or JSONL ({'text': …}) file instead of the routing-table prompts")
-    p.add_argument("--lff-steps", type=int, default=200)
-    p.add_argument("--router-steps", type=int, default=120)
+    p.add_argument("--lff-steps", type=int, help="forecaster training steps (default 200 LM, 300 encoder)")
+    p.add_argument("--router-steps", type=int, help="router training steps (default 120 LM, 150 encoder)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true", help='rows {"model", "method", "sparsity", "provider", "quality", '
-                                                       '"prefill_ms", "decode_ms", "speedup", "theoretical_speedup"}')
+                                                       '"prefill_ms", "decode_ms", "speedup", "theoretical_speedup"}; '
+                                                       'quality: kl, top1 (causal LM) or cosine, retrieval_acc (embedding)')
     p.set_defaults(func=cmd_bench)
 
     def show_help(args: argparse.Namespace) -> int:
@@ -102,26 +104,37 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def cmd_bench(args: argparse.Namespace) -> int:
     from app.cli.progress import progress_and_cancel
     from routing.bench import SPARSITIES, bench_causal_lm, save_rows
+    from routing.bench_embedding import bench_embedding, bert_config
     from routing.informed import RoutingConfig
     from routing.local_models import get
 
     sparsities = tuple(args.sparsity) if args.sparsity else SPARSITIES
     if any(not 0 <= s < 1 for s in sparsities):
         raise UsageError("--sparsity values must be in [0, 1)")
-    config = RoutingConfig(lff_steps=args.lff_steps, router_steps=args.router_steps)
+    model = get(args.name)
+    calibration = Path(args.calibration) if args.calibration else None
     with progress_and_cancel(f"bench {args.name}", args.quiet) as (bar, token):
-        rows = bench_causal_lm(args.name, sparsities=sparsities, device=args.device, config=config,
-                               calibration=Path(args.calibration) if args.calibration else None,
-                               repeats=args.repeats, progress=bar, cancel=token)
-    saved = save_rows(rows, get(args.name).path)
+        if model.kind == "embedding":
+            base = bert_config()
+            config = RoutingConfig(**{**base.as_dict(), "lff_steps": args.lff_steps or base.lff_steps,
+                                      "router_steps": args.router_steps or base.router_steps})
+            rows = bench_embedding(args.name, sparsities=sparsities, device=args.device, config=config,
+                                   calibration=calibration, repeats=args.repeats, progress=bar, cancel=token)
+        else:
+            config = RoutingConfig(lff_steps=args.lff_steps or 200, router_steps=args.router_steps or 120)
+            rows = bench_causal_lm(args.name, sparsities=sparsities, device=args.device, config=config,
+                                   calibration=calibration, repeats=args.repeats, progress=bar, cancel=token)
+    saved = save_rows(rows, model.path)
     if args.json:
         emit_json([r.as_json() for r in rows])
         return 0
-    print(f"{'method':<9}{'sparsity':>9}{'KL':>10}{'top1':>7}" + "".join(f"{'prefill@' + k:>14}" for k in rows[0].prefill_ms)
-          + f"{'decode/tok':>12}{'speedup':>9}{'theory':>8}")
+    keys = list(rows[0].quality)
+    print(f"{'method':<9}{'sparsity':>9}" + "".join(f"{k:>15}" for k in keys)
+          + "".join(f"{'prefill@' + k:>14}" for k in rows[0].prefill_ms) + f"{'decode/tok':>12}{'speedup':>9}{'theory':>8}")
     for r in rows:
-        print(f"{r.method:<9}{r.sparsity:>9.3f}{r.quality['kl']:>10.4f}{r.quality['top1']:>7.3f}"
+        decode = "n/a" if r.decode_ms is None else f"{r.decode_ms:.2f}ms"
+        print(f"{r.method:<9}{r.sparsity:>9.3f}" + "".join(f"{r.quality[k]:>15.4f}" for k in keys)
               + "".join(f"{v:>12.1f}ms" for v in r.prefill_ms.values())
-              + f"{r.decode_ms:>10.2f}ms{r.speedup:>9.2f}{r.theoretical_speedup:>8.2f}")
+              + f"{decode:>12}{r.speedup:>9.2f}{r.theoretical_speedup:>8.2f}")
     print(f"({rows[0].provider}; saved to {saved})")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class AppContext:
         self._store = None
         self._ranker = None
         self._encoder = None
+        self._lock = threading.Lock()  # the status bar loads the ranker off the GUI thread
         self.ranker_error: str | None = None
 
     def store(self):  # type: ignore[no-untyped-def]
@@ -52,16 +54,17 @@ class AppContext:
         return url.split("@")[-1] if "@" in url else url  # never show a password
 
     def ranker(self):  # type: ignore[no-untyped-def]
-        if self._ranker is None:
-            from recommender.errors import LensrouteError
-            from recommender.ranker import Ranker
+        with self._lock:
+            if self._ranker is None:
+                from recommender.errors import LensrouteError
+                from recommender.ranker import Ranker
 
-            try:
-                self._ranker = Ranker.load()
-                self.ranker_error = None
-            except LensrouteError as exc:
-                self.ranker_error = str(exc)
-        return self._ranker
+                try:
+                    self._ranker = Ranker.load()
+                    self.ranker_error = None
+                except LensrouteError as exc:
+                    self.ranker_error = str(exc)
+            return self._ranker
 
     def forget_ranker(self) -> None:
         self._ranker = None
@@ -110,6 +113,8 @@ class MainWindow(QMainWindow):
         self.status_provider = QLabel("")
         for label in (self.status_db, self.status_model, self.status_provider):
             self.statusBar().addPermanentWidget(label)
+        self.status_job = Job("status", self)
+        self.status_job.succeeded.connect(self.on_status)
         self.nav.currentRowChanged.connect(self.show_page)
         for i, page in enumerate(self.pages):  # Ctrl+1 … Ctrl+6 switch pages
             action = QAction(page.title, self)
@@ -157,9 +162,17 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def refresh_status(self) -> None:
+        """Database at once; the ranker and the execution provider load off the GUI thread (ONNX
+        Runtime sessions and the ranker's arrays take a second the window need not wait for)."""
         self.status_db.setText(f"database: {self.context.db_label()}")
-        self.status_provider.setText(f"execution provider: {self.context.provider()}")
-        ranker = self.context.ranker()
+        self.status_model.setText("ranker: loading…")
+        context = self.context
+        self.status_job.start(lambda progress, cancel: (context.ranker(), context.provider()))
+
+    @Slot(object)
+    def on_status(self, loaded: tuple) -> None:  # type: ignore[type-arg]
+        ranker, provider = loaded
+        self.status_provider.setText(f"execution provider: {provider}")
         self.status_model.setText(f"ranker: {ranker.model_version}" if ranker is not None else "ranker: none trained")
 
     def restore(self) -> None:
@@ -194,6 +207,9 @@ def screenshots(window: MainWindow, out: Path, app: QApplication) -> list[Path]:
     window.resize(1280, 820)  # the same size on every machine, whatever geometry was saved
     window.show()
     window.refresh_status()
+    while window.status_job.running:
+        app.processEvents()
+        time.sleep(0.02)
     app.processEvents()
     for index, page in enumerate(window.pages):
         window.nav.setCurrentRow(index)

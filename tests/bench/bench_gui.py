@@ -81,6 +81,7 @@ def main() -> None:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
+    from app.gui.jobs import Job
     from app.gui.main import MainWindow
     from app.gui.pages.recommend import AtlasView
 
@@ -125,6 +126,9 @@ def main() -> None:
         times.append((time.perf_counter() - started) * 1000)
     print(f"atlas repaint with {args.points:,} points: median {statistics.median(times):.1f} ms")
     window.close()
+    Job.stop_all()
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown of Qt/pyqtgraph objects (a shiboken refcount crash at exit)
 
 
 if __name__ == "__main__":

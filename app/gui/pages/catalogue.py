@@ -1,5 +1,5 @@
-"""Catalogue page: sources with record counts and last crawl, import with progress and Cancel
-(file dialog or drag-and-drop of files and folders), and a log pane."""
+"""Catalogue page: sources with record counts and last crawl, a crawl or an import with progress
+and Cancel (file dialog or drag-and-drop of files and folders), and a log pane."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import polars as pl
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QTableView,
@@ -58,6 +60,14 @@ class CataloguePage(QWidget):
         self.import_files_button = QPushButton("Import files…")
         self.import_folder_button = QPushButton("Import folder…")
         self.refresh_button = QPushButton("Refresh")
+        self.crawl_source = QComboBox()
+        self.crawl_source.setToolTip("a live source to crawl (polite, resumable, incremental)")
+        from recommender.crawl.runner import source_names
+
+        self.crawl_source.addItems(source_names())
+        self.crawl_url = QLineEdit()
+        self.crawl_url.setPlaceholderText("base URL (empty: the source's own)")
+        self.crawl_button = QPushButton("Crawl")
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setObjectName("catalogueLog")
@@ -67,6 +77,10 @@ class CataloguePage(QWidget):
         for button in (self.import_files_button, self.import_folder_button, self.refresh_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        buttons.addWidget(QLabel("Crawl"))
+        buttons.addWidget(self.crawl_source)
+        buttons.addWidget(self.crawl_url, 1)
+        buttons.addWidget(self.crawl_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addLayout(buttons)
@@ -77,6 +91,7 @@ class CataloguePage(QWidget):
         self.import_files_button.clicked.connect(self.choose_files)
         self.import_folder_button.clicked.connect(self.choose_folder)
         self.refresh_button.clicked.connect(self.refresh)
+        self.crawl_button.clicked.connect(self.crawl)
         self.job.succeeded.connect(self.on_imported)
         self.job.cancelled.connect(self.on_cancelled)
         self.job.running_changed.connect(self.on_running)
@@ -106,8 +121,24 @@ class CataloguePage(QWidget):
         self.log.appendPlainText(f"importing {', '.join(str(t) for t in targets)}")
         return self.job.start(lambda progress, cancel: import_paths(store, targets, progress=progress, cancel=cancel))
 
+    @Slot()
+    def crawl(self) -> bool:
+        from recommender.crawl.runner import crawl
+
+        store, source, base_url = self.context.store(), self.crawl_source.currentText(), self.crawl_url.text().strip() or None
+        self.log.appendPlainText(f"crawling {source}" + (f" from {base_url}" if base_url else ""))
+        return self.job.start(lambda progress, cancel: crawl(store, source, base_url=base_url, progress=progress, cancel=cancel))
+
     @Slot(object)
     def on_imported(self, report) -> None:  # type: ignore[no-untyped-def]
+        if hasattr(report, "base_url"):  # a crawl
+            c = report.counts
+            self.log.appendPlainText(f"{report.source}: {report.status}; {report.units} units, added {c.added:,}, "
+                                     f"updated {c.updated:,}, unchanged {c.unchanged:,}; {report.requests} requests "
+                                     f"({report.retries} retried, {report.not_modified} not modified)"
+                                     + (f" — {report.error}" if report.error else ""))
+            self.refresh()
+            return
         for unit in report.units:
             if unit.ok:
                 c = unit.counts
@@ -123,12 +154,12 @@ class CataloguePage(QWidget):
 
     @Slot()
     def on_cancelled(self) -> None:
-        self.log.appendPlainText("import cancelled: the files finished before the cancel are kept")
+        self.log.appendPlainText("cancelled: what was stored before the cancel is kept (a crawl resumes from its cursor)")
         self.refresh()
 
     @Slot(bool)
     def on_running(self, running: bool) -> None:
-        for button in (self.import_files_button, self.import_folder_button):
+        for button in (self.import_files_button, self.import_folder_button, self.crawl_button):
             button.setEnabled(not running)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

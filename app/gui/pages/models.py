@@ -23,9 +23,10 @@ from app.gui.widgets import FrameModel, JobBar, compact_table, show_error
 
 
 def bench_frame(rows: list) -> pl.DataFrame:  # type: ignore[type-arg]
+    keys = list(rows[0].quality) if rows else []
     return pl.DataFrame({
         "method": [r.method for r in rows], "sparsity": [r.sparsity for r in rows],
-        "KL": [r.quality.get("kl") for r in rows], "top-1": [r.quality.get("top1") for r in rows],
+        **{key: [r.quality.get(key) for r in rows] for key in keys},
         "prefill ms": [", ".join(f"{k}: {v:.1f}" for k, v in r.prefill_ms.items()) for r in rows],
         "decode ms/token": [r.decode_ms for r in rows], "speed-up": [r.speedup for r in rows],
         "theoretical": [r.theoretical_speedup for r in rows],
@@ -119,25 +120,32 @@ class ModelsPage(QWidget):
         self.refresh()
         return True
 
-    def selected_name(self) -> str | None:
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+    def selected(self) -> tuple[str, str] | None:
+        """(name, kind) of the selected model, else the first causal LM, else the first model."""
         frame = self.model.frame
+        if not frame.height:
+            return None
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if rows:
-            return str(frame["name"][rows[0].row()])
-        causal = [n for n, k in zip(frame["name"], frame["kind"], strict=True) if k == "causal-lm"] if frame.height else []
-        return causal[0] if causal else None
+            i = rows[0].row()
+        else:
+            kinds = frame["kind"].to_list()
+            i = kinds.index("causal-lm") if "causal-lm" in kinds else 0
+        return str(frame["name"][i]), str(frame["kind"][i])
 
     @Slot()
     def bench(self) -> bool:
         from routing.bench import bench_causal_lm
+        from routing.bench_embedding import bench_embedding
 
-        name = self.selected_name()
-        if name is None:
-            show_error(self, "no causal language model installed to benchmark: build the built-ins first")
+        picked = self.selected()
+        if picked is None:
+            show_error(self, "no local model installed to benchmark: build the built-ins first")
             return False
+        name, kind = picked
+        run = bench_embedding if kind == "embedding" else bench_causal_lm
         sparsities = tuple(sorted({0.0, round(self.sparsity.value(), 3)}))
-        return self.job.start(lambda progress, cancel: bench_causal_lm(name, sparsities=sparsities, progress=progress,
-                                                                       cancel=cancel))
+        return self.job.start(lambda progress, cancel: run(name, sparsities=sparsities, progress=progress, cancel=cancel))
 
     @Slot(object)
     def on_done(self, result) -> None:  # type: ignore[no-untyped-def]

@@ -176,10 +176,24 @@ class RecommendPage(QWidget):
         settings.top_k = self.top_k.value()
 
     def ensure_ranker(self) -> None:
-        """Fill the task/metric pickers and start the atlas once a ranker is loaded."""
-        ranker = self.context.ranker()
-        if ranker is None or self.task.count():
+        """Load the ranker and build the atlas off the GUI thread, then fill the task/metric pickers."""
+        if self.task.count() or self.atlas_job.running:
             return
+        from recommender.atlas import build_atlas
+
+        context = self.context
+
+        def load(progress, cancel):  # type: ignore[no-untyped-def]
+            ranker = context.ranker()
+            return None if ranker is None else (ranker, build_atlas(ranker))
+
+        self.atlas_job.start(load)
+
+    @Slot(object)
+    def on_atlas(self, loaded) -> None:  # type: ignore[no-untyped-def]
+        if loaded is None:
+            return
+        ranker, atlas = loaded
         for combo, values in ((self.task, ranker.tasks), (self.metric, ranker.metrics)):
             text = combo.currentText()
             combo.addItem("")
@@ -189,12 +203,6 @@ class RecommendPage(QWidget):
             completer.setFilterMode(Qt.MatchFlag.MatchContains)
             combo.setCompleter(completer)
             combo.setEditText(text)
-        from recommender.atlas import build_atlas
-
-        self.atlas_job.start(lambda progress, cancel: build_atlas(ranker))
-
-    @Slot(object)
-    def on_atlas(self, atlas) -> None:  # type: ignore[no-untyped-def]
         self.atlas.set_atlas(atlas)
         if self.ranking is not None:
             self.atlas.highlight(self.ranking)

@@ -60,7 +60,7 @@ class TrainPage(QWidget):
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
         self.job = Job("training", self)
-        from recommender.training import TrainConfig
+        from recommender.train_config import TrainConfig
 
         defaults = TrainConfig()
         self.epochs.setValue(defaults.epochs)
@@ -86,7 +86,7 @@ class TrainPage(QWidget):
         self.job.running_changed.connect(self.on_running)
 
     def config(self):  # type: ignore[no-untyped-def]
-        from recommender.training import TrainConfig
+        from recommender.train_config import TrainConfig
 
         base = TrainConfig()
         return TrainConfig(**{**base.as_dict(), "epochs": self.epochs.value(), "seed": self.seed.value(),
