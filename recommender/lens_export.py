@@ -169,13 +169,10 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
     manifest["files"] = {p.name: _sha256(p) for p in sorted(staging.iterdir())}
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     if out.exists():
-        previous = out.with_name(out.name + ".previous")
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(out, previous)
-        os.replace(staging, out)
-        shutil.rmtree(previous, ignore_errors=True)
-    else:
-        os.replace(staging, out)
+        from recommender.ranker_versions import archive_current
+
+        archive_current(out)  # the replaced ranker stays available as a version
+    os.replace(staging, out)
     return manifest
 
 

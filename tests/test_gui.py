@@ -254,9 +254,76 @@ def test_train_page_draws_the_live_curve_and_can_cancel(qtbot, window, fixture_s
     assert "ranker in use" in train.version.text()
     xs, _ = train.loss_line.getData()
     assert list(xs) == [1, 2, 3]
+    assert train.versions.rowCount() == 1 and train.versions.frame["in use"][0] == "✔"
     train.epochs.setValue(50)
     with qtbot.waitSignal(train.job.cancelled, timeout=300_000):
         train.train()
         qtbot.waitUntil(lambda: len(train.history) >= 1, timeout=300_000)
         train.job.cancel()
     assert not train.job.running and train.train_button.isEnabled()
+    first = train.versions.frame["version"][0]
+    with qtbot.waitSignal(train.job.succeeded, timeout=300_000):  # a second training archives the first
+        train.epochs.setValue(2)
+        train.seed.setValue(1)
+        train.train()
+    assert train.versions.rowCount() == 2 and first in train.versions.frame["version"].to_list()
+    train.versions_table.selectRow(train.versions.frame["version"].to_list().index(first))
+    assert train.use_selected()
+    assert train.versions.frame.filter(pl.col("in use") == "✔")["version"][0] == first
+
+
+def test_gui_without_a_display_is_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-m", "app", "gui"], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=120)
+    assert done.returncode == 5 and "no display" in done.stderr and "Traceback" not in done.stderr
+    shots = subprocess.run([sys.executable, "-m", "app", "gui", "--db", f"sqlite:///{tmp_path / 'd.db'}", "--screenshot",
+                            str(tmp_path / "s")], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert shots.returncode == 0, shots.stderr
+    assert len(list((tmp_path / "s").glob("*.png"))) == 6
+
+
+def test_colour_scheme_follows_the_system(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.theme import apply_scheme
+
+    app = QApplication.instance()
+    assert apply_scheme(app, Qt.ColorScheme.Dark) == "dark"
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() < 80
+    assert apply_scheme(app, Qt.ColorScheme.Light) == "light"
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() > 180
+
+
+def test_training_again_keeps_the_previous_version_and_can_switch_back(tmp_path: Path) -> None:
+    import json
+
+    from recommender.ranker_versions import archive_current, list_versions, use_version
+
+    current = tmp_path / "ranker"
+
+    def trained(version: str, created: str) -> None:
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        (staging / "manifest.json").write_text(json.dumps({"model_version": version, "created_at": created,
+                                                           "validation": {"best_val_tau_w": 0.5}}))
+        if current.exists():
+            archive_current(current)
+        staging.rename(current)
+
+    trained("v1", "2026-01-01T00:00:00")
+    trained("v2", "2026-01-02T00:00:00")
+    versions = list_versions(current)
+    assert [(v["model_version"], v["in_use"]) for v in versions] == [("v2", True), ("v1", False)]
+    use_version(current, "v1")
+    assert [(v["model_version"], v["in_use"]) for v in list_versions(current)] == [("v1", True), ("v2", False)]
+    with pytest.raises(Exception, match="no archived ranker version"):
+        use_version(current, "v9")

@@ -8,6 +8,7 @@ the window appears quickly; the ranker is loaded on first use.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -230,14 +231,29 @@ def screenshots(window: MainWindow, out: Path, app: QApplication) -> list[Path]:
     return written
 
 
+def no_display() -> bool:
+    """On Linux, a window needs X11 or Wayland unless a Qt platform is chosen explicitly."""
+    return (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"))
+
+
 def run_gui(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lensroute gui")
     parser.add_argument("--db", help="database URL or SQLite path")
     parser.add_argument("--screenshot", metavar="DIR", help="render every page to DIR/<page>.png and exit")
     args = parser.parse_args(argv)
+    if no_display():
+        if not args.screenshot:
+            print("lensroute: error: no display (DISPLAY / WAYLAND_DISPLAY unset): the desktop app needs one; "
+                  "the CLI works headless (`lensroute --help`)", file=sys.stderr)
+            return 5
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # screenshots need no screen
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("lensroute")
     app.aboutToQuit.connect(Job.stop_all)
+    from app.gui.theme import follow_system
+
+    follow_system(app)
     window = MainWindow(AppContext(args.db))
     if args.screenshot:
         for path in screenshots(window, Path(args.screenshot), app):

@@ -59,6 +59,10 @@ class TrainPage(QWidget):
         self.model = FrameModel()
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
+        self.versions = FrameModel()
+        self.versions_table = compact_table(QTableView())
+        self.versions_table.setModel(self.versions)
+        self.use_button = QPushButton("Use the selected version")
         self.job = Job("training", self)
         from recommender.train_config import TrainConfig
 
@@ -78,9 +82,16 @@ class TrainPage(QWidget):
         layout.addLayout(params)
         layout.addWidget(self.plot, 2)
         layout.addWidget(self.table, 2)
+        versions = QHBoxLayout()
+        versions.addWidget(QLabel("Model versions"))
+        versions.addStretch(1)
+        versions.addWidget(self.use_button)
+        layout.addLayout(versions)
+        layout.addWidget(self.versions_table, 1)
         layout.addWidget(JobBar(self.job))
         self.train_button.clicked.connect(self.train)
         self.evaluate_button.clicked.connect(self.evaluate)
+        self.use_button.clicked.connect(self.use_selected)
         self.job.progressed.connect(self.on_progress)
         self.job.succeeded.connect(self.on_done)
         self.job.running_changed.connect(self.on_running)
@@ -132,8 +143,43 @@ class TrainPage(QWidget):
         self.train_button.setEnabled(not running)
         self.evaluate_button.setEnabled(not running)
 
+    def refresh_versions(self) -> None:
+        from recommender.ranker import user_ranker_dir
+        from recommender.ranker_versions import list_versions
+
+        rows = list_versions(user_ranker_dir())
+        self.versions.set_frame(pl.DataFrame({
+            "version": [r["model_version"] for r in rows], "trained": [r["created_at"] for r in rows],
+            "validation τw": [r["best_val_tau_w"] for r in rows], "records": [r["records"] for r in rows],
+            "in use": ["✔" if r["in_use"] else "" for r in rows]},
+            schema={"version": pl.Utf8, "trained": pl.Utf8, "validation τw": pl.Float64, "records": pl.Int64, "in use": pl.Utf8}))
+
+    @Slot()
+    def use_selected(self) -> bool:
+        from app.gui.widgets import show_error
+        from recommender.errors import LensrouteError
+        from recommender.ranker import user_ranker_dir
+        from recommender.ranker_versions import use_version
+
+        rows = self.versions_table.selectionModel().selectedRows()
+        if not rows or self.job.running:
+            show_error(self, "select an archived version first (and wait for training to finish)")
+            return False
+        frame = self.versions.frame
+        if frame["in use"][rows[0].row()]:
+            return True
+        try:
+            use_version(user_ranker_dir(), str(frame["version"][rows[0].row()]))
+        except LensrouteError as exc:
+            show_error(self, str(exc))
+            return False
+        self.context.forget_ranker()
+        self.refresh()
+        return True
+
     @Slot()
     def refresh(self) -> None:
+        self.refresh_versions()
         ranker = self.context.ranker()
         self.version.setText(f"ranker in use: {ranker.model_version} ({ranker.folder})" if ranker is not None
                              else f"no ranker: {self.context.ranker_error}")
