@@ -149,12 +149,7 @@ class CausalLM(_Base):
         scores = np.zeros(len(options), np.float64)
         for start in range(0, len(options), batch_size):
             chunk = option_ids[start : start + batch_size]
-            width = max(len(o) for o in chunk)
-            ids = np.zeros((len(chunk), width), np.int64)
-            mask = np.zeros_like(ids)
-            for i, option in enumerate(chunk):
-                ids[i, : len(option)] = option
-                mask[i, : len(option)] = 1
+            ids, mask = right_padded(chunk)
             past_mask = np.concatenate([np.zeros((len(chunk), 1), np.int64),
                                         np.ones((len(chunk), len(prompt_ids)), np.int64)], axis=1)
             positions = len(prompt_ids) + np.maximum(mask.cumsum(-1) - 1, 0)
@@ -183,12 +178,7 @@ class CausalLM(_Base):
         for start in range(0, len(option_ids), batch_size):
             chunk = option_ids[start : start + batch_size]
             rows = [(prompt_ids + o)[-limit:] for o in chunk]
-            width = max(len(r) for r in rows)
-            ids = np.zeros((len(rows), width), np.int64)
-            mask = np.zeros_like(ids)
-            for i, row in enumerate(rows):
-                ids[i, : len(row)] = row
-                mask[i, : len(row)] = 1
+            ids, mask = right_padded(rows)
             logits = self.forward(ids, mask)
             for i, (row, option) in enumerate(zip(rows, chunk, strict=True)):
                 n = min(len(option), len(row) - 1)
@@ -245,6 +235,16 @@ class CausalLM(_Base):
                               f"has {self.tokenizer.get_vocab_size()}: they do not belong together")
         if not np.isfinite(logits).all():
             raise FormatError(f"{self.model.name} produced non-finite logits")
+
+
+def right_padded(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mask) [B, longest] of token rows padded on the right with 0."""
+    ids = np.zeros((len(rows), max(len(r) for r in rows)), np.int64)
+    mask = np.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return ids, mask
 
 
 def open_model(model: LocalModel, device: str = "auto") -> EmbeddingModel | CausalLM:

@@ -81,3 +81,15 @@ class RoutingSession:
         if question.answer is not None and answer is not None and answer.choice is not None:
             out["correct"] = answer.choice == question.answer
         return out
+
+
+def batch_summary(results: list[dict]) -> str:
+    """How many questions went to each model, and the accuracy where questions were labelled."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result["chosen"]["model"]] = counts.get(result["chosen"]["model"], 0) + 1
+    line = f"{len(results)} questions routed: " + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
+    graded = [r["correct"] for r in results if "correct" in r]
+    if graded:
+        line += f"; accuracy {sum(graded) / len(graded):.3f} on {len(graded)} labelled"
+    return line

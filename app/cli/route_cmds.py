@@ -198,6 +198,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from routing.answering import read_questions
+    from routing.serve import batch_summary
 
     questions = read_questions(Path(args.file), labelled=False)
     session = _session(args)
@@ -216,14 +217,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     else:
         for result in results:
             _print_answer(result)
-    graded = [r["correct"] for r in results if "correct" in r]
-    chosen: dict[str, int] = {}
-    for r in results:
-        chosen[r["chosen"]["model"]] = chosen.get(r["chosen"]["model"], 0) + 1
-    line = f"{len(results)}/{len(questions)} questions routed: " + ", ".join(f"{m} {n}" for m, n in sorted(chosen.items()))
-    if graded:
-        line += f"; accuracy {sum(graded) / len(graded):.3f} on {len(graded)} labelled"
-    print(line, file=sys.stderr)
+    print(f"{len(results)}/{len(questions)} " + batch_summary(results).removeprefix(f"{len(results)} "), file=sys.stderr)
     if cancelled:
         print("batch cancelled: the answers above are the ones finished", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -254,14 +254,9 @@ class RoutePage(QWidget):
                                  + ("".join(f"<br>note: {n}" for n in last["notes"])))
         self.model.set_frame(pool_frame(last))
         if len(results) > 1:
-            graded = [r["correct"] for r in results if "correct" in r]
-            counts: dict[str, int] = {}
-            for r in results:
-                counts[r["chosen"]["model"]] = counts.get(r["chosen"]["model"], 0) + 1
-            line = f"{len(results)} questions routed: " + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
-            if graded:
-                line += f"; accuracy {sum(graded) / len(graded):.3f}"
-            self.batch_log.appendPlainText(line)
+            from routing.serve import batch_summary
+
+            self.batch_log.appendPlainText(batch_summary(results))
 
     @Slot(bool)
     def on_running(self, running: bool) -> None:
