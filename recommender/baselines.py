@@ -32,6 +32,15 @@ def _standing(train: GroupSet) -> tuple[dict[int, float], dict[tuple[int, int], 
             {m: len(v) for m, v in overall.items()})
 
 
+def log_size(space: LensSpace) -> np.ndarray:
+    """log10(parameters), NaN where the size is unknown (a recorded size of 0 is no size)."""
+    sizes = np.asarray(space.n_parameters, dtype=float)
+    out = np.full(len(sizes), np.nan)
+    known = np.isfinite(sizes) & (sizes > 0)
+    out[known] = np.log10(sizes[known])
+    return out
+
+
 def popularity(space: LensSpace, split: Split) -> Scores:
     """How many training groups a model appears in (the catalogue has no download counts for
     most sources, so evaluation coverage stands in for popularity)."""
@@ -41,7 +50,7 @@ def popularity(space: LensSpace, split: Split) -> Scores:
 
 def model_size(space: LensSpace, split: Split) -> Scores:
     """Bigger is better; a model of unknown size is assumed to be of the median known size."""
-    size = np.log10(space.n_parameters)
+    size = log_size(space)
     known = size[np.isfinite(size)]
     size = np.where(np.isfinite(size), size, float(np.median(known)) if len(known) else 0.0)
     return [size[members] for members in split.test.members]
@@ -141,7 +150,7 @@ def lightgbm_lambdarank(space: LensSpace, split: Split, seed: int = 0, max_group
     overall, by_task, counts = _standing(split.train)
     model_pca = _pca(space.models.text, 16)
     dataset_pca = _pca(space.dataset_text, 16)
-    n_params = np.log10(space.n_parameters)
+    n_params = log_size(space)
     rng = np.random.default_rng(seed)
     unknown = split.unknown_models
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +98,41 @@ def _union(a: GroupSet, b: GroupSet) -> GroupSet:
 
 def evaluate(store: Store, split_name: str, config: TrainConfig, *, methods: list[str] | None = None,
              progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> EvaluationReport:  # type: ignore[no-untyped-def]
-    space, groups, data = prepare(store, SubProgress(progress, 0, 1, 5), cancel, encode)
-    split = make_split(space, groups, split_name, seed=config.seed)
-    if not len(split.test):
-        raise NoDataError(f"the {split_name} split left no test group with two or more models")
-    report = run_evaluation(space, split, config, methods=methods, progress=SubProgress(progress, 1, 4, 5), cancel=cancel)
-    report.training["data"] = {k: v for k, v in data.items() if k != "metric_higher"}
-    return report
+    run = evaluate_splits(store, [split_name], config, methods=methods, progress=progress, cancel=cancel, encode=encode)
+    if run.skipped:
+        raise NoDataError(run.skipped[split_name])
+    return run.reports[0]
+
+
+@dataclass
+class EvaluationRun:
+    reports: list[EvaluationReport] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # split → why it could not run on this catalogue
+
+
+def evaluate_splits(store: Store, split_names: list[str], config: TrainConfig, *, methods: list[str] | None = None,
+                    progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> EvaluationRun:  # type: ignore[no-untyped-def]
+    """Several splits over one prepared space (the text views are embedded once). A split this
+    catalogue cannot make (no release dates for new-model, say) is skipped with its reason, so
+    "every split" still reports the others."""
+    steps = 1 + 4 * len(split_names)
+    space, groups, data = prepare(store, SubProgress(progress, 0, 1, steps), cancel, encode)
+    data = {k: v for k, v in data.items() if k != "metric_higher"}
+    run = EvaluationRun()
+    for i, split_name in enumerate(split_names):
+        try:
+            split = make_split(space, groups, split_name, seed=config.seed)
+            if not len(split.test):
+                raise NoDataError(f"the {split_name} split left no test group with two or more models")
+        except NoDataError as exc:
+            run.skipped[split_name] = str(exc)
+            continue
+        report = run_evaluation(space, split, config, methods=methods,
+                                progress=SubProgress(progress, 1 + 4 * i, 4, steps), cancel=cancel)
+        report.training["data"] = data
+        run.reports.append(report)
+    progress(steps, steps, "done")
+    return run
 
 
 def manifest_summary(manifest: dict) -> str:

@@ -327,3 +327,33 @@ def test_training_again_keeps_the_previous_version_and_can_switch_back(tmp_path:
     assert [(v["model_version"], v["in_use"]) for v in list_versions(current)] == [("v1", True), ("v2", False)]
     with pytest.raises(Exception, match="no archived ranker version"):
         use_version(current, "v9")
+
+
+@pytest.mark.slow
+def test_train_page_evaluates_every_split_and_keeps_the_tables(qtbot, window, fixture_store, encoder: Path) -> None:  # type: ignore[no-untyped-def]
+    from app.gui.main import AppContext, MainWindow
+    from app.gui.pages.train import ALL_SPLITS
+
+    window.context._store = fixture_store
+    train = page(window, "Train & evaluate")
+    train.epochs.setValue(2)
+    train.split.setCurrentText(ALL_SPLITS)
+    with qtbot.waitSignal(train.job.succeeded, timeout=600_000):
+        assert train.evaluate()
+    frame = train.model.frame
+    ran = set(frame["split"].to_list())
+    skipped = train.eval_note.text()
+    # every split either has its table or says why this catalogue cannot make it
+    assert all(split in ran or f"{split} skipped" in skipped for split in ("new-dataset", "random", "new-model"))
+    assert {"new-dataset", "random"} <= ran
+    for split in ran:
+        methods = frame.filter(pl.col("split") == split)["method"].to_list()
+        assert {"modellens", "type-aware-mean-z", "lightgbm-lambdarank"} <= set(methods)
+    tau = frame.filter((pl.col("split") == "new-dataset") & (pl.col("method") == "modellens"))["tau_w"][0]
+    assert -1.0 <= tau <= 1.0
+
+    again = MainWindow(AppContext(window.context.db))  # a restart shows the same tables
+    qtbot.addWidget(again)
+    restored = page(again, "Train & evaluate")
+    restored.refresh()
+    assert restored.model.frame.select("split", "method", "tau_w").equals(frame.select("split", "method", "tau_w"))

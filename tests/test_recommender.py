@@ -194,6 +194,17 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     assert methods == {"modellens", "popularity", "model-size", "mean-z", "type-aware-mean-z", "text-knn",
                        "matrix-factorisation", "lightgbm-lambdarank"}
 
+    every = run_cli("--db", db, "evaluate", "--split", "all", "--epochs", "2", "--methods", "modellens,model-size",
+                    "--json", env=env)
+    assert every.returncode == 0, every.stderr
+    payload = json.loads(every.stdout)
+    assert {r["split"] for r in payload["reports"]} | set(payload["skipped"]) == {"random", "new-dataset", "new-model"}
+    assert all({m["method"] for m in r["methods"]} == {"modellens", "model-size"} for r in payload["reports"])
+    from recommender.evaluation_log import load_reports
+
+    kept = load_reports()  # the latest table of each split, for the GUI
+    assert set(kept) == {r["split"] for r in payload["reports"]} and all(v["database"] for v in kept.values())
+
 
 def test_train_on_an_empty_catalogue_exits_4(tmp_path: Path, encoder: Path) -> None:
     done = run_cli("--db", str(tmp_path / "empty.db"), "train", env={"LENSROUTE_ENCODER_DIR": str(encoder)})

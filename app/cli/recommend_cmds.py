@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
-from recommender.errors import EXIT_INTERRUPTED, Cancelled, UsageError
+from recommender.errors import EXIT_INTERRUPTED, Cancelled, NoDataError, UsageError
 
 
 def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -55,7 +55,9 @@ def _fmt(value: object) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recommender.baselines import BASELINES
-    from recommender.pipeline import evaluate
+    from recommender.evaluation_log import save_reports
+    from recommender.pipeline import evaluate_splits
+    from recommender.splits import SPLITS
 
     methods = None
     if args.methods:
@@ -64,15 +66,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: modellens, {', '.join(BASELINES)}")
     store = open_store(args)
+    splits = list(SPLITS) if args.split == "all" else [args.split]
     try:
         with progress_and_cancel(f"evaluate {args.split}", args.quiet) as (bar, token):
-            report = evaluate(store, args.split, _train_config(args), methods=methods, progress=bar, cancel=token)
+            run = evaluate_splits(store, splits, _train_config(args), methods=methods, progress=bar, cancel=token)
     except Cancelled:
         print("evaluation cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if not run.reports:
+        raise NoDataError("; ".join(run.skipped.values()))
+    save_reports(run.reports, store.display_url)
     if args.json:
-        emit_json({"schema_version": 1, **report.as_json()})
+        if args.split == "all":
+            emit_json({"schema_version": 1, "reports": [r.as_json() for r in run.reports], "skipped": run.skipped})
+        else:
+            emit_json({"schema_version": 1, **run.reports[0].as_json()})
         return 0
+    for report in run.reports:
+        print_report(report)
+    for split, why in run.skipped.items():
+        print(f"split {split}: skipped: {why}")
+    return 0
+
+
+def print_report(report) -> None:  # type: ignore[no-untyped-def]
     columns = ["tau_w", "ndcg@1", "ndcg@5", "ndcg@10", "ndcg@30", "hit@1", "hit@5", "hit@10", "recall@5", "recall@10", "recall@30"]
     print(f"split {report.split} (seed {report.seed}): {report.n_train_groups:,} training groups, "
           f"{report.n_test_groups:,} test groups")
@@ -83,7 +100,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             continue
         print(f"{method.method:<22}" + "".join(f"{_fmt(method.metrics.get(c, float('nan'))):>10}" for c in columns)
               + f"{method.seconds:>9.1f}")
-    return 0
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
@@ -121,8 +137,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = commands.add_parser("evaluate", parents=[common], help="ModelLens and every baseline on one split")
-    p.add_argument("--split", choices=["random", "new-dataset", "new-model"], required=True)
+    p = commands.add_parser("evaluate", parents=[common], help="ModelLens and every baseline on one split (or all)")
+    p.add_argument("--split", choices=["random", "new-dataset", "new-model", "all"], required=True,
+                   help="all: every split over one prepared catalogue; the latest table of each split is kept "
+                        "in $LENSROUTE_HOME/evaluations.json (the GUI shows them)")
     p.add_argument("--methods", help="comma-separated subset (default: modellens and every baseline)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", choices=["cpu", "cuda"])

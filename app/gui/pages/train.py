@@ -1,5 +1,6 @@
 """Train & evaluate page: parameters with defaults, start/cancel, the live loss and validation
-curve, the evaluation table (ModelLens and every baseline), and the model version in use."""
+curve, the evaluation table (ModelLens and every baseline, the latest run of every split side by
+side, kept across restarts), and the model versions."""
 
 from __future__ import annotations
 
@@ -25,10 +26,22 @@ from app.gui.widgets import FrameModel, JobBar, compact_table
 EPOCH_LINE = re.compile(r"epoch (\d+): loss ([-\d.]+), val τw ([-\d.]+)")
 
 
-def evaluation_frame(report) -> pl.DataFrame:  # type: ignore[no-untyped-def]
-    rows = report.as_json()["methods"]
-    keys = [k for k in rows[0] if k not in ("note",)] if rows else []
-    return pl.DataFrame([{k: r.get(k) for k in keys} for r in rows]) if rows else pl.DataFrame()
+ALL_SPLITS = "every split"
+SPLIT_ORDER = ("new-dataset", "random", "new-model")
+
+
+def evaluation_frame(reports: dict[str, dict]) -> pl.DataFrame:
+    """One row per (split, method): the stored reports of `recommender.evaluation_log`."""
+    rows = []
+    for split in sorted(reports, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER)):
+        report = reports[split]
+        for method in report["methods"]:
+            rows.append({"split": split, **{k: v for k, v in method.items() if k != "note" and not k.startswith("n_groups")},
+                         "note": method.get("note", ""), "evaluated": report.get("evaluated_at", "")})
+    if not rows:
+        return pl.DataFrame()
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return pl.DataFrame([{k: row.get(k) for k in keys} for row in rows], infer_schema_length=None)
 
 
 class TrainPage(QWidget):
@@ -44,11 +57,13 @@ class TrainPage(QWidget):
         self.device = QComboBox()
         self.device.addItems(["cpu", "cuda"])
         self.split = QComboBox()
-        self.split.addItems(["new-dataset", "random", "new-model"])
+        self.split.addItems([*SPLIT_ORDER, ALL_SPLITS])
         self.train_button = QPushButton("Train")
         self.evaluate_button = QPushButton("Evaluate")
         self.version = QLabel("")
         self.version.setObjectName("modelVersion")
+        self.eval_note = QLabel("")
+        self.eval_note.setWordWrap(True)
         self.plot = pg.PlotWidget()
         self.plot.setBackground(None)
         self.plot.addLegend()
@@ -82,6 +97,7 @@ class TrainPage(QWidget):
         layout.addLayout(params)
         layout.addWidget(self.plot, 2)
         layout.addWidget(self.table, 2)
+        layout.addWidget(self.eval_note)
         versions = QHBoxLayout()
         versions.addWidget(QLabel("Model versions"))
         versions.addStretch(1)
@@ -116,10 +132,11 @@ class TrainPage(QWidget):
 
     @Slot()
     def evaluate(self) -> bool:
-        from recommender.pipeline import evaluate
+        from recommender.pipeline import evaluate_splits
 
-        store, config, split = self.context.store(), self.config(), self.split.currentText()
-        return self.job.start(lambda progress, cancel: evaluate(store, split, config, progress=progress, cancel=cancel))
+        store, config, chosen = self.context.store(), self.config(), self.split.currentText()
+        splits = list(SPLIT_ORDER) if chosen == ALL_SPLITS else [chosen]
+        return self.job.start(lambda progress, cancel: evaluate_splits(store, splits, config, progress=progress, cancel=cancel))
 
     @Slot(float, float, str)
     def on_progress(self, done: float, total: float, message: str) -> None:
@@ -135,8 +152,11 @@ class TrainPage(QWidget):
         if isinstance(result, dict) and "model_version" in result:
             self.context.forget_ranker()
             self.refresh()
-        elif hasattr(result, "methods"):
-            self.model.set_frame(evaluation_frame(result))
+        elif hasattr(result, "reports"):
+            from recommender.evaluation_log import save_reports
+
+            self.model.set_frame(evaluation_frame(save_reports(result.reports, self.context.db_label())))
+            self.eval_note.setText("; ".join(f"{split} skipped: {why}" for split, why in result.skipped.items()))
 
     @Slot(bool)
     def on_running(self, running: bool) -> None:
@@ -179,7 +199,11 @@ class TrainPage(QWidget):
 
     @Slot()
     def refresh(self) -> None:
+        from recommender.evaluation_log import load_reports
+
         self.refresh_versions()
+        if not self.job.running:
+            self.model.set_frame(evaluation_frame(load_reports()))
         ranker = self.context.ranker()
         self.version.setText(f"ranker in use: {ranker.model_version} ({ranker.folder})" if ranker is not None
                              else f"no ranker: {self.context.ranker_error}")

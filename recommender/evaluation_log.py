@@ -1,0 +1,47 @@
+"""The latest evaluation of each split, kept under LENSROUTE_HOME.
+
+An evaluation trains a ranker per split and takes minutes on a full catalogue; keeping the last
+table of each split lets the GUI show every split side by side, and lets a table measured from the
+CLI appear there too, without running it again. Each entry carries when it ran and on which
+database and data (fingerprint), so a stale table is recognisable as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recommender.evaluation import EvaluationReport
+from recommender.paths import home_dir
+
+FILE_NAME = "evaluations.json"
+
+
+def log_path() -> Path:
+    return home_dir() / FILE_NAME
+
+
+def load_reports(path: Path | None = None) -> dict[str, dict]:
+    """split → its latest report (as `EvaluationReport.as_json()` plus `evaluated_at`, `database`).
+    An unreadable file counts as empty: it only caches tables that can be measured again."""
+    path = path or log_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict) and "methods" in v} if isinstance(data, dict) else {}
+
+
+def save_reports(reports: list[EvaluationReport], database: str, path: Path | None = None) -> dict[str, dict]:
+    """Replace the stored entry of each report's split (atomically); returns the whole log."""
+    path = path or log_path()
+    stored = load_reports(path)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for report in reports:
+        stored[report.split] = {**report.as_json(), "evaluated_at": now, "database": database}
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(stored, indent=1, default=str), encoding="utf-8")
+    os.replace(partial, path)
+    return stored
