@@ -357,3 +357,33 @@ def test_train_page_evaluates_every_split_and_keeps_the_tables(qtbot, window, fi
     restored = page(again, "Train & evaluate")
     restored.refresh()
     assert restored.model.frame.select("split", "method", "tau_w").equals(frame.select("split", "method", "tau_w"))
+
+
+@pytest.mark.builtin_models
+def test_models_page_benchmarks_the_selected_model_and_shows_the_table(qtbot, window, local_pool: list[str],  # type: ignore[no-untyped-def]
+                                                                       shared_data: Path, monkeypatch) -> None:
+    import routing.bench_embedding as bench_embedding
+    from routing.informed import RoutingConfig
+
+    real_texts = bench_embedding.calibration_texts
+    # the real MiniLM through the page's real path; only the distillation and the text are shortened for the test
+    monkeypatch.setattr(bench_embedding, "bert_config", lambda: RoutingConfig(rank=16, router_hidden=16, lff_steps=8,
+                                                                               router_steps=8, batch=4, seq_len=32))
+    monkeypatch.setattr(bench_embedding, "calibration_texts", lambda split, limit, path=None: real_texts(split, min(limit, 32), path))
+    models = page(window, "Local models")
+    models.refresh()
+    assert set(models.model.frame["name"].to_list()) == set(local_pool)
+    with qtbot.waitSignal(models.job.failed, timeout=60_000):  # the tiny Llama has no torch weights to route
+        assert models.bench()
+    qtbot.waitUntil(lambda: bool(error_boxes(window)), timeout=10_000)
+    assert "only the built-in" in error_boxes(window)[-1].text()
+    for box in error_boxes(window):
+        box.close()
+    models.table.selectRow(models.model.frame["name"].to_list().index("all-minilm-l6-v2"))
+    models.sparsity.setValue(0.25)
+    with qtbot.waitSignal(models.job.succeeded, timeout=300_000):
+        assert models.bench()
+    frame = models.bench_model.frame
+    assert set(frame["method"].to_list()) == {"dense", "informed", "skip", "random", "static"}
+    assert set(frame["sparsity"].to_list()) == {0.0, 0.25}
+    assert {"cosine", "retrieval_acc"} <= set(frame.columns) and frame["speed-up"].drop_nulls().len() == frame.height
