@@ -1,4 +1,4 @@
-"""The latest evaluation of each split, kept under LENSROUTE_HOME.
+"""The latest evaluation of each split and seed, kept under LENSROUTE_HOME.
 
 An evaluation trains a ranker per split and takes minutes on a full catalogue; keeping the last
 table of each split lets the GUI show every split side by side, and lets a table measured from the
@@ -23,24 +23,37 @@ def log_path() -> Path:
     return home_dir() / FILE_NAME
 
 
+def entry_key(split: str, seed: int) -> str:
+    return f"{split}:{seed}"
+
+
 def load_reports(path: Path | None = None) -> dict[str, dict]:
-    """split → its latest report (as `EvaluationReport.as_json()` plus `evaluated_at`, `database`).
+    """"split:seed" → its latest report (as `EvaluationReport.as_json()` plus `evaluated_at`, `database`).
     An unreadable file counts as empty: it only caches tables that can be measured again."""
     path = path or log_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict) and "methods" in v} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, dict] = {}
+    for value in data.values():
+        if not (isinstance(value, dict) and "methods" in value and "split" in value):
+            continue
+        key = entry_key(str(value["split"]), int(value.get("seed", 0)))
+        if key not in out or str(value.get("evaluated_at", "")) >= str(out[key].get("evaluated_at", "")):
+            out[key] = value
+    return out
 
 
 def save_reports(reports: list[EvaluationReport], database: str, path: Path | None = None) -> dict[str, dict]:
-    """Replace the stored entry of each report's split (atomically); returns the whole log."""
+    """Replace the stored entry of each report's split and seed (atomically); returns the whole log."""
     path = path or log_path()
     stored = load_reports(path)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for report in reports:
-        stored[report.split] = {**report.as_json(), "evaluated_at": now, "database": database}
+        stored[entry_key(report.split, report.seed)] = {**report.as_json(), "evaluated_at": now, "database": database}
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(stored, indent=1, default=str), encoding="utf-8")
     os.replace(partial, path)

@@ -102,6 +102,21 @@ def test_splits_are_reproducible_and_keep_dataset_parts_together(prepared) -> No
         make_split(space, groups, "by-vibes")
 
 
+def test_training_twice_with_one_seed_gives_the_same_model(prepared) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from recommender.splits import make_split
+    from recommender.training import TrainConfig, train
+
+    space, groups, _ = prepared
+    split = make_split(space, groups, "new-dataset", seed=0)
+    runs = [train(space, split.train, split.val, TrainConfig(epochs=2, seed=seed), unknown_datasets=True) for seed in (0, 0, 1)]
+    first, again, other = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert runs[0].history == runs[1].history
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_new_model_split_needs_release_dates(prepared) -> None:  # type: ignore[no-untyped-def]
     from recommender.splits import make_split
 
@@ -203,7 +218,8 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     from recommender.evaluation_log import load_reports
 
     kept = load_reports()  # the latest table of each split, for the GUI
-    assert set(kept) == {r["split"] for r in payload["reports"]} and all(v["database"] for v in kept.values())
+    assert {(v["split"], v["seed"]) for v in kept.values()} == {(r["split"], 0) for r in payload["reports"]}
+    assert all(v["database"] for v in kept.values())
 
 
 def test_train_on_an_empty_catalogue_exits_4(tmp_path: Path, encoder: Path) -> None:

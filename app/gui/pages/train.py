@@ -31,13 +31,18 @@ SPLIT_ORDER = ("new-dataset", "random", "new-model")
 
 
 def evaluation_frame(reports: dict[str, dict]) -> pl.DataFrame:
-    """One row per (split, method): the stored reports of `recommender.evaluation_log`."""
+    """One row per (split, seed, method): the stored reports of `recommender.evaluation_log`."""
+    def order(report: dict) -> tuple[int, int]:
+        split = report.get("split", "")
+        return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), int(report.get("seed", 0)))
+
     rows = []
-    for split in sorted(reports, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER)):
-        report = reports[split]
+    for report in sorted(reports.values(), key=order):
         for method in report["methods"]:
-            rows.append({"split": split, **{k: v for k, v in method.items() if k != "note" and not k.startswith("n_groups")},
-                         "note": method.get("note", ""), "evaluated": report.get("evaluated_at", "")})
+            rows.append({"split": report.get("split"), "seed": report.get("seed"),
+                         **{k: v for k, v in method.items() if k not in ("note", "seconds") and not k.startswith("n_groups")},
+                         "seconds": method.get("seconds"), "note": method.get("note", ""),
+                         "evaluated": report.get("evaluated_at", "")})
     if not rows:
         return pl.DataFrame()
     keys = list(dict.fromkeys(k for row in rows for k in row))
