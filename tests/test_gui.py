@@ -168,6 +168,9 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_
     with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
         assert recommend.rank()
     assert recommend.model.rowCount() == 5
+    column = recommend.model.frame.columns.index("model")  # sized to the names, not cut short
+    longest = max(recommend.model.frame["model"].to_list(), key=recommend.table.fontMetrics().horizontalAdvance)
+    assert recommend.table.columnWidth(column) >= min(recommend.table.fontMetrics().horizontalAdvance(longest), 420)
     index = recommend.model.index(0, 0)
     recommend.show_evidence(index)
     assert recommend.model.frame["model"][0] in recommend.evidence.toPlainText()
@@ -287,6 +290,28 @@ def test_gui_without_a_display_is_one_clear_line(tmp_path: Path) -> None:
                             str(tmp_path / "s")], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert shots.returncode == 0, shots.stderr
     assert len(list((tmp_path / "s").glob("*.png"))) == 6
+
+
+def test_gui_on_an_x_display_it_cannot_use_is_one_clear_line_not_an_abort(tmp_path: Path) -> None:
+    """Qt aborts the process when its X11 platform lacks a library or cannot open the display;
+    `lensroute gui` checks both first (whichever applies on this machine) and says so in one line."""
+    import os
+    import subprocess
+    import sys
+
+    from app.gui.platform_check import missing_xcb_packages
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["DISPLAY"] = ":97"  # no X server listens there
+    done = subprocess.run([sys.executable, "-m", "app", "gui", "--db", f"sqlite:///{tmp_path / 'd.db'}"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 5 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lensroute: error: ")
+    missing = missing_xcb_packages()
+    expected = ("apt-get install " + " ".join(missing)) if missing else "cannot open the X display ':97'"
+    assert expected in lines[0]
 
 
 def test_colour_scheme_follows_the_system(qtbot) -> None:  # type: ignore[no-untyped-def]

@@ -220,6 +220,10 @@ def screenshots(window: MainWindow, out: Path, app: QApplication) -> list[Path]:
             page.description.setPlainText("Classify the sentiment of Japanese product reviews")
         if page.title == "Recommend":
             page.rank()
+        if page.title == "Route" and page.session is not None and not page.question.text().strip():
+            page.question.setText("Which planet is known as the Red Planet?")
+            page.choices.setText("Venus | Mars | Jupiter")
+            page.answer()
         deadline = time.monotonic() + 60
         while any(job.running for job in page.findChildren(Job)) and time.monotonic() < deadline:
             app.processEvents()
@@ -248,6 +252,18 @@ def run_gui(argv: list[str]) -> int:
                   "the CLI works headless (`lensroute --help`)", file=sys.stderr)
             return 5
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # screenshots need no screen
+    from app.gui.platform_check import missing_xcb_packages, uses_xcb, x_display_error
+
+    if uses_xcb() and not QApplication.instance():  # Qt would print a hint and abort(): say it in one line instead
+        missing = missing_xcb_packages()
+        if missing:
+            print(f"lensroute: error: Qt's X11 platform needs Debian packages that are missing here: {' '.join(missing)} "
+                  f"(sudo apt-get install {' '.join(missing)}; installer/setup.sh installs them)", file=sys.stderr)
+            return 5
+        problem = x_display_error(os.environ.get("DISPLAY", ""))
+        if problem:
+            print(f"lensroute: error: {problem}; the CLI works headless (`lensroute --help`)", file=sys.stderr)
+            return 5
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("lensroute")
     app.aboutToQuit.connect(Job.stop_all)

@@ -46,6 +46,25 @@ def compact_table(view: QTableView) -> QTableView:
     return view
 
 
+def fit_columns(view: QTableView, max_rows: int = 2000, max_width: int = 420) -> None:
+    """Size the columns to their contents whenever the model's table is replaced, so a model name
+    is not cut to "google/gemi…" beside a wide "known" column. Only for tables up to `max_rows`:
+    measuring means reading every cell (the Records page, with a million rows, keeps fixed widths)."""
+    model = view.model()
+
+    def fit() -> None:
+        if model.rowCount() > max_rows:
+            return
+        view.resizeColumnsToContents()
+        header = view.horizontalHeader()
+        for column in range(model.columnCount()):
+            if header.sectionSize(column) > max_width:
+                header.resizeSection(column, max_width)
+
+    model.modelReset.connect(fit)
+    fit()
+
+
 class JobBar(QWidget):
     """Progress bar, Cancel button and status line bound to one `Job`."""
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table
+from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns
 
 
 def sources_frame(store) -> pl.DataFrame:  # type: ignore[no-untyped-def]
@@ -56,6 +56,7 @@ class CataloguePage(QWidget):
         self.model = FrameModel()
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
+        fit_columns(self.table)
         self.table.setSortingEnabled(True)
         self.import_files_button = QPushButton("Import files…")
         self.import_folder_button = QPushButton("Import folder…")

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table, show_error
+from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 
 
 def bench_frame(rows: list) -> pl.DataFrame:  # type: ignore[type-arg]
@@ -44,6 +44,7 @@ class ModelsPage(QWidget):
         self.model = FrameModel()
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
+        fit_columns(self.table)
         self.build_button = QPushButton("Build the built-ins")
         self.add_button = QPushButton("Add a model folder…")
         self.sparsity = QDoubleSpinBox()
@@ -54,6 +55,7 @@ class ModelsPage(QWidget):
         self.bench_model = FrameModel()
         self.bench_table = compact_table(QTableView())
         self.bench_table.setModel(self.bench_model)
+        fit_columns(self.bench_table)
         self.job = Job("local models", self)
         buttons = QHBoxLayout()
         for w in (self.build_button, self.add_button, QLabel("sparsity"), self.sparsity, self.bench_button):

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table, show_error
+from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 
 FAMILY_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
                   "#9c755f", "#bab0ac"]
@@ -126,6 +126,7 @@ class RecommendPage(QWidget):
         self.model = FrameModel()
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
+        fit_columns(self.table)
         self.table.setSortingEnabled(True)
         self.evidence = QTextEdit()
         self.evidence.setReadOnly(True)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table, show_error
+from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 
 SLIDER_STEPS = 100
 MAX_LAMBDA_PER_UNIT = 20.0  # λ at the slider's end, in score per (mean predicted cost)
@@ -60,6 +60,8 @@ class RoutePage(QWidget):
         self.curve.setBackground(None)
         self.curve.setLabel("bottom", "mean predicted cost (s)")
         self.curve.setLabel("left", "mean predicted score")
+        for side in ("bottom", "left"):  # plain numbers: "550 (x0.001)" reads worse than 0.55
+            self.curve.getAxis(side).enableAutoSIPrefix(False)
         self.curve_line = self.curve.plot([], [], pen=pg.mkPen("#4e79a7", width=2), symbol="o", symbolSize=4)
         self.curve_here = pg.ScatterPlotItem(size=12, brush=pg.mkBrush(220, 20, 60))
         self.curve.addItem(self.curve_here)
@@ -76,6 +78,7 @@ class RoutePage(QWidget):
         self.model = FrameModel()
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
+        fit_columns(self.table)
         self.batch_log = QPlainTextEdit()
         self.batch_log.setReadOnly(True)
         self.job = Job("route", self)

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table
+from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns
 
 EPOCH_LINE = re.compile(r"epoch (\d+): loss ([-\d.]+), val τw ([-\d.]+)")
 
@@ -73,15 +73,19 @@ class TrainPage(QWidget):
         self.plot.setBackground(None)
         self.plot.addLegend()
         self.plot.setLabel("bottom", "epoch")
+        for side in ("bottom", "left"):
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.loss_line = self.plot.plot([], [], pen=pg.mkPen("#e15759", width=2), name="training loss")
         self.val_line = self.plot.plot([], [], pen=pg.mkPen("#4e79a7", width=2), name="validation τw")
         self.history: list[tuple[int, float, float]] = []
         self.model = FrameModel()
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
+        fit_columns(self.table)
         self.versions = FrameModel()
         self.versions_table = compact_table(QTableView())
         self.versions_table.setModel(self.versions)
+        fit_columns(self.versions_table)
         self.use_button = QPushButton("Use the selected version")
         self.job = Job("training", self)
         from recommender.train_config import TrainConfig
