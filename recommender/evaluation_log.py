@@ -47,14 +47,19 @@ def load_reports(path: Path | None = None) -> dict[str, dict]:
     return out
 
 
-def save_reports(reports: list[EvaluationReport], database: str, path: Path | None = None) -> dict[str, dict]:
-    """Replace the stored entry of each report's split and seed (atomically); returns the whole log."""
+def save_reports(reports: list[EvaluationReport], database: str, path: Path | None = None) -> tuple[dict[str, dict], str | None]:
+    """Replace the stored entry of each report's split and seed (atomically). Returns the whole log,
+    and why it could not be written (None when it was): the log only caches tables, so a full disk
+    or a read-only home must not cost the caller the evaluation it just ran."""
     path = path or log_path()
     stored = load_reports(path)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for report in reports:
         stored[entry_key(report.split, report.seed)] = {**report.as_json(), "evaluated_at": now, "database": database}
     partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(stored, indent=1, default=str), encoding="utf-8")
-    os.replace(partial, path)
-    return stored
+    try:
+        partial.write_text(json.dumps(stored, indent=1, default=str), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        return stored, f"could not keep the evaluation tables in {path}: {exc.strerror or exc}"
+    return stored, None

@@ -96,14 +96,6 @@ def _union(a: GroupSet, b: GroupSet) -> GroupSet:
                     a.y + b.y, a.z + b.z)
 
 
-def evaluate(store: Store, split_name: str, config: TrainConfig, *, methods: list[str] | None = None,
-             progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> EvaluationReport:  # type: ignore[no-untyped-def]
-    run = evaluate_splits(store, [split_name], config, methods=methods, progress=progress, cancel=cancel, encode=encode)
-    if run.skipped:
-        raise NoDataError(run.skipped[split_name])
-    return run.reports[0]
-
-
 @dataclass
 class EvaluationRun:
     reports: list[EvaluationReport] = field(default_factory=list)

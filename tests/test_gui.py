@@ -4,6 +4,7 @@ local models; every page's main flow plus cancel and error paths."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -290,6 +291,16 @@ def test_gui_without_a_display_is_one_clear_line(tmp_path: Path) -> None:
                             str(tmp_path / "s")], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert shots.returncode == 0, shots.stderr
     assert len(list((tmp_path / "s").glob("*.png"))) == 6
+
+
+def test_the_platform_check_runs_only_where_qt_picks_x11() -> None:
+    from app.gui.platform_check import uses_xcb
+
+    assert uses_xcb({"DISPLAY": ":0"}) == sys.platform.startswith("linux")
+    assert not uses_xcb({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"})
+    assert not uses_xcb({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"})
+    assert uses_xcb({"QT_QPA_PLATFORM": "xcb:nomitshm"}) and uses_xcb({"QT_QPA_PLATFORM": "xcb;wayland"})
+    assert not uses_xcb({"QT_QPA_PLATFORM": "wayland;xcb"}) and not uses_xcb({})
 
 
 def test_gui_on_an_x_display_it_cannot_use_is_one_clear_line_not_an_abort(tmp_path: Path) -> None:

@@ -259,3 +259,25 @@ def test_ranking_time_evidence_equals_training_time_evidence(prepared) -> None: 
         trained = evidence.pair_features(similarity, rows, np.full(len(rows), dataset), np.full(len(rows), task),
                                          np.full(len(rows), bases[dataset]))
         assert np.abs(served - trained)[:, :-2].max() < 1e-5
+
+
+def test_evaluation_log_keeps_the_latest_table_per_split_and_seed_and_survives_an_unwritable_home(tmp_path: Path) -> None:
+    from recommender.evaluation import EvaluationReport, MethodResult
+    from recommender.evaluation_log import load_reports, save_reports
+
+    def report(split: str, seed: int, tau: float) -> EvaluationReport:
+        return EvaluationReport(split, seed, 10, 3, [MethodResult("modellens", {"tau_w": tau}, 1.0)])
+
+    log = tmp_path / "evaluations.json"
+    stored, problem = save_reports([report("new-dataset", 0, 0.5), report("random", 0, 0.6)], "sqlite:///a.db", log)
+    assert problem is None and set(stored) == {"new-dataset:0", "random:0"}
+    save_reports([report("new-dataset", 0, 0.7), report("new-dataset", 1, 0.4)], "sqlite:///a.db", log)
+    kept = load_reports(log)
+    assert set(kept) == {"new-dataset:0", "new-dataset:1", "random:0"}
+    assert kept["new-dataset:0"]["methods"][0]["tau_w"] == 0.7 and kept["random:0"]["methods"][0]["tau_w"] == 0.6
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    stored, problem = save_reports([report("random", 2, 0.1)], "sqlite:///a.db", blocked / "evaluations.json")
+    assert "random:2" in stored and problem and "could not keep the evaluation tables" in problem
+    log.write_text("{not json")
+    assert load_reports(log) == {}

@@ -75,17 +75,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if not run.reports:
         raise NoDataError("; ".join(run.skipped.values()))
-    save_reports(run.reports, store.display_url)
     if args.json:
         if args.split == "all":
             emit_json({"schema_version": 1, "reports": [r.as_json() for r in run.reports], "skipped": run.skipped})
         else:
             emit_json({"schema_version": 1, **run.reports[0].as_json()})
-        return 0
-    for report in run.reports:
-        print_report(report)
-    for split, why in run.skipped.items():
-        print(f"split {split}: skipped: {why}")
+    else:
+        for report in run.reports:
+            print_report(report)
+        for split, why in run.skipped.items():
+            print(f"split {split}: skipped: {why}")
+    _, problem = save_reports(run.reports, store.display_url)  # after printing: the tables are never lost to it
+    if problem:
+        print(f"lensroute: warning: {problem}", file=sys.stderr)
     return 0
 
 

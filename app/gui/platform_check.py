@@ -31,8 +31,8 @@ def uses_xcb(environ: dict[str, str] | None = None) -> bool:
     no Wayland one (Qt prefers Wayland when both are there)."""
     env = os.environ if environ is None else environ
     chosen = env.get("QT_QPA_PLATFORM", "")
-    if chosen:
-        return chosen.split(":")[0] == "xcb"
+    if chosen:  # "xcb", "xcb:options" or a fallback list "wayland;xcb" (Qt tries the first)
+        return chosen.split(";")[0].split(":")[0] == "xcb"
     return sys.platform.startswith("linux") and bool(env.get("DISPLAY")) and not env.get("WAYLAND_DISPLAY")
 
 
@@ -62,10 +62,7 @@ def missing_xcb_packages() -> list[str]:
     plugin = qt / "plugins" / "platforms" / "libqxcb.so"
     if not plugin.is_file():
         return []
-    missing = set(unresolved_libraries(plugin, qt / "lib"))
-    support = qt / "lib" / "libQt6XcbQpa.so.6"
-    if support.is_file():
-        missing |= set(unresolved_libraries(support, qt / "lib"))
+    missing = set(unresolved_libraries(plugin, qt / "lib"))  # ldd follows the links of libQt6XcbQpa too
     if ctypes.util.find_library("xcb-cursor") is None:  # loaded at start since Qt 6.5, not linked
         missing.add("libxcb-cursor.so.0")
     return sorted(DEBIAN_PACKAGES.get(name, name) for name in missing)

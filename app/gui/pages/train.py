@@ -164,8 +164,10 @@ class TrainPage(QWidget):
         elif hasattr(result, "reports"):
             from recommender.evaluation_log import save_reports
 
-            self.model.set_frame(evaluation_frame(save_reports(result.reports, self.context.db_label())))
-            self.eval_note.setText("; ".join(f"{split} skipped: {why}" for split, why in result.skipped.items()))
+            stored, problem = save_reports(result.reports, self.context.db_label())
+            self.model.set_frame(evaluation_frame(stored))
+            notes = [f"{split} skipped: {why}" for split, why in result.skipped.items()]
+            self.eval_note.setText("; ".join([*notes, *([problem] if problem else [])]))
 
     @Slot(bool)
     def on_running(self, running: bool) -> None:
