@@ -12,20 +12,20 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import sqlalchemy as sa
 
-from recommender import importers, paths
+from recommender import importers, paths, unchanged_files
 from recommender.errors import Cancelled, LensrouteError, NotFoundError
+from recommender.import_report import ImportReport, Rejected, UnitResult, WriteCounts
 from recommender.importers.base import Format, ImportContext, ParsedFile
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
-from recommender.records import Rejected, conform
+from recommender.records import conform
 from recommender.store import Store
 from recommender.store.writer import (
-    WriteCounts,
     _mark,
     record_digest,
     source_generations,
@@ -38,63 +38,35 @@ from recommender.store.writer import (
 CHUNK_ROWS = 100_000  # rows per write call: bounds memory of the id joins and executemany lists
 
 
-@dataclass
-class UnitResult:
-    label: str
-    format: str
-    target: str = ""  # the path as named on the command line (a tree yields many units)
-    counts: WriteCounts = field(default_factory=WriteCounts)
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class ImportReport:
-    units: list[UnitResult] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    cancelled: bool = False
-
-    @property
-    def failed(self) -> list[UnitResult]:
-        return [u for u in self.units if not u.ok]
-
-    def totals(self) -> WriteCounts:
-        total = WriteCounts()
-        for unit in self.units:
-            if unit.ok:
-                total.merge(unit.counts)
-        return total
-
-
 @dataclass(frozen=True)
 class _Planned:
     path: Path
     fmt: Format | None
     error: str | None = None
+    origin: Path | None = None  # the command-line path this one was found under
 
 
-def plan(targets: Sequence[Path], forced: str | None = None) -> tuple[list[_Planned], list[str]]:
+def plan(
+    targets: Sequence[Path], forced: str | None = None, origin: Path | None = None
+) -> tuple[list[_Planned], list[str]]:
     """Expand command-line paths into (path, format) pairs; unknown files inside folders are
     skipped (listed), an unknown file named explicitly is an error."""
     planned: list[_Planned] = []
     skipped: list[str] = []
     forced_format = importers.get_format(forced) if forced else None
     for target in targets:
+        top = origin or target
         if not target.exists():
-            planned.append(_Planned(target, None, f"no such file or folder: {target}"))
+            planned.append(_Planned(target, None, f"no such file or folder: {target}", top))
             continue
         if forced_format is not None:
-            planned.append(_Planned(target, forced_format))
+            planned.append(_Planned(target, forced_format, origin=top))
             continue
         fmt = importers.detect(target)
         if fmt is not None:
-            planned.append(_Planned(target, fmt))
+            planned.append(_Planned(target, fmt, origin=top))
         elif target.is_dir():
-            inner, inner_skipped = plan(sorted(target.iterdir()))
+            inner, inner_skipped = plan(sorted(target.iterdir()), origin=top)
             planned.extend(p for p in inner if p.error is None)
             skipped.extend(inner_skipped)
             skipped.extend(str(p.path) for p in inner if p.error is not None)
@@ -102,6 +74,7 @@ def plan(targets: Sequence[Path], forced: str | None = None) -> tuple[list[_Plan
             planned.append(_Planned(
                 target, None,
                 f"cannot tell the format of {target.name}; pass --format (one of: {', '.join(importers.format_names())})",
+                top,
             ))
     return planned, skipped
 
@@ -209,20 +182,37 @@ def import_paths(
     progress: Progress = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> ImportReport:
+    """Import every target; a target whose files are byte for byte what an earlier import of it
+    read, into sources nobody wrote since, is answered without parsing (`unchanged_files`)."""
     report = ImportReport()
-    planned, report.skipped = plan([Path(t).expanduser() for t in targets], fmt)
-    if not planned and not report.skipped:
+    paths_given = [Path(t).expanduser() for t in targets]
+    forced = importers.get_format(fmt).name if fmt else None
+    answered, answered_skipped, snapshots = unchanged_files.answer(store, paths_given, forced, source)
+    for target in paths_given:
+        if target in answered:
+            report.units.extend(answered[target])
+            report.skipped.extend(answered_skipped[target])
+    remaining = [t for t in paths_given if t not in answered]
+    if not remaining:
+        progress(1, 1, "done")
+        return report
+    planned, skipped = plan(remaining, fmt)
+    report.skipped.extend(skipped)
+    if not planned and not skipped:
         raise NotFoundError("nothing to import")
     context = ImportContext(source=source)
     crawled_at = utc_now()
     total = len(planned)
+    outcome: dict[Path, list[tuple[_Planned, UnitResult]]] = {t: [] for t in remaining}
     for index, item in enumerate(planned):
         if cancel.cancelled:
             report.cancelled = True
             break
         progress(index, total, item.path.name)
         if item.error is not None:
-            report.units.append(UnitResult(str(item.path), "?", str(item.path), error=item.error))
+            result = UnitResult(str(item.path), "?", str(item.path), error=item.error)
+            report.units.append(result)
+            outcome[item.origin or item.path].append((item, result))
             continue
         assert item.fmt is not None
         if item.fmt.name.startswith(("mteb", "seed")):
@@ -236,7 +226,7 @@ def import_paths(
                 result.label = label
                 result.counts = write_parsed(
                     store, parsed, crawled_at=crawled_at, default_source=source or item.fmt.name,
-                    cancel=cancel, unit=f"{item.fmt.name}:{Path(label).resolve()}:{source or ''}",
+                    cancel=cancel, unit=unchanged_files.unit_key(item.fmt.name, label, source),
                 )
             except StopIteration:
                 break
@@ -249,7 +239,44 @@ def import_paths(
                 result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             result.seconds = time.perf_counter() - started
             report.units.append(result)  # a generator that raised is finished: next() stops
+            outcome[item.origin or item.path].append((item, result))
         if report.cancelled:
             break
+    if not report.cancelled:
+        _remember_targets(store, outcome, snapshots, skipped, forced, source, crawled_at)
     progress(total, total, "done")
     return report
+
+
+def _remember_targets(
+    store: Store,
+    outcome: dict[Path, list[tuple[_Planned, UnitResult]]],
+    snapshots: dict[Path, dict[str, str] | None],
+    skipped: list[str],
+    forced: str | None,
+    source: str | None,
+    when: str,
+) -> None:
+    """Remember each target whose units all succeeded and were single files, so that importing
+    it again unchanged needs no parsing; forget any other (its earlier answer is stale)."""
+    for target, results in outcome.items():
+        files = snapshots.get(target)
+        eligible = (
+            files is not None and results
+            and all(item.fmt is not None and not item.fmt.is_tree and result.ok and result.label == str(item.path)
+                    for item, result in results)
+        )
+        if not eligible:
+            unchanged_files.forget(store, [target], forced, source)
+            continue
+        assert files is not None
+        units = [
+            unchanged_files.RememberedUnit(
+                label=result.label, format=result.format, unit=unchanged_files.unit_key(result.format, result.label, source),
+                rows=result.counts.added + result.counts.updated + result.counts.unchanged,
+                rejected=dict(result.counts.rejected.reasons),
+            )
+            for _item, result in results
+        ]
+        inside = [s for s in skipped if target.is_dir() and Path(s).is_relative_to(target)]
+        unchanged_files.remember(store, target, forced, source, files, units, inside, when)

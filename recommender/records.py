@@ -7,11 +7,10 @@ may add `dataset_description`; the writer reads it when present.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import polars as pl
 
 from recommender.errors import FormatError
+from recommender.import_report import Rejected
 
 RECORD_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -31,6 +30,9 @@ RECORD_COLUMNS = tuple(RECORD_SCHEMA)
 REQUIRED_COLUMNS = ("model", "dataset", "metric", "value")
 OPTIONAL_EXTRA = {"dataset_description": pl.String()}
 
+__all__ = ["OPTIONAL_EXTRA", "RECORD_COLUMNS", "RECORD_SCHEMA", "REQUIRED_COLUMNS", "Rejected", "conform",
+           "empty_records", "records_frame"]
+
 
 def empty_records() -> pl.DataFrame:
     return pl.DataFrame(schema=RECORD_SCHEMA)
@@ -42,25 +44,6 @@ def records_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
         return empty_records()
     extra = {name: dtype for name, dtype in OPTIONAL_EXTRA.items() if any(name in r for r in rows)}
     return pl.DataFrame(rows, schema={**RECORD_SCHEMA, **extra}, strict=False)
-
-
-@dataclass
-class Rejected:
-    """Rows an importer could not use, each with a reason the user can act on."""
-
-    reasons: dict[str, int] = field(default_factory=dict)
-
-    def add(self, reason: str, count: int = 1) -> None:
-        if count:
-            self.reasons[reason] = self.reasons.get(reason, 0) + count
-
-    @property
-    def total(self) -> int:
-        return sum(self.reasons.values())
-
-    def merge(self, other: Rejected) -> None:
-        for reason, count in other.reasons.items():
-            self.add(reason, count)
 
 
 def conform(frame: pl.DataFrame, *, default_source: str, rejected: Rejected) -> pl.DataFrame:

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli.progress import progress_and_cancel
-from recommender import paths
+from recommender import paths, unchanged_files
 from recommender.errors import EXIT_INTERRUPTED, LensrouteError, NotFoundError, UsageError
 from recommender.store import Store
 from recommender.store.queries import EXPORT_FORMATS, catalogue_stats
 
 if TYPE_CHECKING:
-    from recommender.ingest import ImportReport, UnitResult
-    from recommender.store.writer import WriteCounts
+    from recommender.import_report import ImportReport, UnitResult, WriteCounts
 
 
 SCHEMA_VERSION = 1
@@ -55,7 +54,7 @@ def _by_target(report: ImportReport) -> dict[str, list[UnitResult]]:
 
 
 def print_import_report(report: ImportReport) -> None:
-    from recommender.store.writer import WriteCounts
+    from recommender.import_report import WriteCounts
 
     for target, units in _by_target(report).items():
         fmt = units[0].format
@@ -93,20 +92,28 @@ def import_report_json(report: ImportReport) -> dict:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from recommender import importers
-    from recommender.ingest import import_paths
-
     if args.list_formats:
+        from recommender import importers
+
         for fmt in importers.FORMATS:
             print(f"{fmt.name:<20} {fmt.description}")
         return 0
     if not args.paths:
         raise UsageError("import needs at least one PATH (or --list-formats)")
+    forced = None
     if args.format:
-        importers.get_format(args.format)  # unknown → usage error before anything is opened
+        from recommender import importers
+
+        forced = importers.get_format(args.format).name  # unknown → usage error before anything is opened
     store = open_store(args)
-    with progress_and_cancel("import", args.quiet) as (bar, token):
-        report = import_paths(store, args.paths, fmt=args.format, source=args.source, progress=bar, cancel=token)
+    # Files unchanged since their last import are answered from the store before the data
+    # libraries are even loaded (see recommender.unchanged_files).
+    report = unchanged_files.unchanged_report(store, [Path(p).expanduser() for p in args.paths], forced, args.source)
+    if report is None:
+        from recommender.ingest import import_paths
+
+        with progress_and_cancel("import", args.quiet) as (bar, token):
+            report = import_paths(store, args.paths, fmt=args.format, source=args.source, progress=bar, cancel=token)
     if args.json:
         emit_json(import_report_json(report))
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from importlib import metadata
 
 from app.cli import catalogue_cmds, crawl_cmds, models_cmds, recommend_cmds, route_cmds
 from recommender.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, LensrouteError
@@ -23,10 +22,23 @@ COMMAND_MODULES = (catalogue_cmds, crawl_cmds, recommend_cmds, models_cmds, rout
 
 
 def version() -> str:
+    from importlib import metadata  # 20 ms of start-up that only --version needs
+
     try:
         return metadata.version("lensroute")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """argparse's own version action formats its string when the parser is built, i.e. on every run."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        print(f"lensroute {version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
-    parser.add_argument("--version", action="version", version=f"lensroute {version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(commands, common)

@@ -180,6 +180,20 @@ def _v4(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE sources ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"))
 
 
+def _v5(conn: sa.Connection) -> None:
+    """Re-imports of unchanged files answered without parsing: targets and the bytes they read."""
+    md = sa.MetaData()
+    sa.Table(
+        "import_targets", md,
+        sa.Column("target", sa.Text, primary_key=True),
+        sa.Column("files", sa.Text, nullable=False),
+        sa.Column("units", sa.Text, nullable=False),
+        sa.Column("skipped", sa.Text, nullable=False),
+        sa.Column("imported_at", sa.Text, nullable=False),
+    )
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -192,6 +206,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "resumable crawls: crawl_runs, http_cache, models.hub_sha", _v2),
     Migration(3, "provenance: record_history, metric_scales, datasets.main_metric", _v3),
     Migration(4, "idempotent re-import: import_digests, sources.generation", _v4),
+    Migration(5, "unchanged files: import_targets", _v5),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

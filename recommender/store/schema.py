@@ -174,3 +174,13 @@ import_digests = sa.Table(
     sa.Column("counts", sa.Text, nullable=False),  # JSON of what the write found
     sa.Column("imported_at", sa.Text, nullable=False),
 )
+
+import_targets = sa.Table(
+    "import_targets",
+    metadata,
+    sa.Column("target", sa.Text, primary_key=True),  # JSON [resolved path, --format, --source]
+    sa.Column("files", sa.Text, nullable=False),  # JSON {relative path: sha256} read by that import
+    sa.Column("units", sa.Text, nullable=False),  # JSON list: label, format, unit key, rows, rejected
+    sa.Column("skipped", sa.Text, nullable=False),  # JSON list of files of no known format
+    sa.Column("imported_at", sa.Text, nullable=False),
+)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 
@@ -18,7 +17,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from recommender import normalise
-from recommender.records import Rejected
+from recommender.import_report import WriteCounts
 
 KEY = ("source_id", "model_id", "dataset_id", "metric_id", "split", "subset", "variant")
 _CHUNK = 900  # bound parameters per IN (...) list, below SQLite's historic 999 limit
@@ -26,37 +25,6 @@ _CHUNK = 900  # bound parameters per IN (...) list, below SQLite's historic 999 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass
-class WriteCounts:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: Rejected = field(default_factory=Rejected)
-    models_added: int = 0
-    datasets_added: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def merge(self, other: WriteCounts) -> None:
-        self.added += other.added
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.rejected.merge(other.rejected)
-        self.models_added += other.models_added
-        self.datasets_added += other.datasets_added
-        self.warnings.extend(other.warnings)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "added": self.added,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "rejected": self.rejected.total,
-            "rejected_reasons": dict(self.rejected.reasons),
-            "models_added": self.models_added,
-            "datasets_added": self.datasets_added,
-        }
 
 
 # --- low-level helpers --------------------------------------------------------------------------

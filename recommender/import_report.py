@@ -1,0 +1,92 @@
+"""What an import found, per unit and in total: plain counts, no data frames.
+
+Kept free of polars and SQLAlchemy on purpose: re-importing files that have not changed is
+answered from the store without parsing anything (`recommender.unchanged_files`), and that
+path should not pay for loading the data libraries just to describe its result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Rejected:
+    """Rows an importer could not use, each with a reason the user can act on."""
+
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+    def merge(self, other: Rejected) -> None:
+        for reason, count in other.reasons.items():
+            self.add(reason, count)
+
+
+@dataclass
+class WriteCounts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: Rejected = field(default_factory=Rejected)
+    models_added: int = 0
+    datasets_added: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def merge(self, other: WriteCounts) -> None:
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected.merge(other.rejected)
+        self.models_added += other.models_added
+        self.datasets_added += other.datasets_added
+        self.warnings.extend(other.warnings)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected.total,
+            "rejected_reasons": dict(self.rejected.reasons),
+            "models_added": self.models_added,
+            "datasets_added": self.datasets_added,
+        }
+
+
+@dataclass
+class UnitResult:
+    label: str
+    format: str
+    target: str = ""  # the path as named on the command line (a tree yields many units)
+    counts: WriteCounts = field(default_factory=WriteCounts)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ImportReport:
+    units: list[UnitResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def failed(self) -> list[UnitResult]:
+        return [u for u in self.units if not u.ok]
+
+    def totals(self) -> WriteCounts:
+        total = WriteCounts()
+        for unit in self.units:
+            if unit.ok:
+                total.merge(unit.counts)
+        return total

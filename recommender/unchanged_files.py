@@ -1,0 +1,196 @@
+"""Answering a re-import of unchanged files from the store, without parsing them.
+
+`lensroute import PATH` is often run again on the same files (a cron job, a script that always
+imports its folder). Each unit already carries a content digest (`ingest.unit_digest`) that
+skips the row-by-row comparison, but computing it means parsing the file, and parsing means
+loading polars: most of a re-import's time. Here a command-line target (a file, or a folder of
+files) is remembered with the SHA-256 of every file under it and the units it produced. When
+every file still has the same bytes and no write touched the units' sources since (their
+generations, as the content digest also checks), the earlier result is the answer: every row
+unchanged, nothing read but the file bytes.
+
+Only targets whose units are single files qualify: a native tree (an MTEB results folder) can
+hold tens of thousands of files, and its units are folders, so it keeps the per-unit digest.
+A folder with more than `MAX_FILES` files is not remembered either, so the hashing here never
+costs more than the parse it saves. This module avoids polars on purpose (see above).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from recommender.import_report import ImportReport, Rejected, UnitResult, WriteCounts
+from recommender.store import Store
+
+MAX_FILES = 2_000
+
+
+def unit_key(format_name: str, label: str, source: str | None) -> str:
+    """The key of one import unit in `import_digests`."""
+    return f"{format_name}:{Path(label).resolve()}:{source or ''}"
+
+
+def target_key(target: Path, forced_format: str | None, source: str | None) -> str:
+    """The same path imported with another --format or --source is another import."""
+    return json.dumps([str(target.resolve()), forced_format or "", source or ""])
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _files_under(folder: Path) -> list[Path] | None:
+    """Every regular file under `folder` (following links, as the import's expansion does), or
+    None when there are more than MAX_FILES of them."""
+    found: list[Path] = []
+    pending = [folder]
+    while pending:
+        for entry in sorted(pending.pop().iterdir(), reverse=True):
+            if entry.is_dir():
+                pending.append(entry)
+            elif entry.is_file():
+                found.append(entry)
+                if len(found) > MAX_FILES:
+                    return None
+    return sorted(found)
+
+
+def snapshot(target: Path) -> dict[str, str] | None:
+    """{path relative to the target: SHA-256} of what an import of `target` reads; None when the
+    target cannot be remembered (missing, special, or a folder with too many files)."""
+    try:
+        if target.is_file():
+            return {"": _sha256(target)}
+        if target.is_dir():
+            files = _files_under(target)
+            if files is None:
+                return None
+            return {str(f.relative_to(target)): _sha256(f) for f in files}
+    except OSError:
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class RememberedUnit:
+    label: str
+    format: str
+    unit: str
+    rows: int
+    rejected: dict[str, int]
+
+
+def remember(
+    store: Store,
+    target: Path,
+    forced_format: str | None,
+    source: str | None,
+    files: dict[str, str],
+    units: Sequence[RememberedUnit],
+    skipped: Sequence[str],
+    when: str,
+) -> None:
+    """Keep what importing `target` produced, keyed by the bytes it read (`files`, taken before
+    parsing: a file changed during the import then differs next time and is read again)."""
+    key = target_key(target, forced_format, source)
+    payload = json.dumps([u.__dict__ for u in units])
+    with store.writing() as conn:
+        conn.execute(sa.text("DELETE FROM import_targets WHERE target = :k"), {"k": key})
+        conn.execute(
+            sa.text("INSERT INTO import_targets (target, files, units, skipped, imported_at) "
+                    "VALUES (:k, :f, :u, :s, :t)"),
+            {"k": key, "f": json.dumps(files, sort_keys=True), "u": payload, "s": json.dumps(list(skipped)), "t": when},
+        )
+
+
+def forget(store: Store, targets: Iterable[Path], forced_format: str | None, source: str | None) -> None:
+    keys = [target_key(t, forced_format, source) for t in targets]
+    with store.writing() as conn:
+        for key in keys:
+            conn.execute(sa.text("DELETE FROM import_targets WHERE target = :k"), {"k": key})
+
+
+def _current_generations(conn: sa.Connection, names: set[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    rows = conn.execute(
+        sa.text("SELECT name, generation FROM sources WHERE name IN :names").bindparams(
+            sa.bindparam("names", expanding=True)),
+        {"names": sorted(names)},
+    )
+    return {name: generation for name, generation in rows}
+
+
+def answer(
+    store: Store, targets: Sequence[Path], forced_format: str | None, source: str | None
+) -> tuple[dict[Path, list[UnitResult]], dict[Path, list[str]], dict[Path, dict[str, str] | None]]:
+    """For each target: the remembered unit results when nothing changed, and its skipped files;
+    plus the snapshot of every target (None where it cannot be remembered), taken now so that
+    the caller can remember the others after importing them."""
+    snapshots = {t: snapshot(t) for t in targets}
+    answered: dict[Path, list[UnitResult]] = {}
+    skipped: dict[Path, list[str]] = {}
+    with store.engine.connect() as conn:
+        for target in targets:
+            files = snapshots[target]
+            if files is None:
+                continue
+            row = conn.execute(
+                sa.text("SELECT files, units, skipped FROM import_targets WHERE target = :k"),
+                {"k": target_key(target, forced_format, source)},
+            ).first()
+            if row is None or json.loads(row[0]) != files:
+                continue
+            units = [RememberedUnit(**u) for u in json.loads(row[1])]
+            if not units or not _digests_still_valid(conn, [u.unit for u in units]):
+                continue
+            answered[target] = [
+                UnitResult(u.label, u.format, u.label,  # as the full import names it: the file
+                           WriteCounts(unchanged=u.rows, rejected=Rejected(dict(u.rejected))))
+                for u in units
+            ]
+            skipped[target] = json.loads(row[2])
+    return answered, skipped, snapshots
+
+
+def _digests_still_valid(conn: sa.Connection, unit_keys: list[str]) -> bool:
+    """Every unit still has its digest, and no write touched the units' sources after the last
+    of them was written: each source is still at the highest generation a unit recorded.
+
+    (A writer in another process that wrote one of these sources *between* two units of the
+    same import is not seen; the next import of a changed file, or any later write to the
+    source, takes the full path again.)
+    """
+    rows = conn.execute(
+        sa.text("SELECT unit, generations FROM import_digests WHERE unit IN :units").bindparams(
+            sa.bindparam("units", expanding=True)),
+        {"units": sorted(set(unit_keys))},
+    ).fetchall()
+    if len(rows) != len(set(unit_keys)):
+        return False
+    expected: dict[str, int] = {}
+    for _unit, generations in rows:
+        for name, generation in json.loads(generations).items():
+            expected[name] = max(expected.get(name, generation), generation)
+    return _current_generations(conn, set(expected)) == expected
+
+
+def unchanged_report(
+    store: Store, targets: Sequence[Path], forced_format: str | None, source: str | None
+) -> ImportReport | None:
+    """The whole import's report when every target is unchanged, else None (import normally)."""
+    answered, skipped, _ = answer(store, targets, forced_format, source)
+    if len(answered) != len(targets):
+        return None
+    report = ImportReport()
+    for target in targets:
+        report.units.extend(answered[target])
+        report.skipped.extend(skipped[target])
+    return report
