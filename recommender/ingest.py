@@ -47,18 +47,26 @@ class _Planned:
 
 
 def plan(
-    targets: Sequence[Path], forced: str | None = None, origin: Path | None = None
+    targets: Sequence[Path], forced: str | None = None, origin: Path | None = None,
+    _seen: set[Path] | None = None,
 ) -> tuple[list[_Planned], list[str]]:
     """Expand command-line paths into (path, format) pairs; unknown files inside folders are
-    skipped (listed), an unknown file named explicitly is an error."""
+    skipped (listed), an unknown file named explicitly is an error. Every real file and folder
+    is visited once, however many links lead to it (a link back up the tree would otherwise
+    import the same files again at every level)."""
     planned: list[_Planned] = []
     skipped: list[str] = []
+    seen = set() if _seen is None else _seen
     forced_format = importers.get_format(forced) if forced else None
     for target in targets:
         top = origin or target
         if not target.exists():
             planned.append(_Planned(target, None, f"no such file or folder: {target}", top))
             continue
+        real = target.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
         if forced_format is not None:
             planned.append(_Planned(target, forced_format, origin=top))
             continue
@@ -66,7 +74,7 @@ def plan(
         if fmt is not None:
             planned.append(_Planned(target, fmt, origin=top))
         elif target.is_dir():
-            inner, inner_skipped = plan(sorted(target.iterdir()), origin=top)
+            inner, inner_skipped = plan(sorted(target.iterdir()), origin=top, _seen=seen)
             planned.extend(p for p in inner if p.error is None)
             skipped.extend(inner_skipped)
             skipped.extend(str(p.path) for p in inner if p.error is not None)

@@ -47,12 +47,18 @@ def _sha256(path: Path) -> str:
 
 
 def _files_under(folder: Path) -> list[Path] | None:
-    """Every regular file under `folder` (following links, as the import's expansion does), or
-    None when there are more than MAX_FILES of them."""
+    """Every regular file under `folder` (following links, as the import's expansion does, but
+    each real folder once, so a link back up the tree ends), or None beyond MAX_FILES files."""
     found: list[Path] = []
     pending = [folder]
+    seen: set[Path] = set()
     while pending:
-        for entry in sorted(pending.pop().iterdir(), reverse=True):
+        current = pending.pop()
+        real = current.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        for entry in sorted(current.iterdir(), reverse=True):
             if entry.is_dir():
                 pending.append(entry)
             elif entry.is_file():

@@ -222,3 +222,15 @@ def test_metadata_files_fill_models_and_datasets(tmp_path: Path, shared_data: Pa
         n_models = conn.exec_driver_sql("SELECT COUNT(*) FROM models").scalar()
     assert tuple(task) == ("STS", "cosine_spearman")
     assert n_models >= 6000
+
+
+def test_a_link_back_up_the_tree_imports_each_file_once(tmp_path: Path) -> None:
+    folder = tmp_path / "boards"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "results.json").write_bytes((RAW / "evalplus" / "results.json").read_bytes())
+    (folder / "sub" / "up").symlink_to(folder, target_is_directory=True)
+    (folder / "again.json").symlink_to(folder / "sub" / "results.json")
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    report = import_paths(store, [folder])
+    assert [Path(u.label).name for u in report.units] == ["again.json"]
+    assert not report.failed and report.totals().added > 0

@@ -36,9 +36,9 @@ def parse_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     original = ingest.plan
 
-    def spy(targets, forced=None, origin=None):  # type: ignore[no-untyped-def]
+    def spy(targets, forced=None, origin=None, _seen=None):  # type: ignore[no-untyped-def]
         calls.extend(str(t) for t in targets)
-        return original(targets, forced, origin)
+        return original(targets, forced, origin, _seen)
 
     monkeypatch.setattr(ingest, "plan", spy)
     return calls
@@ -131,6 +131,13 @@ def test_snapshot_gives_up_on_folders_too_big_to_hash_cheaply(tmp_path: Path, mo
     assert unchanged_files.snapshot(tmp_path) is None
     monkeypatch.setattr(unchanged_files, "MAX_FILES", 4)
     assert set(unchanged_files.snapshot(tmp_path) or {}) == {"0.csv", "1.csv", "2.csv", "3.csv"}
+
+
+def test_snapshot_ends_on_a_link_back_up_the_tree(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.csv").write_text("x")
+    (tmp_path / "sub" / "up").symlink_to(tmp_path, target_is_directory=True)
+    assert list(unchanged_files.snapshot(tmp_path) or {}) == [str(Path("sub") / "a.csv")]
 
 
 def test_the_cli_answers_an_unchanged_import_without_loading_polars(tmp_path: Path) -> None:
