@@ -9,6 +9,7 @@ units (or between chunks of a large unit, rolling that unit back).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -134,8 +135,10 @@ def write_parsed(
     cancel: CancelToken,
     unit: str | None = None,
     before_commit: Callable[[sa.Connection, WriteCounts], None] | None = None,
+    on_rows: Callable[[int, int], None] | None = None,
 ) -> WriteCounts:
-    """Write one unit in one transaction (metadata first, then records in chunks).
+    """Write one unit in one transaction (metadata first, then records in chunks; `on_rows`
+    hears (rows written, rows in the unit) after each chunk, so a big file shows progress).
 
     With `unit` given, an import whose content digest matches the last import of that unit,
     while none of its sources was written since, is answered from the digest without
@@ -163,11 +166,15 @@ def write_parsed(
         write_dataset_metadata(conn, parsed.datasets, counts)
         write_model_metadata(conn, parsed.models, counts)
         in_write = Rejected()
+        written = 0
         for chunk in records.iter_slices(CHUNK_ROWS):
             cancel.raise_if_cancelled()
             chunk_counts = write_records(conn, chunk, crawled_at=crawled_at)
             in_write.merge(chunk_counts.rejected)
             counts.merge(chunk_counts)
+            written += chunk.height
+            if on_rows is not None:
+                on_rows(written, records.height)
         if unit and digest:
             summary = {"rows": counts.added + counts.updated + counts.unchanged, "rejected_in_write": in_write.reasons}
             record_digest(conn, unit, digest, json.dumps(source_generations(conn, sources)), json.dumps(summary), crawled_at)
@@ -226,15 +233,19 @@ def import_paths(
         if item.fmt.name.startswith(("mteb", "seed")):
             load_task_catalogue(store, context)
         units = _units(item, context)
-        while True:
+        n_units = _count_units(item)
+        for k in itertools.count():
             started = time.perf_counter()
             result = UnitResult(str(item.path), item.fmt.name, str(item.path))
             try:
                 label, parsed = next(units)
                 result.label = label
+                on_rows = _unit_progress(progress, index + min(k, n_units - 1) / n_units, 1 / n_units, total,
+                                         Path(label).name)
+                on_rows(0, 1)
                 result.counts = write_parsed(
                     store, parsed, crawled_at=crawled_at, default_source=source or item.fmt.name,
-                    cancel=cancel, unit=unchanged_files.unit_key(item.fmt.name, label, source),
+                    cancel=cancel, unit=unchanged_files.unit_key(item.fmt.name, label, source), on_rows=on_rows,
                 )
             except StopIteration:
                 break
@@ -254,6 +265,28 @@ def import_paths(
         _remember_targets(store, outcome, snapshots, skipped, forced, source, crawled_at)
     progress(total, total, "done")
     return report
+
+
+def _count_units(item: _Planned) -> int:
+    """Units the item's parse will yield, for progress only: a listing that fails counts one."""
+    assert item.fmt is not None
+    if item.fmt.count_units is None:
+        return 1
+    try:
+        return max(1, item.fmt.count_units(item.path))
+    except OSError:
+        return 1
+
+
+def _unit_progress(
+    progress: Progress, start: float, share: float, total: int, name: str
+) -> Callable[[int, int], None]:
+    """Progress within one unit: it covers [start, start + share) of the planned items."""
+
+    def on_rows(written: int, rows: int) -> None:
+        progress(start + share * min(written / max(rows, 1), 1.0), total, name)
+
+    return on_rows
 
 
 def _remember_targets(

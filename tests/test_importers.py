@@ -234,3 +234,25 @@ def test_a_link_back_up_the_tree_imports_each_file_once(tmp_path: Path) -> None:
     report = import_paths(store, [folder])
     assert [Path(u.label).name for u in report.units] == ["again.json"]
     assert not report.failed and report.totals().added > 0
+
+
+def test_progress_moves_within_a_tree_and_within_a_big_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recommender import ingest
+
+    seen: list[tuple[float, float | None, str]] = []
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    import_paths(store, [RAW / "mteb"], progress=lambda d, t=None, m="": seen.append((d, t, m)))
+    n_models = len([p for p in (RAW / "mteb" / "results").iterdir() if p.is_dir()])
+    done = [d for d, _, _ in seen]
+    assert done == sorted(done) and done[-1] == 1 and all(t == 1 for _, t, _ in seen)
+    starts = sorted({round(d, 6) for d in done if 0 < d < 1})
+    assert [round(k / n_models, 6) for k in range(1, n_models)] == starts  # one step per model folder
+    assert {m for _, _, m in seen} >= {p.name for p in (RAW / "mteb" / "results").iterdir()}
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 100)
+    big = tmp_path / "big.csv"
+    pl.DataFrame({"model": [f"m{i}" for i in range(450)], "dataset": "d", "metric": "accuracy",
+                  "value": [i / 450 for i in range(450)]}).write_csv(big)
+    seen.clear()
+    import_paths(store, [big], progress=lambda d, t=None, m="": seen.append((d, t, m)))
+    assert [round(d, 3) for d, _, _ in seen] == [0, 0, 0.222, 0.444, 0.667, 0.889, 1, 1]

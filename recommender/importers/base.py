@@ -48,6 +48,9 @@ class Format:
     sniff: Callable[[Path], bool]
     parse: Callable[[Path, ImportContext], Iterator[tuple[str, ParsedFile]]]
     is_tree: bool = False
+    # How many units `parse` will yield, cheaply (a folder listing), so a long tree import can
+    # show how far it is; None means one.
+    count_units: Callable[[Path], int] | None = None
 
 
 def single(parse_one: Callable[[Path, ImportContext], ParsedFile]) -> Callable[[Path, ImportContext], Iterator[tuple[str, ParsedFile]]]:

@@ -212,14 +212,19 @@ def _data_root(path: Path) -> Path | None:
     return None
 
 
-def _parse_tree(path: Path, context: ImportContext) -> Iterator[tuple[str, ParsedFile]]:
+def _boards(path: Path) -> list[Path]:
+    """The units of a data tree: one folder per board."""
     root = _data_root(path)
     assert root is not None
     boards = sorted(p for p in root.iterdir() if p.is_dir())
     # A board folder given directly (…/data/helm_lite) is itself the unit.
     if not any(next(b.glob("*/*/*.json"), None) for b in boards):
         boards = [root]
-    for board in boards:
+    return boards
+
+
+def _parse_tree(path: Path, context: ImportContext) -> Iterator[tuple[str, ParsedFile]]:
+    for board in _boards(path):
         yield str(board), _parse_files(sorted(board.rglob("*.json")), context)
 
 
@@ -229,6 +234,7 @@ def _parse_one(path: Path, context: ImportContext) -> Iterator[tuple[str, Parsed
 
 FORMATS = (
     Format("eee-tree", "Every Eval Ever data tree (data/<board>/<developer>/<model>/<uuid>.json)",
-           lambda p: p.is_dir() and _data_root(p) is not None, _parse_tree, is_tree=True),
+           lambda p: p.is_dir() and _data_root(p) is not None, _parse_tree, is_tree=True,
+           count_units=lambda p: len(_boards(p))),
     Format("eee-json", "one Every Eval Ever evaluation file", _sniff_file, _parse_one),
 )

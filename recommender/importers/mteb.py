@@ -220,13 +220,17 @@ def _sniff_tree(path: Path) -> bool:
     return sample is not None and _sniff_task_file(sample)
 
 
-def _parse_tree(path: Path, context: ImportContext) -> Iterator[tuple[str, ParsedFile]]:
+def _model_dirs(path: Path) -> list[Path]:
+    """The units of a results tree: one folder per model (or the model folder given)."""
     if _is_model_dir(path):
-        yield str(path), parse_model_dir(path, context)
-        return
+        return [path]
     root = _results_root(path)
     assert root is not None
-    for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def _parse_tree(path: Path, context: ImportContext) -> Iterator[tuple[str, ParsedFile]]:
+    for model_dir in _model_dirs(path):
         yield str(model_dir), parse_model_dir(model_dir, context)
 
 
@@ -243,6 +247,7 @@ def _parse_task_path(path: Path, context: ImportContext) -> Iterator[tuple[str, 
 
 
 FORMATS = (
-    Format("mteb-results", "MTEB results tree (results/<org__model>/<revision>/<Task>.json)", _sniff_tree, _parse_tree, is_tree=True),
+    Format("mteb-results", "MTEB results tree (results/<org__model>/<revision>/<Task>.json)", _sniff_tree, _parse_tree, is_tree=True,
+           count_units=lambda p: len(_model_dirs(p))),
     Format("mteb-result-json", "one MTEB task result file inside a results tree", _sniff_task_file, _parse_task_path),
 )
