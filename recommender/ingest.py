@@ -136,6 +136,7 @@ def write_parsed(
     unit: str | None = None,
     before_commit: Callable[[sa.Connection, WriteCounts], None] | None = None,
     on_rows: Callable[[int, int], None] | None = None,
+    force: bool = False,
 ) -> WriteCounts:
     """Write one unit in one transaction (metadata first, then records in chunks; `on_rows`
     hears (rows written, rows in the unit) after each chunk, so a big file shows progress).
@@ -144,7 +145,8 @@ def write_parsed(
     while none of its sources was written since, is answered from the digest without
     comparing row by row: that is what makes an unchanged re-import cheap. `before_commit`
     runs inside the same transaction (a crawl saves its cursor there, so the cursor never
-    runs ahead of, or behind, what is stored).
+    runs ahead of, or behind, what is stored). `force` compares row by row whatever the digest
+    says (and records the digest afresh).
     """
     counts = WriteCounts()
     counts.rejected.merge(parsed.rejected)
@@ -152,7 +154,7 @@ def write_parsed(
     digest = unit_digest(records, parsed) if unit else None
     sources = records["source"].unique().to_list()
     with store.writing() as conn:
-        if unit and digest:
+        if unit and digest and not force:
             cached = conn.exec_driver_sql(
                 f"SELECT digest, generations, counts FROM import_digests WHERE unit = {_mark(conn)}", (unit,)
             ).first()
@@ -194,15 +196,19 @@ def import_paths(
     *,
     fmt: str | None = None,
     source: str | None = None,
+    force: bool = False,
     progress: Progress = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> ImportReport:
     """Import every target; a target whose files are byte for byte what an earlier import of it
-    read, into sources nobody wrote since, is answered without parsing (`unchanged_files`)."""
+    read, into sources nobody wrote since, is answered without parsing (`unchanged_files`).
+    `force` reads and compares everything again (after a hand edit of the database, say)."""
     report = ImportReport()
     paths_given = [Path(t).expanduser() for t in targets]
     forced = importers.get_format(fmt).name if fmt else None
     answered, answered_skipped, snapshots = unchanged_files.answer(store, paths_given, forced, source)
+    if force:
+        answered, answered_skipped = {}, {}
     for target in paths_given:
         if target in answered:
             report.units.extend(answered[target])
@@ -246,6 +252,7 @@ def import_paths(
                 result.counts = write_parsed(
                     store, parsed, crawled_at=crawled_at, default_source=source or item.fmt.name,
                     cancel=cancel, unit=unchanged_files.unit_key(item.fmt.name, label, source), on_rows=on_rows,
+                    force=force,
                 )
             except StopIteration:
                 break

@@ -121,6 +121,14 @@ def test_catalogue_import_shows_counts_and_log(qtbot, window) -> None:  # type: 
     assert "added" in catalogue.log.toPlainText()
     assert "records from" in catalogue.summary.text()
 
+    with catalogue.context.store().engine.begin() as conn:  # a hand edit the shortcut cannot see
+        conn.exec_driver_sql("UPDATE records SET value = value + 1")
+    catalogue.force_check.setChecked(True)
+    with qtbot.waitSignal(catalogue.job.succeeded, timeout=120_000) as done:
+        assert catalogue.start_import([RAW / "aider"])
+    assert done.args[0].totals().updated == frame["records"].sum()
+    assert "every row compared" in catalogue.log.toPlainText()
+
 
 def test_catalogue_import_of_a_bad_file_is_logged_not_fatal(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "broken.jsonl"

@@ -102,6 +102,20 @@ def test_a_later_write_to_the_same_source_makes_the_file_count_again(tmp_path: P
     assert again.totals().updated == 1 and value_of(store, "org/model-1") == 0.2
 
 
+def test_force_compares_every_row_again(tmp_path: Path, parse_calls: list[str]) -> None:
+    """After a hand edit of the database, --force puts the file's values back."""
+    a = records_csv(tmp_path / "a.csv", [0.1, 0.2])
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    import_paths(store, [a])
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE records SET value = 0.99")
+    assert import_paths(store, [a]).totals().unchanged == 2  # the shortcut cannot see a hand edit
+    parse_calls.clear()
+    forced = import_paths(store, [a], force=True)
+    assert parse_calls == [str(a)] and forced.totals().updated == 2
+    assert value_of(store, "org/model-1") == 0.2
+
+
 def test_other_options_are_another_import(tmp_path: Path) -> None:
     a = records_csv(tmp_path / "a.csv", [0.1, 0.2])
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
@@ -149,14 +163,16 @@ def test_the_cli_answers_an_unchanged_import_without_loading_polars(tmp_path: Pa
         "print(json.dumps({'rc': rc, 'polars': 'polars' in sys.modules}), file=sys.stderr)"
     )
 
-    def run() -> tuple[dict, dict]:
-        done = subprocess.run([sys.executable, "-c", script, "--db", str(db), "import", "--json", str(folder)],
+    def run(*extra: str) -> tuple[dict, dict]:
+        done = subprocess.run([sys.executable, "-c", script, "--db", str(db), "import", "--json", *extra, str(folder)],
                               capture_output=True, text=True, env=os.environ, timeout=120)
         return json.loads(done.stdout), json.loads(done.stderr.strip().splitlines()[-1])
 
     first, first_state = run()
     again, again_state = run()
+    forced, forced_state = run("--force")
     assert first_state == {"rc": 0, "polars": True} and again_state == {"rc": 0, "polars": False}
+    assert forced_state == {"rc": 0, "polars": True} and forced["totals"] == again["totals"]
     assert again["totals"]["unchanged"] == first["totals"]["added"] > 0
     assert [f["path"] for f in again["files"]] == [f["path"] for f in first["files"]]
     assert [f["target"] for f in again["files"]] == [f["target"] for f in first["files"]]

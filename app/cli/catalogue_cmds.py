@@ -108,12 +108,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     store = open_store(args)
     # Files unchanged since their last import are answered from the store before the data
     # libraries are even loaded (see recommender.unchanged_files).
-    report = unchanged_files.unchanged_report(store, [Path(p).expanduser() for p in args.paths], forced, args.source)
+    report = None
+    if not args.force:
+        report = unchanged_files.unchanged_report(store, [Path(p).expanduser() for p in args.paths], forced, args.source)
     if report is None:
         from recommender.ingest import import_paths
 
         with progress_and_cancel("import", args.quiet) as (bar, token):
-            report = import_paths(store, args.paths, fmt=args.format, source=args.source, progress=bar, cancel=token)
+            report = import_paths(store, args.paths, fmt=args.format, source=args.source, force=args.force,
+                                  progress=bar, cancel=token)
     if args.json:
         emit_json(import_report_json(report))
     else:
@@ -202,6 +205,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--format", help="skip detection and read every PATH as this format (see --list-formats)")
     p.add_argument("--list-formats", action="store_true", help="list the formats lensroute reads")
     p.add_argument("--source", help="source name to record (default: per format, e.g. mteb, aider)")
+    p.add_argument("--force", action="store_true",
+                   help="read and compare every row again, even of files unchanged since their last import")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=cmd_import)
 

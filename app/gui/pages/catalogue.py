@@ -9,6 +9,7 @@ import polars as pl
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -61,6 +62,9 @@ class CataloguePage(QWidget):
         self.import_files_button = QPushButton("Import files…")
         self.import_folder_button = QPushButton("Import folder…")
         self.refresh_button = QPushButton("Refresh")
+        self.force_check = QCheckBox("Read unchanged files again")
+        self.force_check.setToolTip("compare every row, even of files unchanged since their last import "
+                                    "(after editing the database by hand, say)")
         self.crawl_source = QComboBox()
         self.crawl_source.setToolTip("a live source to crawl (polite, resumable, incremental)")
         from recommender.crawl.runner import source_names
@@ -75,7 +79,7 @@ class CataloguePage(QWidget):
         self.job = Job("import", self)
         self.job_bar = JobBar(self.job)
         buttons = QHBoxLayout()
-        for button in (self.import_files_button, self.import_folder_button, self.refresh_button):
+        for button in (self.import_files_button, self.import_folder_button, self.force_check, self.refresh_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(QLabel("Crawl"))
@@ -118,9 +122,10 @@ class CataloguePage(QWidget):
     def start_import(self, targets: list[Path]) -> bool:
         from recommender.ingest import import_paths
 
-        store = self.context.store()
-        self.log.appendPlainText(f"importing {', '.join(str(t) for t in targets)}")
-        return self.job.start(lambda progress, cancel: import_paths(store, targets, progress=progress, cancel=cancel))
+        store, force = self.context.store(), self.force_check.isChecked()
+        self.log.appendPlainText(f"importing {', '.join(str(t) for t in targets)}" + (" (every row compared)" if force else ""))
+        return self.job.start(
+            lambda progress, cancel: import_paths(store, targets, force=force, progress=progress, cancel=cancel))
 
     @Slot()
     def crawl(self) -> bool:
