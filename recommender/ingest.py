@@ -219,7 +219,7 @@ def import_paths(
         return report
     planned, skipped = plan(remaining, fmt)
     report.skipped.extend(skipped)
-    if not planned and not skipped:
+    if not planned and not skipped and not report.units:
         raise NotFoundError("nothing to import")
     context = ImportContext(source=source)
     crawled_at = utc_now()
