@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from recommender import cold_prior
 from recommender.space import GroupSet, LensSpace
 from recommender.splits import Split
 
@@ -34,11 +35,7 @@ def _standing(train: GroupSet) -> tuple[dict[int, float], dict[tuple[int, int], 
 
 def log_size(space: LensSpace) -> np.ndarray:
     """log10(parameters), NaN where the size is unknown (a recorded size of 0 is no size)."""
-    sizes = np.asarray(space.n_parameters, dtype=float)
-    out = np.full(len(sizes), np.nan)
-    known = np.isfinite(sizes) & (sizes > 0)
-    out[known] = np.log10(sizes[known])
-    return out
+    return cold_prior.log_sizes(space.n_parameters)
 
 
 def popularity(space: LensSpace, split: Split) -> Scores:
@@ -50,9 +47,7 @@ def popularity(space: LensSpace, split: Split) -> Scores:
 
 def model_size(space: LensSpace, split: Split) -> Scores:
     """Bigger is better; a model of unknown size is assumed to be of the median known size."""
-    size = log_size(space)
-    known = size[np.isfinite(size)]
-    size = np.where(np.isfinite(size), size, float(np.median(known)) if len(known) else 0.0)
+    size = cold_prior.imputed_log_sizes(space.n_parameters, cold_prior.median_log_size(space.n_parameters))
     return [size[members] for members in split.test.members]
 
 

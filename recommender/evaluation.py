@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recommender import cold_prior
 from recommender.baselines import BASELINES
 from recommender.evidence import dataset_similarity
 from recommender.metrics import group_metrics, macro_average
@@ -45,6 +46,22 @@ def evaluate_scores(test: GroupSet, scores: list[np.ndarray]) -> dict[str, float
     return macro_average([group_metrics(test.z[g], scores[g]) for g in range(len(test))])
 
 
+def _with_cold_size_prior(space: LensSpace, split: Split, result, tensors: SpaceTensors,  # type: ignore[no-untyped-def]
+                          scores: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    """Blend the never-seen models' scores with the size prior (`cold_prior`), at the weight
+    that ranks the split's validation models best; the test models play no part in the choice."""
+    median = cold_prior.median_log_size(space.n_parameters)
+    sizes = cold_prior.imputed_log_sizes(space.n_parameters, median)
+    unknown = list(split.unknown_models)
+    val_evidence = result.evidence.group_features(space, dataset_similarity(space), split.val)
+    val_scores = score_groups(result.model, tensors, split.val, split.val.members, val_evidence,
+                              split.unknown_models, split.unknown_datasets)
+    weight, tried = cold_prior.choose_weight(
+        val_scores, split.val.z, [np.isin(m, unknown) for m in split.val.members], [sizes[m] for m in split.val.members])
+    blended = [cold_prior.blend(s, np.isin(m, unknown), sizes[m], weight) for s, m in zip(scores, split.test.members, strict=True)]
+    return blended, {"weight": weight, "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in tried.items()}}
+
+
 def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, methods: list[str] | None = None,
                    progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> EvaluationReport:
     report = EvaluationReport(split.name, config.seed, len(split.train), len(split.test))
@@ -67,6 +84,9 @@ def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, metho
                                "rows_per_second": round(result.rows_seen / max(result.seconds, 1e-9)),
                                "seconds": round(result.seconds, 1)}
             note = ""
+            if split.unknown_models:
+                scores, report.training["cold_size_prior"] = _with_cold_size_prior(space, split, result, tensors, scores)
+                note = f"never-seen models blended with the size prior at weight {report.training['cold_size_prior']['weight']}"
         else:
             scores = BASELINES[method](space, split)
             note = ""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recommender import cold_prior
 from recommender.errors import NoDataError
 from recommender.evaluation import EvaluationReport, run_evaluation
 from recommender.evidence import EvidenceIndex
@@ -80,6 +81,8 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     progress(3, 4, "exporting to ONNX")
     manifest = export_ranker(final.model, space, groups, evidence, out, {
         "train_config": config.as_dict(), "data": data,
+        "cold_size_prior": {"weight": cold_prior.DEFAULT_WEIGHT,
+                            "median_log10_parameters": cold_prior.median_log_size(space.n_parameters)},
         "validation": {"split": "new-dataset (10% of dataset names)", "best_epoch": validation.best_epoch,
                        "best_val_tau_w": validation.best_val_tau, "history": validation.history},
         "training": {"rows_seen": validation.rows_seen + final.rows_seen,

@@ -12,12 +12,12 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from recommender import paths
+from recommender import cold_prior, paths
 from recommender.errors import FormatError, NotFoundError, RuntimeUnavailableError, UsageError
 from recommender.evidence import N_CORE, relative_size
 from recommender.features import (
@@ -27,7 +27,7 @@ from recommender.features import (
     name_ngram_ids,
     size_bucket,
 )
-from recommender.normalise import bare_key, family_from_name, model_key
+from recommender.normalise import bare_key, family_from_name, model_key, parameters_from_name
 
 RANKER_DIR_NAME = "ranker"
 EVIDENCE_PER_RESULT = 3
@@ -125,6 +125,22 @@ def read_candidates(path: Path) -> list[Candidate]:
     return out
 
 
+def _sizes_from_names(candidates: list[Candidate], notes: list[str]) -> list[Candidate]:
+    """Candidates without n_parameters get the size their name states (`acme/coder-7b` → 7e9), and
+    the output says so; a name that states none leaves the size unknown."""
+    read = []
+    out = []
+    for candidate in candidates:
+        if candidate.n_parameters is None and (size := parameters_from_name(candidate.model)) is not None:
+            candidate = replace(candidate, n_parameters=size)
+            read.append(f"{candidate.model} ({size / 1e9:.3g}B)")
+        out.append(candidate)
+    if read:
+        shown = ", ".join(read[:5]) + (f" and {len(read) - 5} more" if len(read) > 5 else "")
+        notes.append(f"sizes read from candidate names: {shown}")
+    return out
+
+
 class Ranker:
     def __init__(self, folder: Path, device: str = "auto") -> None:
         from recommender.onnx_session import create_session
@@ -161,6 +177,11 @@ class Ranker:
         self.compact[self.known_rows] = np.arange(len(self.known_rows))
         for name in ("h", "u", "size", "family", "numeric", "n_parameters"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[self.known_rows]))
+        # never-seen candidates are reordered among themselves by size (see cold_prior); a ranker
+        # exported before the prior existed gets the default weight and its models' median size
+        prior = self.manifest.get("cold_size_prior") or {}
+        self.cold_weight = float(prior.get("weight", cold_prior.DEFAULT_WEIGHT))
+        self.cold_median = float(prior.get("median_log10_parameters", cold_prior.median_log_size(self.n_parameters)))
         self.dataset_text = as_(arrays["dataset_text"], np.float32)
         self.dataset_base = as_(arrays["dataset_base"], np.int64)
         self.group_dataset, self.group_task, self.group_metric = arrays["group_dataset"], arrays["group_task"], arrays["group_metric"]
@@ -315,6 +336,7 @@ class Ranker:
             evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
             known = np.ones(len(rows), bool)
         else:
+            candidates = _sizes_from_names(candidates, notes)
             matched = [self._match(c.model) for c in candidates]
             known = np.array([m > 0 and self.trained[m] for m in matched], bool)
             rows = np.array([m if k else 0 for m, k in zip(matched, known, strict=True)], np.int64)
@@ -339,6 +361,9 @@ class Ranker:
                                        "numeric": numeric[s:e], "evidence": evidence[s:e], **fixed})[0]
                 for s, e in _chunks(len(rows), SCORE_CHUNK)
             ])
+        if candidates is not None and not known.all():
+            sizes = cold_prior.imputed_log_sizes(self._candidate_sizes(rows, candidates), self.cold_median)
+            scores = cold_prior.blend(scores, ~known, sizes, self.cold_weight)
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]

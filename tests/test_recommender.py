@@ -125,6 +125,25 @@ def test_new_model_split_needs_release_dates(prepared) -> None:  # type: ignore[
         make_split(space, groups, "new-model")
 
 
+def test_new_model_evaluation_chooses_the_size_prior_weight_on_validation(prepared) -> None:  # type: ignore[no-untyped-def]
+    """The fixtures have no release dates: give every model one, so the newest can be held out."""
+    from dataclasses import replace
+
+    from recommender import cold_prior
+    from recommender.evaluation import run_evaluation
+    from recommender.splits import make_split
+    from recommender.training import TrainConfig
+
+    space, groups, _ = prepared
+    dated = replace(space, release_date=[f"2024-01-{1 + i % 28:02d}" for i in range(len(space.release_date))])
+    split = make_split(dated, groups, "new-model", seed=0)
+    report = run_evaluation(dated, split, TrainConfig(epochs=1), methods=["modellens", "model-size"])
+    prior = report.training["cold_size_prior"]
+    assert prior["weight"] in cold_prior.WEIGHT_GRID
+    assert set(prior["val_tau_w_by_weight"]) == {str(w) for w in cold_prior.WEIGHT_GRID}
+    assert "size prior" in report.methods[0].note and report.methods[0].metrics
+
+
 def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path: Path) -> None:
     from recommender.ranker import Candidate, Ranker
 
@@ -145,6 +164,26 @@ def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path
     flags = {r.model: r.known for r in mixed.results}
     assert flags == {"WizardLM/WizardCoder-15B-V1.0": True, "acme/brand-new-coder-7b": False}
     assert len(mixed.results) == 2
+
+    # never-seen candidates that differ only in size: the size prior orders them, known ones keep their score
+    twins = [Candidate("WizardLM/WizardCoder-15B-V1.0"), *(Candidate(f"acme/twin-{i}", n_parameters=n, description="A code model")
+                                                          for i, n in enumerate((1e8, 3e10, 2e9)))]
+    ranker.cold_weight = 0.0
+    plain = {r.model: r.score for r in ranker.rank("Python code generation", task="code-generation", metric="pass@1",
+                                                    top_k=0, candidates=twins).results}
+    ranker.cold_weight = 100.0
+    sized = ranker.rank("Python code generation", task="code-generation", metric="pass@1", top_k=0, candidates=twins)
+    unseen = [r.model for r in sized.results if not r.known]
+    assert unseen == ["acme/twin-1", "acme/twin-2", "acme/twin-0"]
+    scores = {r.model: r.score for r in sized.results}
+    assert abs(scores["WizardLM/WizardCoder-15B-V1.0"] - plain["WizardLM/WizardCoder-15B-V1.0"]) < 1e-6
+    assert abs(np.mean([scores[m] for m in unseen]) - np.mean([plain[m] for m in unseen])) < 1e-4
+
+    named = ranker.rank("Python code generation", task="code-generation", metric="pass@1", top_k=0,
+                        candidates=[Candidate("acme/tiny-coder-135M"), Candidate("acme/big-coder-34b"), Candidate("acme/coder")])
+    assert [r.model for r in named.results][:2] == ["acme/big-coder-34b", "acme/coder"]  # unknown size: the median
+    assert any("sizes read from candidate names: acme/tiny-coder-135M (0.135B), acme/big-coder-34b (34B)" in n
+               for n in named.notes)
 
 
 def test_unknown_task_and_metric_fall_back_and_say_so(ranker_dir: Path) -> None:
