@@ -125,13 +125,15 @@ def read_candidates(path: Path) -> list[Candidate]:
     return out
 
 
-def _sizes_from_names(candidates: list[Candidate], notes: list[str]) -> list[Candidate]:
-    """Candidates without n_parameters get the size their name states (`acme/coder-7b` → 7e9), and
-    the output says so; a name that states none leaves the size unknown."""
+def _sizes_from_names(candidates: list[Candidate], known: np.ndarray, notes: list[str]) -> list[Candidate]:
+    """Never-seen candidates without n_parameters get the size their name states (`acme/coder-7b`
+    → 7e9), and the output says so; a name that states none leaves the size unknown. Models the
+    catalogue knows keep the size it records."""
     read = []
     out = []
-    for candidate in candidates:
-        if candidate.n_parameters is None and (size := parameters_from_name(candidate.model)) is not None:
+    for candidate, is_known in zip(candidates, known, strict=True):
+        if (not is_known and candidate.n_parameters is None
+                and (size := parameters_from_name(candidate.model)) is not None):
             candidate = replace(candidate, n_parameters=size)
             read.append(f"{candidate.model} ({size / 1e9:.3g}B)")
         out.append(candidate)
@@ -336,9 +338,9 @@ class Ranker:
             evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
             known = np.ones(len(rows), bool)
         else:
-            candidates = _sizes_from_names(candidates, notes)
             matched = [self._match(c.model) for c in candidates]
             known = np.array([m > 0 and self.trained[m] for m in matched], bool)
+            candidates = _sizes_from_names(candidates, known, notes)
             rows = np.array([m if k else 0 for m, k in zip(matched, known, strict=True)], np.int64)
             names = [c.model for c in candidates]
             at = np.where(known, self.compact[rows], 0)
