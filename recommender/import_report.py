@@ -68,6 +68,7 @@ class UnitResult:
     counts: WriteCounts = field(default_factory=WriteCounts)
     error: str | None = None
     seconds: float = 0.0
+    not_read: bool = False  # answered from the store: the file's bytes match its last import
 
     @property
     def ok(self) -> bool:

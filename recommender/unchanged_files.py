@@ -159,7 +159,7 @@ def answer(
                 continue
             answered[target] = [
                 UnitResult(u.label, u.format, u.label,  # as the full import names it: the file
-                           WriteCounts(unchanged=u.rows, rejected=Rejected(dict(u.rejected))))
+                           WriteCounts(unchanged=u.rows, rejected=Rejected(dict(u.rejected))), not_read=True)
                 for u in units
             ]
             skipped[target] = json.loads(row[2])

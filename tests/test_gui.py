@@ -121,6 +121,10 @@ def test_catalogue_import_shows_counts_and_log(qtbot, window) -> None:  # type: 
     assert "added" in catalogue.log.toPlainText()
     assert "records from" in catalogue.summary.text()
 
+    with qtbot.waitSignal(catalogue.job.succeeded, timeout=120_000):
+        assert catalogue.start_import([RAW / "aider"])
+    assert "not read again" in catalogue.log.toPlainText()
+
     with catalogue.context.store().engine.begin() as conn:  # a hand edit the shortcut cannot see
         conn.exec_driver_sql("UPDATE records SET value = value + 1")
     catalogue.force_check.setChecked(True)

@@ -175,4 +175,5 @@ def test_the_cli_answers_an_unchanged_import_without_loading_polars(tmp_path: Pa
     assert forced_state == {"rc": 0, "polars": True} and forced["totals"] == again["totals"]
     assert again["totals"]["unchanged"] == first["totals"]["added"] > 0
     assert [f["path"] for f in again["files"]] == [f["path"] for f in first["files"]]
+    assert all(f["not_read"] for f in again["files"]) and not any(f["not_read"] for f in first["files"] + forced["files"])
     assert [f["target"] for f in again["files"]] == [f["target"] for f in first["files"]]

@@ -64,7 +64,8 @@ def print_import_report(report: ImportReport) -> None:
             total.merge(unit.counts)
         if ok:
             parts = f" ({len(ok)} units)" if len(units) > 1 else ""
-            print(f"{target} [{fmt}]{parts}: {_counts_line(total)}")
+            unread = " (same bytes as its last import: not read again)" if all(u.not_read for u in ok) else ""
+            print(f"{target} [{fmt}]{parts}: {_counts_line(total)}{unread}")
         for unit in units:
             if not unit.ok:
                 print(f"{unit.label}: FAILED, nothing from it was stored: {unit.error}")
@@ -81,7 +82,7 @@ def import_report_json(report: ImportReport) -> dict:
         "schema_version": SCHEMA_VERSION,
         "files": [
             {"path": u.label, "target": u.target, "format": u.format, **u.counts.as_dict(), "error": u.error,
-             "seconds": round(u.seconds, 3)}
+             "seconds": round(u.seconds, 3), "not_read": u.not_read}
             for u in report.units
         ],
         "skipped": report.skipped,

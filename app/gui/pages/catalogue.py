@@ -149,7 +149,8 @@ class CataloguePage(QWidget):
             if unit.ok:
                 c = unit.counts
                 self.log.appendPlainText(f"  {unit.label}: added {c.added:,}, updated {c.updated:,}, "
-                                         f"unchanged {c.unchanged:,}, rejected {c.rejected.total:,}")
+                                         f"unchanged {c.unchanged:,}, rejected {c.rejected.total:,}"
+                                         + (" (same bytes as its last import: not read again)" if unit.not_read else ""))
             else:
                 self.log.appendPlainText(f"  {unit.label}: FAILED ({unit.error}) — rolled back")
         for skipped in report.skipped:
