@@ -5,12 +5,13 @@ results to cite). On the new-model split that cold score ranks the newest models
 their parameter count does (τ_w 0.226 vs 0.254, seed 0), although the scorer has size among its
 views and a size prior head: trained mostly on models it knows, it leans on the other views.
 Blending the cold scores with the size heuristic, at a weight chosen on the split's validation
-models (the next-newest), beats both on every training seed measured:
+models (the next-newest), lifts them to the heuristic's level or above (`lensroute evaluate --split
+new-model --seed N`, all records in ../shared/data, τ_w):
 
-    training seed   ModelLens   size   blend (weight chosen on validation)
-    0               0.226       0.254  0.260 (0.75)
-    1               0.212       0.254  0.258 (1.0)
-    2               0.224       0.254  0.260 (0.5)
+    seed   ModelLens cold score   blended (weight chosen)   size heuristic
+    0      0.226                  0.260 (0.75)              0.254
+    1      0.212                  0.254 (1.0)               0.254
+    2      0.217                  0.254 (0.5)               0.255
 
 The blend only reorders never-seen candidates among themselves: it adds
 `weight · std(their scores) · z(their log size)`, which leaves their mean score, and so their
