@@ -322,3 +322,17 @@ def test_evaluation_log_keeps_the_latest_table_per_split_and_seed_and_survives_a
     assert "random:2" in stored and problem and "could not keep the evaluation tables" in problem
     log.write_text("{not json")
     assert load_reports(log) == {}
+
+
+def test_the_evaluation_table_prints_each_method_note(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli.recommend_cmds import print_report
+    from recommender.evaluation import EvaluationReport, MethodResult
+
+    report = EvaluationReport("new-model", 0, 10, 3, [
+        MethodResult("modellens", {"tau_w": 0.26}, 1.0, "never-seen models blended with the size prior at weight 0.75"),
+        MethodResult("matrix-factorisation", {}, 0.0, "not defined on a cold-start split"),
+    ])
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "  modellens: never-seen models blended with the size prior at weight 0.75" in out
+    assert "matrix-factorisation    not defined on a cold-start split" in out

@@ -102,6 +102,9 @@ def print_report(report) -> None:  # type: ignore[no-untyped-def]
             continue
         print(f"{method.method:<22}" + "".join(f"{_fmt(method.metrics.get(c, float('nan'))):>10}" for c in columns)
               + f"{method.seconds:>9.1f}")
+    for method in report.methods:
+        if method.metrics and method.note:
+            print(f"  {method.method}: {method.note}")
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
