@@ -26,10 +26,10 @@ from recommender.importers.base import Format, ImportContext, ParsedFile
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
 from recommender.records import conform
 from recommender.store import Store
+from recommender.store.queries import source_generations
 from recommender.store.writer import (
     _mark,
     record_digest,
-    source_generations,
     utc_now,
     write_dataset_metadata,
     write_model_metadata,
@@ -197,23 +197,22 @@ def import_paths(
     fmt: str | None = None,
     source: str | None = None,
     force: bool = False,
+    checked: unchanged_files.Check | None = None,
     progress: Progress = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> ImportReport:
     """Import every target; a target whose files are byte for byte what an earlier import of it
     read, into sources nobody wrote since, is answered without parsing (`unchanged_files`).
-    `force` reads and compares everything again (after a hand edit of the database, say)."""
-    report = ImportReport()
+    `force` reads and compares everything again (after a hand edit of the database, say).
+    `checked` is that check when the caller already made it for these targets (the CLI makes it
+    before loading the data libraries), so files are not hashed twice."""
     paths_given = [Path(t).expanduser() for t in targets]
     forced = importers.get_format(fmt).name if fmt else None
-    answered, answered_skipped, snapshots = unchanged_files.answer(store, paths_given, forced, source)
-    if force:
-        answered, answered_skipped = {}, {}
-    for target in paths_given:
-        if target in answered:
-            report.units.extend(answered[target])
-            report.skipped.extend(answered_skipped[target])
-    remaining = [t for t in paths_given if t not in answered]
+    if checked is None:
+        checked = unchanged_files.check(store, paths_given, forced, source, look_up=not force)
+    report = checked.report()
+    snapshots = checked.snapshots
+    remaining = [t for t in paths_given if t not in checked.answered]
     if not remaining:
         progress(1, 1, "done")
         return report
@@ -315,7 +314,7 @@ def _remember_targets(
                     for item, result in results)
         )
         if not eligible:
-            unchanged_files.forget(store, [target], forced, source)
+            unchanged_files.forget(store, target, forced, source)
             continue
         assert files is not None
         units = [

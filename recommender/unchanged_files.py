@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from recommender.import_report import ImportReport, Rejected, UnitResult, WriteCounts
 from recommender.store import Store
+from recommender.store.queries import source_generations
 
 MAX_FILES = 2_000
 
@@ -116,54 +117,81 @@ def remember(
         )
 
 
-def forget(store: Store, targets: Iterable[Path], forced_format: str | None, source: str | None) -> None:
-    keys = [target_key(t, forced_format, source) for t in targets]
+def forget(store: Store, target: Path, forced_format: str | None, source: str | None) -> None:
     with store.writing() as conn:
-        for key in keys:
-            conn.execute(sa.text("DELETE FROM import_targets WHERE target = :k"), {"k": key})
+        conn.execute(sa.text("DELETE FROM import_targets WHERE target = :k"),
+                     {"k": target_key(target, forced_format, source)})
 
 
-def _current_generations(conn: sa.Connection, names: set[str]) -> dict[str, int]:
-    if not names:
-        return {}
-    rows = conn.execute(
-        sa.text("SELECT name, generation FROM sources WHERE name IN :names").bindparams(
-            sa.bindparam("names", expanding=True)),
-        {"names": sorted(names)},
-    )
-    return {name: generation for name, generation in rows}
+@dataclass
+class Check:
+    """What importing `targets` can skip: the remembered results of the unchanged ones, and the
+    snapshot of every target (None where it cannot be remembered), taken before anything is
+    parsed so that the importer can remember the others afterwards."""
+
+    targets: list[Path]
+    snapshots: dict[Path, dict[str, str] | None]
+    answered: dict[Path, list[UnitResult]] = field(default_factory=dict)
+    skipped: dict[Path, list[str]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.answered) == len(self.targets)
+
+    def report(self) -> ImportReport:
+        """The results of the answered targets, in command-line order."""
+        report = ImportReport()
+        for target in self.targets:
+            if target in self.answered:
+                report.units.extend(self.answered[target])
+                report.skipped.extend(self.skipped[target])
+        return report
 
 
-def answer(
-    store: Store, targets: Sequence[Path], forced_format: str | None, source: str | None
-) -> tuple[dict[Path, list[UnitResult]], dict[Path, list[str]], dict[Path, dict[str, str] | None]]:
-    """For each target: the remembered unit results when nothing changed, and its skipped files;
-    plus the snapshot of every target (None where it cannot be remembered), taken now so that
-    the caller can remember the others after importing them."""
-    snapshots = {t: snapshot(t) for t in targets}
-    answered: dict[Path, list[UnitResult]] = {}
-    skipped: dict[Path, list[str]] = {}
+def check(
+    store: Store, targets: Sequence[Path], forced_format: str | None, source: str | None, *, look_up: bool = True
+) -> Check:
+    """Hash every target; with `look_up`, answer those whose bytes and sources are as remembered
+    (`--force` hashes only, to remember what it reads)."""
+    result = Check(list(targets), {t: snapshot(t) for t in targets})
+    if not look_up:
+        return result
     with store.engine.connect() as conn:
-        for target in targets:
-            files = snapshots[target]
-            if files is None:
-                continue
-            row = conn.execute(
-                sa.text("SELECT files, units, skipped FROM import_targets WHERE target = :k"),
-                {"k": target_key(target, forced_format, source)},
-            ).first()
-            if row is None or json.loads(row[0]) != files:
-                continue
-            units = [RememberedUnit(**u) for u in json.loads(row[1])]
-            if not units or not _digests_still_valid(conn, [u.unit for u in units]):
-                continue
-            answered[target] = [
-                UnitResult(u.label, u.format, u.label,  # as the full import names it: the file
-                           WriteCounts(unchanged=u.rows, rejected=Rejected(dict(u.rejected))), not_read=True)
-                for u in units
-            ]
-            skipped[target] = json.loads(row[2])
-    return answered, skipped, snapshots
+        for target in result.targets:
+            remembered = _remembered(conn, target, result.snapshots[target], forced_format, source)
+            if remembered is not None:
+                units, skipped = remembered
+                result.answered[target] = [
+                    UnitResult(u.label, u.format, u.label,  # as the full import names it: the file
+                               WriteCounts(unchanged=u.rows, rejected=Rejected(dict(u.rejected))), not_read=True)
+                    for u in units
+                ]
+                result.skipped[target] = skipped
+    return result
+
+
+def _remembered(
+    conn: sa.Connection, target: Path, files: dict[str, str] | None, forced_format: str | None, source: str | None
+) -> tuple[list[RememberedUnit], list[str]] | None:
+    """The remembered units and skipped files of `target` when they still hold, else None."""
+    if files is None:
+        return None
+    row = conn.execute(
+        sa.text("SELECT files, units, skipped FROM import_targets WHERE target = :k"),
+        {"k": target_key(target, forced_format, source)},
+    ).first()
+    if row is None:
+        return None
+    try:  # a row this version cannot read (written by another one) is simply not used
+        if json.loads(row[0]) != files:
+            return None
+        units = [RememberedUnit(**u) for u in json.loads(row[1])]
+        skipped = [str(s) for s in json.loads(row[2])]
+    except (ValueError, TypeError):
+        return None
+    if not units or not _digests_still_valid(conn, [u.unit for u in units]):
+        return None
+    return units, skipped
 
 
 def _digests_still_valid(conn: sa.Connection, unit_keys: list[str]) -> bool:
@@ -185,18 +213,4 @@ def _digests_still_valid(conn: sa.Connection, unit_keys: list[str]) -> bool:
     for _unit, generations in rows:
         for name, generation in json.loads(generations).items():
             expected[name] = max(expected.get(name, generation), generation)
-    return _current_generations(conn, set(expected)) == expected
-
-
-def unchanged_report(
-    store: Store, targets: Sequence[Path], forced_format: str | None, source: str | None
-) -> ImportReport | None:
-    """The whole import's report when every target is unchanged, else None (import normally)."""
-    answered, skipped, _ = answer(store, targets, forced_format, source)
-    if len(answered) != len(targets):
-        return None
-    report = ImportReport()
-    for target in targets:
-        report.units.extend(answered[target])
-        report.skipped.extend(skipped[target])
-    return report
+    return source_generations(conn, expected) == expected

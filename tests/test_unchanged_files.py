@@ -116,6 +116,32 @@ def test_force_compares_every_row_again(tmp_path: Path, parse_calls: list[str]) 
     assert value_of(store, "org/model-1") == 0.2
 
 
+def test_the_cli_hashes_each_target_once_even_when_it_has_to_import(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.cli.main import main
+
+    a = records_csv(tmp_path / "a.csv", [0.1, 0.2])
+    hashed: list[Path] = []
+    original = unchanged_files.snapshot
+    monkeypatch.setattr(unchanged_files, "snapshot", lambda t: hashed.append(t) or original(t))
+    assert main(["--db", str(tmp_path / "c.db"), "-q", "import", str(a)]) == 0
+    assert hashed == [a]
+    hashed.clear()
+    assert main(["--db", str(tmp_path / "c.db"), "-q", "import", "--force", str(a)]) == 0
+    assert hashed == [a]
+
+
+def test_a_remembered_row_this_version_cannot_read_is_ignored(tmp_path: Path, parse_calls: list[str]) -> None:
+    a = records_csv(tmp_path / "a.csv", [0.1, 0.2])
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    import_paths(store, [a])
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE import_targets SET units = '[{\"label\": \"a.csv\", \"new_field\": 1}]'")
+    parse_calls.clear()
+    again = import_paths(store, [a])
+    assert parse_calls == [str(a)] and again.totals().unchanged == 2 and not again.failed
+
+
 def test_other_options_are_another_import(tmp_path: Path) -> None:
     a = records_csv(tmp_path / "a.csv", [0.1, 0.2])
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")

@@ -109,15 +109,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     store = open_store(args)
     # Files unchanged since their last import are answered from the store before the data
     # libraries are even loaded (see recommender.unchanged_files).
-    report = None
-    if not args.force:
-        report = unchanged_files.unchanged_report(store, [Path(p).expanduser() for p in args.paths], forced, args.source)
-    if report is None:
+    targets = [Path(p).expanduser() for p in args.paths]
+    checked = unchanged_files.check(store, targets, forced, args.source, look_up=not args.force)
+    if checked.complete:
+        report = checked.report()
+    else:
         from recommender.ingest import import_paths
 
         with progress_and_cancel("import", args.quiet) as (bar, token):
-            report = import_paths(store, args.paths, fmt=args.format, source=args.source, force=args.force,
-                                  progress=bar, cancel=token)
+            report = import_paths(store, targets, fmt=args.format, source=args.source, force=args.force,
+                                  checked=checked, progress=bar, cancel=token)
     if args.json:
         emit_json(import_report_json(report))
     else:

@@ -5,7 +5,10 @@ Kept free of polars so `lensroute stats` starts fast (frames and export live in 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import sqlalchemy as sa
 
 from recommender.store.engine import Store
 from recommender.store.migrations import current_version
@@ -56,3 +59,17 @@ def catalogue_stats(store: Store) -> CatalogueStats:
     )
 
 
+
+
+def source_generations(conn: sa.Connection, names: Iterable[str]) -> dict[str, int]:
+    """{source name: generation} — bumped on every write to the source, so an import digest
+    taken at one generation is valid only while it is still the current one."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        sa.text("SELECT name, generation FROM sources WHERE name IN :names").bindparams(
+            sa.bindparam("names", expanding=True)),
+        {"names": wanted},
+    )
+    return {name: int(generation) for name, generation in rows}

@@ -376,10 +376,6 @@ def _bump_generations(conn: sa.Connection, source_ids: list[int]) -> None:
     _executemany(conn, f"UPDATE sources SET generation = generation + 1 WHERE id = {q}", [(s,) for s in source_ids])
 
 
-def source_generations(conn: sa.Connection, names: Iterable[str]) -> dict[str, int]:
-    return {name: gen for name, gen in _select_in(conn, "SELECT name, generation FROM sources WHERE name IN ({in})", sorted(set(names)))}
-
-
 # --- metadata -----------------------------------------------------------------------------------
 
 MODEL_META_FIELDS = ("family", "n_parameters", "release_date", "licence", "description", "downloads", "hub_sha")
