@@ -102,6 +102,26 @@ def text_knn(space: LensSpace, split: Split, k: int = 10) -> Scores:
     return out
 
 
+def head_to_head_baseline(space: LensSpace, split: Split) -> Scores | None:
+    """Each member's weighted win rate against the other members on the training groups where
+    both were measured (`recommender.head_to_head`); a never-seen model met no one, so it is not
+    defined on the new-model split."""
+    if split.unknown_models:
+        return None
+    from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
+    from recommender.head_to_head import Results
+    from recommender.languages import LanguageIndex
+
+    evidence = EvidenceIndex.from_groups(space, split.train)
+    results = Results.from_rows(evidence.model, evidence.group, evidence.z, evidence.dataset, evidence.task, evidence.base)
+    similarity, bases, index = dataset_similarity(space), base_index(space), LanguageIndex.of_space(space)
+    test = split.test
+    return [results.win_rates(members, results.weights(similarity[test.dataset[g]], int(test.task[g]),
+                                                       int(bases[test.dataset[g]]),
+                                                       index.sharing(index.of(int(test.dataset[g]))) if index else None))
+            for g, members in enumerate(test.members)]
+
+
 def matrix_factorisation(space: LensSpace, split: Split, rank: int = 16, reg: float = 0.5, iterations: int = 15,
                          seed: int = 0) -> Scores | None:
     """ALS on the (group × model) z matrix; defined for completion only (new rows/columns have no
@@ -197,6 +217,7 @@ BASELINES: dict[str, Callable[[LensSpace, Split], Scores | None]] = {
     "mean-z": mean_z,
     "type-aware-mean-z": type_aware_mean_z,
     "text-knn": text_knn,
+    "head-to-head": head_to_head_baseline,
     "matrix-factorisation": matrix_factorisation,
     "lightgbm-lambdarank": lightgbm_lambdarank,
 }

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recommender import cold_prior
+from recommender import cold_prior, head_to_head
 from recommender.baselines import BASELINES
-from recommender.evidence import dataset_similarity
+from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
+from recommender.languages import LanguageIndex
 from recommender.metrics import group_metrics, macro_average
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
 from recommender.space import GroupSet, LensSpace
@@ -62,6 +63,35 @@ def _with_cold_size_prior(space: LensSpace, split: Split, result, tensors: Space
     return blended, {"weight": weight, "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in tried.items()}}
 
 
+def head_to_head_rates(space: LensSpace, evidence: EvidenceIndex, groups: GroupSet,
+                       scores: list[np.ndarray]) -> list[np.ndarray]:
+    """Per group, the win rates of its top members by `scores` (NaN for the rest): what the
+    ranker computes for a query, here for groups whose dataset the scorer did not train on."""
+    results = head_to_head.Results.from_rows(evidence.model, evidence.group, evidence.z, evidence.dataset,
+                                             evidence.task, evidence.base)
+    similarity, bases, index = dataset_similarity(space), base_index(space), LanguageIndex.of_space(space)
+    return [head_to_head.rates_for_top(results, members, s, np.ones(len(members), bool),
+                                       results.weights(similarity[groups.dataset[g]], int(groups.task[g]),
+                                                       int(bases[groups.dataset[g]]),
+                                                       index.sharing(index.of(int(groups.dataset[g]))) if index else None))
+            for g, (members, s) in enumerate(zip(groups.members, scores, strict=True))]
+
+
+def _with_head_to_head(space: LensSpace, split: Split, result, tensors: SpaceTensors,  # type: ignore[no-untyped-def]
+                       scores: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    """Reorder each test group's top members head-to-head (`recommender.head_to_head`) at the
+    weight that ranks the split's validation groups best; the test groups play no part in it."""
+    val_evidence = result.evidence.group_features(space, dataset_similarity(space), split.val)
+    val_scores = score_groups(result.model, tensors, split.val, split.val.members, val_evidence,
+                              split.unknown_models, split.unknown_datasets)
+    val_rates = head_to_head_rates(space, result.evidence, split.val, val_scores)
+    weight, tried = head_to_head.choose_weight(val_scores, val_rates, split.val.z)
+    rates = head_to_head_rates(space, result.evidence, split.test, scores)
+    reranked = [head_to_head.rerank(s, r, weight) for s, r in zip(scores, rates, strict=True)]
+    return reranked, {"weight": weight, "top": head_to_head.RERANK_TOP,
+                      "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in tried.items()}}
+
+
 def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, methods: list[str] | None = None,
                    progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> EvaluationReport:
     report = EvaluationReport(split.name, config.seed, len(split.train), len(split.test))
@@ -87,6 +117,11 @@ def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, metho
             if split.unknown_models:
                 scores, report.training["cold_size_prior"] = _with_cold_size_prior(space, split, result, tensors, scores)
                 note = f"never-seen models blended with the size prior at weight {report.training['cold_size_prior']['weight']}"
+            elif len(split.val):
+                scores, chosen = _with_head_to_head(space, split, result, tensors, scores)
+                report.training["head_to_head"] = chosen
+                note = (f"top {chosen['top']} reordered head-to-head at weight {chosen['weight']}"
+                        if chosen["weight"] else "head-to-head weight 0 on validation: the scorer's order")
         else:
             scores = BASELINES[method](space, split)
             note = ""

@@ -35,6 +35,7 @@ from recommender.evidence import (
     relative_size,
 )
 from recommender.features import N_NUMERIC
+from recommender.languages import LanguageIndex
 from recommender.modellens import TEXT_DIM, ModelLens
 from recommender.space import GroupSet, LensSpace
 from recommender.training import SpaceTensors
@@ -140,20 +141,26 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
         export_onnx(_Scorer(lens).eval(), scorer_inputs, staging / "scorer.onnx", list(SCORER_INPUTS), ["score"],
                     ({0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, None, None, None, None))
 
+    language_codes, language_pointers, language_ids = LanguageIndex(
+        space.dataset_languages if len(space.dataset_languages) == len(space.dataset_vocab) else [()] * len(space.dataset_vocab)
+    ).to_csr()
     np.savez_compressed(
         staging / "arrays.npz",
+        dataset_lang_ptr=language_pointers, dataset_lang_ids=language_ids,
         h=h, u=u, size=space.models.size, family=space.models.family, trained=trained, numeric=model_numeric_array(space), n_parameters=space.n_parameters,
         dataset_text=space.dataset_text.astype(np.float16), dataset_base=base_index(space),
         group_dataset=groups.dataset, group_task=groups.task, group_metric=groups.metric,
         ev_model=evidence.model.astype(np.int32), ev_dataset=evidence.dataset.astype(np.int32),
         ev_base=evidence.base.astype(np.int32), ev_task=evidence.task.astype(np.int16), ev_z=evidence.z,
         ev_pct=evidence.pct, ev_starts=evidence.starts, ev_metric=groups.metric[evidence.group].astype(np.int16),
+        ev_group=evidence.group.astype(np.int32),
         ev_y=evidence.y, name_table=lens.name_ngrams.weight.detach().numpy().astype(np.float16),
         metric_higher=np.array([metric_higher.get(m, True) for m in space.metric_vocab.items], bool),
     )
     torch.save({"lens_config": config.as_dict(), "state_dict": lens.state_dict()}, staging / "lens.pt")
     vocab = {"models": space.model_names, "datasets": space.dataset_vocab.items, "dataset_bases": space.dataset_base[1:],
-             "tasks": space.task_vocab.items, "metrics": space.metric_vocab.items, "families": space.family_vocab.items}
+             "tasks": space.task_vocab.items, "metrics": space.metric_vocab.items, "families": space.family_vocab.items,
+             "languages": language_codes}
     (staging / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     parity = check_parity(lens, space, staging, h, u, groups, evidence)
     manifest = {

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender import cold_prior
+from recommender import cold_prior, head_to_head
 from recommender.errors import NoDataError
-from recommender.evaluation import EvaluationReport, run_evaluation
-from recommender.evidence import EvidenceIndex
+from recommender.evaluation import EvaluationReport, head_to_head_rates, run_evaluation
+from recommender.evidence import EvidenceIndex, dataset_similarity
 from recommender.frames import load_catalogue, ranking_groups
 from recommender.lens_export import export_ranker
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
 from recommender.space import GroupSet, LensSpace, build_space, group_set
 from recommender.splits import make_split
 from recommender.store import Store
-from recommender.training import TrainConfig, train
+from recommender.training import SpaceTensors, TrainConfig, score_groups, train
 
 MIN_GROUPS = 10
 MIN_MODELS = 5
@@ -75,6 +75,7 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     validation = train(space, _union(split.train, split.test), split.val, config, unknown_datasets=True,
                        checkpoint=out.with_name(out.name + ".checkpoint.pt"), resume=resume,
                        progress=SubProgress(progress, 1, 1, 4), cancel=cancel)
+    chosen = _choose_head_to_head(space, split.val, validation)
     final_config = replace(config, epochs=validation.best_epoch + 1, patience=config.epochs + 1)
     final = train(space, groups, groups.subset([]), final_config, progress=SubProgress(progress, 2, 1, 4), cancel=cancel)
     evidence = EvidenceIndex.from_groups(space, groups)
@@ -83,6 +84,7 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
         "train_config": config.as_dict(), "data": data,
         "cold_size_prior": {"weight": cold_prior.DEFAULT_WEIGHT,
                             "median_log10_parameters": cold_prior.median_log_size(space.n_parameters)},
+        "head_to_head": chosen,
         "validation": {"split": "new-dataset (10% of dataset names)", "best_epoch": validation.best_epoch,
                        "best_val_tau_w": validation.best_val_tau, "history": validation.history},
         "training": {"rows_seen": validation.rows_seen + final.rows_seen,
@@ -91,6 +93,19 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     }, metric_higher)
     progress(4, 4, "done")
     return manifest
+
+
+def _choose_head_to_head(space: LensSpace, val: GroupSet, validation) -> dict:  # type: ignore[no-untyped-def]
+    """The head-to-head weight (`recommender.head_to_head`) that orders the held-out validation
+    datasets best under the validation run's scorer; no validation groups: weight 0."""
+    if not len(val) or validation.evidence is None:
+        return {"weight": 0.0, "top": head_to_head.RERANK_TOP, "val_tau_w_by_weight": {}}
+    tensors = SpaceTensors(space, next(validation.model.parameters()).device)
+    evidence = validation.evidence.group_features(space, dataset_similarity(space), val)
+    scores = score_groups(validation.model, tensors, val, val.members, evidence, set(), True)
+    weight, tried = head_to_head.choose_weight(scores, head_to_head_rates(space, validation.evidence, val, scores), val.z)
+    return {"weight": weight, "top": head_to_head.RERANK_TOP,
+            "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in tried.items()}}
 
 
 def _union(a: GroupSet, b: GroupSet) -> GroupSet:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender import cold_prior, paths
+from recommender import cold_prior, head_to_head, languages, paths
 from recommender.errors import FormatError, NotFoundError, RuntimeUnavailableError, UsageError
 from recommender.evidence import N_CORE, relative_size
 from recommender.features import (
@@ -72,10 +72,12 @@ class RankedModel:
     score: float
     known: bool
     evidence: list[dict]
+    head_to_head: float | None = None  # win rate against the other reordered candidates
 
     def as_json(self) -> dict:
         return {"rank": self.rank, "model": self.model, "score": round(self.score, 6), "known": self.known,
-                "evidence": self.evidence}
+                "evidence": self.evidence,
+                "head_to_head": None if self.head_to_head is None else round(self.head_to_head, 4)}
 
 
 @dataclass
@@ -196,6 +198,16 @@ class Ranker:
                                       as_(arrays["ev_z"], np.float32), as_(arrays["ev_pct"], np.float32),
                                       as_(arrays["ev_starts"], np.int64), np.zeros(0, np.int64), as_(arrays["ev_y"], np.float32))
         self.ev_metric = as_(arrays["ev_metric"], np.int64)
+        # a ranker exported before head-to-head has no group per result: (dataset, metric) is one
+        group_key = (as_(arrays["ev_group"], np.int64) if "ev_group" in arrays
+                     else self.evidence.dataset * (int(self.ev_metric.max(initial=0)) + 1) + self.ev_metric)
+        self.results = head_to_head.Results.from_rows(self.evidence.model, group_key, self.evidence.z,
+                                                      self.evidence.dataset, self.evidence.task, self.evidence.base)
+        self.languages = (languages.LanguageIndex.from_csr(vocab.get("languages", []), as_(arrays["dataset_lang_ptr"], np.int64),
+                                                         as_(arrays["dataset_lang_ids"], np.int64))
+                          if "dataset_lang_ptr" in arrays else None)
+        chosen = self.manifest.get("head_to_head") or {}
+        self.h2h_weight = float(chosen.get("weight", 0.0))
         del arrays
         self._normed = self.dataset_text / np.maximum(np.linalg.norm(self.dataset_text, axis=1, keepdims=True), 1e-9)
         self._by_key = {model_key(name): i + 1 for i, name in enumerate(self.models)}
@@ -317,13 +329,16 @@ class Ranker:
 
     def rank(self, description: str, *, dataset: str | None = None, task: str | None = None, metric: str | None = None,
              top_k: int = 10, candidates: list[Candidate] | None = None, all_models: bool = False,
-             query_vector: np.ndarray | None = None) -> Ranking:
+             query_vector: np.ndarray | None = None, language: Sequence[str] = ()) -> Ranking:
         """`query_vector` replaces the embedding of the description (benchmarks, callers that
-        embedded it already); task and metric names must then be given."""
+        embedded it already); task and metric names must then be given. `language`: the
+        `--language` values (names or ISO 639 codes); without them the languages of a named
+        catalogue dataset, else those the description names."""
         if top_k < 0:
             raise UsageError("--top-k must be 0 (all) or a positive number")
         query, notes, sims = self._resolve(description or "", dataset, task, metric, query_vector)
         dataset_idx, task_idx, metric_idx, query_vector = query.pop("_ids")
+        query["languages"] = list(self._query_languages(description or "", dataset_idx, language, notes))
         exclude = int(self.dataset_base[dataset_idx]) if dataset_idx else None
         if candidates is None:
             names = None
@@ -366,15 +381,35 @@ class Ranker:
         if candidates is not None and not known.all():
             sizes = cold_prior.imputed_log_sizes(self._candidate_sizes(rows, candidates), self.cold_median)
             scores = cold_prior.blend(scores, ~known, sizes, self.cold_weight)
+        rates = np.full(len(rows), np.nan)
+        if self.h2h_weight:
+            shares = self.languages.sharing(query["languages"]) if self.languages is not None else None
+            rates = head_to_head.rates_for_top(self.results, rows, scores, known,
+                                               self.results.weights(sims, task_idx, exclude, shares))
+            scores = head_to_head.rerank(scores, rates, self.h2h_weight)
+            if (~np.isnan(rates)).sum() >= 2:
+                notes.append(f"the top {int((~np.isnan(rates)).sum())} known candidates reordered by how they did "
+                             f"head-to-head on datasets like this one (weight {self.h2h_weight:g})")
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]
         results = [RankedModel(i + 1, names[j] if names is not None else self.models[rows[j] - 1], float(scores[j]), bool(known[j]),
-                               self._evidence_for(int(rows[j]), sims, exclude) if known[j] else [])
+                               self._evidence_for(int(rows[j]), sims, exclude) if known[j] else [],
+                               None if np.isnan(rates[j]) else float(rates[j]))
                    for i, j in enumerate(order)]
         query["top_k"] = top_k
         query["candidates"] = len(rows)
         return Ranking(query, self.model_version, results, notes)
+
+    def _query_languages(self, description: str, dataset_idx: int, given: Sequence[str], notes: list[str]) -> tuple[str, ...]:
+        if given:
+            return languages.parse_option(given)
+        if dataset_idx and self.languages is not None and (known := self.languages.of(dataset_idx)):
+            return known
+        read = languages.from_text(description)
+        if read:
+            notes.append(f"languages read from the description: {', '.join(read)} (--language sets them)")
+        return read
 
     def _default_candidates(self, task_idx: int, sims: np.ndarray, wanted: int, notes: list[str]) -> np.ndarray:
         """Models evaluated on datasets of the query's task type; the scorer was trained to order

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recommender import languages
 from recommender.features import (
     N_NUMERIC,
     ModelViews,
@@ -44,6 +45,7 @@ class LensSpace:
     release_date: list[str | None] = field(default_factory=list)
     n_parameters: np.ndarray = field(default_factory=lambda: np.zeros(0))  # float, NaN unknown
     numeric: np.ndarray = field(default_factory=lambda: np.zeros((0, N_NUMERIC), np.float32))  # see features.model_numeric
+    dataset_languages: list[tuple[str, ...]] = field(default_factory=list)  # per dataset key (`recommender.languages`)
 
     @property
     def n_models(self) -> int:
@@ -117,10 +119,14 @@ def build_space(catalogue: Catalogue, groups: pl.DataFrame, encode, progress: Pr
     keyed = groups.select("dataset_key", "base_dataset", "task").unique(subset=["dataset_key"], keep="first").sort("dataset_key")
     meta = {r["name"]: r for r in catalogue.datasets.iter_rows(named=True)}
     dataset_keys = keyed["dataset_key"].to_list()
-    dataset_texts = []
+    dataset_texts, dataset_languages = [], [()]
     for key, base, task in keyed.iter_rows():
         row = meta.get(base) or {}
-        dataset_texts.append(dataset_text(key, row.get("task_type") or task, row.get("description"), parse_extra(row.get("extra"))))
+        extra = parse_extra(row.get("extra"))
+        dataset_texts.append(dataset_text(key, row.get("task_type") or task, row.get("description"), extra))
+        part = key[len(base):] if key.startswith(base) else ""
+        dataset_languages.append(tuple(sorted(set(languages.from_codes(_as_list(extra.get("eval_langs"))))
+                                              | set(languages.from_text(part)))))
     progress(1, 3, "embedding dataset descriptions")
     dataset_vectors = np.vstack([np.zeros((1, 384), np.float32), encode(dataset_texts)]) if dataset_texts else np.zeros((1, 384), np.float32)
     progress(2, 3, "indexing")
@@ -138,7 +144,15 @@ def build_space(catalogue: Catalogue, groups: pl.DataFrame, encode, progress: Pr
         n_parameters=np.array([np.nan, *[float(p) if p else np.nan for p in models["n_parameters"].to_list()]]),
         numeric=np.array([[0.0] * N_NUMERIC, *[model_numeric(p, x) for p, x in zip(models["n_parameters"].to_list(), extras, strict=True)]],
                          dtype=np.float32),
+        dataset_languages=dataset_languages,
     )
+
+
+def _as_list(value: object) -> list[str]:
+    """eval_langs is a list, or per part a dict of lists (MTEB's multilingual tasks)."""
+    if isinstance(value, dict):
+        return [c for codes in value.values() for c in (codes if isinstance(codes, list) else [codes])]
+    return value if isinstance(value, list) else []
 
 
 def group_set(space: LensSpace, groups: pl.DataFrame) -> GroupSet:

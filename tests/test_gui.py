@@ -193,6 +193,16 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_
     assert recommend.export_to(out)
     assert len(json.loads(out.read_text())["results"]) == 5
     assert recommend.export_to(tmp_path / "ranking.csv") and pl.read_csv(tmp_path / "ranking.csv").height == 5
+    assert "head-to-head" in recommend.model.frame.columns
+
+    recommend.languages.setText("Klingonese")  # not a language: the job fails with the reason, nothing crashes
+    with qtbot.waitSignal(recommend.job.failed, timeout=60_000):
+        assert recommend.rank()
+    assert error_boxes(window) and "Klingonese" in error_boxes(window)[-1].text()
+    recommend.languages.setText("French, de")
+    with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
+        assert recommend.rank()
+    assert recommend.ranking.query["languages"] == ["deu", "fra"]
 
 
 def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -144,6 +144,23 @@ def test_new_model_evaluation_chooses_the_size_prior_weight_on_validation(prepar
     assert "size prior" in report.methods[0].note and report.methods[0].metrics
 
 
+def test_new_dataset_evaluation_reorders_head_to_head_at_a_validation_weight(prepared) -> None:  # type: ignore[no-untyped-def]
+    from recommender import head_to_head
+    from recommender.evaluation import run_evaluation
+    from recommender.splits import make_split
+    from recommender.training import TrainConfig
+
+    space, groups, _ = prepared
+    split = make_split(space, groups, "new-dataset", seed=0)
+    report = run_evaluation(space, split, TrainConfig(epochs=1), methods=["modellens", "head-to-head"])
+    chosen = report.training["head_to_head"]
+    assert chosen["weight"] in head_to_head.WEIGHT_GRID and chosen["top"] == head_to_head.RERANK_TOP
+    assert set(chosen["val_tau_w_by_weight"]) == {str(w) for w in head_to_head.WEIGHT_GRID}
+    assert "head-to-head" in report.methods[0].note
+    alone = report.methods[1]
+    assert alone.method == "head-to-head" and 0.0 < alone.metrics["n_groups_tau_w"] <= len(split.test)
+
+
 def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path: Path) -> None:
     from recommender.ranker import Candidate, Ranker
 
@@ -186,6 +203,29 @@ def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path
     assert unseen[:2] == ["acme/big-coder-34b", "acme/coder"]  # unknown size: the median
     assert any(n.endswith("sizes read from candidate names: acme/tiny-coder-135M (0.135B), acme/big-coder-34b (34B)")
                for n in named.notes)  # not WizardCoder's: the catalogue records it
+
+
+def test_ranker_reorders_its_top_candidates_head_to_head(ranker_dir: Path) -> None:
+    import json
+
+    from recommender.ranker import Ranker
+
+    manifest = json.loads((ranker_dir / "manifest.json").read_text())
+    assert set(manifest["head_to_head"]) == {"weight", "top", "val_tau_w_by_weight"}
+    ranker = Ranker.load(ranker_dir, device="cpu")
+    query = dict(task="code-generation", metric="pass@1", top_k=0)
+    ranker.h2h_weight = 0.0
+    plain = ranker.rank("Write Python functions from docstrings that pass unit tests", **query)
+    assert all(r.head_to_head is None for r in plain.results)
+    ranker.h2h_weight = 1e6  # the win rate alone orders the reordered candidates
+    reordered = ranker.rank("Write Python functions from docstrings that pass unit tests", **query)
+    rated = [r for r in reordered.results if r.head_to_head is not None]
+    assert len(rated) == min(len(reordered.results), 100) >= 2
+    rates = [r.head_to_head for r in rated]
+    assert rates == sorted(rates, reverse=True) and rates[0] > rates[-1]
+    assert [r.score for r in reordered.results] == [r.score for r in plain.results]  # same values, new order
+    assert any("head-to-head" in note for note in reordered.notes)
+    assert reordered.as_json()["results"][0]["head_to_head"] == round(rates[0], 4)
 
 
 def test_unknown_task_and_metric_fall_back_and_say_so(ranker_dir: Path) -> None:
@@ -242,13 +282,21 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     assert len(payload["results"]) == 3 and payload["model_version"]
     empty = run_cli("rank", "--model", str(ranker_dir), "--description", "", env=env)
     assert empty.returncode == 2 and "describe the dataset" in empty.stderr and "Traceback" not in empty.stderr
+    french = run_cli("rank", "--model", str(ranker_dir), "--description", "Grade-school math word problems in French",
+                     "--top-k", "3", "--json", env=env)
+    assert json.loads(french.stdout)["query"]["languages"] == ["fra"]
+    given = run_cli("rank", "--model", str(ranker_dir), "--description", "Grade-school math word problems in French",
+                    "--language", "de", "--language", "Japanese", env=env)
+    assert given.returncode == 0 and "languages deu, jpn" in given.stdout
+    bad = run_cli("rank", "--model", str(ranker_dir), "--description", "Math problems", "--language", "Klingonese", env=env)
+    assert bad.returncode == 2 and "Klingonese" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
     db = fixture_store.url
     report = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--epochs", "3", "--json", env=env)
     assert report.returncode == 0, report.stderr
     methods = {m["method"] for m in json.loads(report.stdout)["methods"]}
     assert methods == {"modellens", "popularity", "model-size", "mean-z", "type-aware-mean-z", "text-knn",
-                       "matrix-factorisation", "lightgbm-lambdarank"}
+                       "head-to-head", "matrix-factorisation", "lightgbm-lambdarank"}
 
     every = run_cli("--db", db, "evaluate", "--split", "all", "--epochs", "2", "--methods", "modellens,model-size",
                     "--json", env=env)

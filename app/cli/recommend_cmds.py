@@ -115,17 +115,21 @@ def cmd_rank(args: argparse.Namespace) -> int:
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
     ranker = Ranker.load(args.model, device=args.device)
     ranking = ranker.rank(args.description or "", dataset=args.dataset, task=args.task, metric=args.metric,
-                          top_k=args.top_k, candidates=candidates, all_models=args.all_models)
+                          top_k=args.top_k, candidates=candidates, all_models=args.all_models,
+                          language=args.language or ())
     if args.json:
         emit_json(ranking.as_json())
         return 0
     query = ranking.query
-    print(f"ranking for {query['task']} / {query['metric']} (ranker {ranking.model_version}, {query['candidates']:,} candidates)")
+    shown_languages = f", languages {', '.join(query['languages'])}" if query.get("languages") else ""
+    print(f"ranking for {query['task']} / {query['metric']}{shown_languages} (ranker {ranking.model_version}, "
+          f"{query['candidates']:,} candidates)")
     for note in ranking.notes:
         print(f"  note: {note}")
     for result in ranking.results:
         flag = "" if result.known else "  [unseen: ranked from its metadata]"
-        print(f"{result.rank:>4}. {result.model:<60} {result.score:8.3f}{flag}")
+        versus = "" if result.head_to_head is None else f"  head-to-head {result.head_to_head:.2f}"
+        print(f"{result.rank:>4}. {result.model:<60} {result.score:8.3f}{versus}{flag}")
         for item in result.evidence[:2]:
             value = "n/a" if item["value"] is None else f"{item['value']:.4g}"
             print(f"        evidence: {item['dataset']} ({item['metric']} {value}, similarity {item['similarity']:.2f})")
@@ -158,6 +162,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--dataset", help="its name (a catalogued dataset is recognised)")
     p.add_argument("--task", help="task type, e.g. Retrieval, Classification, code-generation")
     p.add_argument("--metric", help="metric to rank by, e.g. ndcg_at_10, accuracy, pass@1")
+    p.add_argument("--language", action="append", metavar="LANG",
+                   help="the dataset's language(s): a name or ISO 639 code (French, fr, fra); repeat or comma-separate. "
+                        "Default: a catalogued --dataset's languages, else those the description names")
     p.add_argument("--top-k", type=int, default=10, help="how many to show; 0 = all (default 10)")
     p.add_argument("--candidates", help="CSV or JSONL of models to rank (model, n_parameters, family, release_date, description)")
     p.add_argument("--all-models", action="store_true",

@@ -17,6 +17,7 @@ class GuiSettings:
     dataset: str = ""
     task: str = ""
     metric: str = ""
+    languages: str = ""
     top_k: int = 20
     cost_weight: float = 0.0
     router_name: str = "default"

@@ -42,8 +42,10 @@ def ranking_frame(ranking) -> pl.DataFrame:  # type: ignore[no-untyped-def]
         "model": [r.model for r in ranking.results],
         "score": [r.score for r in ranking.results],
         "known": ["known" if r.known else "unseen" for r in ranking.results],
+        "head-to-head": [r.head_to_head for r in ranking.results],
         "evidence": [len(r.evidence) for r in ranking.results],
-    }, schema={"rank": pl.Int64, "model": pl.Utf8, "score": pl.Float64, "known": pl.Utf8, "evidence": pl.Int64})
+    }, schema={"rank": pl.Int64, "model": pl.Utf8, "score": pl.Float64, "known": pl.Utf8, "head-to-head": pl.Float64,
+               "evidence": pl.Int64})
 
 
 class AtlasView(pg.PlotWidget):
@@ -109,6 +111,8 @@ class RecommendPage(QWidget):
         self.description.setMaximumHeight(90)
         self.dataset = QLineEdit()
         self.dataset.setPlaceholderText("optional: a dataset name the catalogue knows")
+        self.languages = QLineEdit()
+        self.languages.setPlaceholderText("e.g. French, de (default: read from the description)")
         self.task = QComboBox()
         self.metric = QComboBox()
         for combo in (self.task, self.metric):
@@ -138,7 +142,8 @@ class RecommendPage(QWidget):
         form = QFormLayout()
         form.addRow("Description", self.description)
         row = QHBoxLayout()
-        for label, widget in (("Dataset", self.dataset), ("Task", self.task), ("Metric", self.metric), ("Top-K", self.top_k)):
+        for label, widget in (("Dataset", self.dataset), ("Languages", self.languages), ("Task", self.task), ("Metric", self.metric),
+                              ("Top-K", self.top_k)):
             row.addWidget(QLabel(label))
             row.addWidget(widget, 1)
         row.addWidget(self.rank_button)
@@ -167,6 +172,7 @@ class RecommendPage(QWidget):
     def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         self.description.setPlainText(settings.description)
         self.dataset.setText(settings.dataset)
+        self.languages.setText(settings.languages)
         self.task.setEditText(settings.task)
         self.metric.setEditText(settings.metric)
         self.top_k.setValue(settings.top_k)
@@ -174,6 +180,7 @@ class RecommendPage(QWidget):
     def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         settings.description = self.description.toPlainText()
         settings.dataset, settings.task, settings.metric = self.dataset.text(), self.task.currentText(), self.metric.currentText()
+        settings.languages = self.languages.text()
         settings.top_k = self.top_k.value()
 
     def ensure_ranker(self) -> None:
@@ -222,8 +229,9 @@ class RecommendPage(QWidget):
         dataset, task, metric = self.dataset.text().strip() or None, self.task.currentText().strip() or None, \
             self.metric.currentText().strip() or None
         top_k = self.top_k.value()
+        language = [self.languages.text()] if self.languages.text().strip() else []
         return self.job.start(lambda progress, cancel: ranker.rank(text, dataset=dataset, task=task, metric=metric,
-                                                                   top_k=top_k))
+                                                                   top_k=top_k, language=language))
 
     @Slot(object)
     def on_ranked(self, ranking) -> None:  # type: ignore[no-untyped-def]
@@ -244,6 +252,9 @@ class RecommendPage(QWidget):
         model = self.model.frame["model"][index.row()]
         result = next(r for r in self.ranking.results if r.model == model)
         lines = [f"<b>{model}</b> — score {result.score:.4f}, {'known' if result.known else 'unseen (ranked from its views)'}"]
+        if result.head_to_head is not None:
+            lines.append(f"won {result.head_to_head:.0%} of its weighted meetings with the other top candidates "
+                         "on datasets like this one")
         lines += [f"{e['dataset']} · {e['metric']} = {e['value']}" for e in result.evidence] or ["no results on close datasets"]
         self.evidence.setHtml("<br>".join(lines))
 

@@ -1,0 +1,164 @@
+"""Head-to-head reordering: who beat whom where, how votes are weighted, what the blend changes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recommender import head_to_head
+from recommender.head_to_head import Results
+
+
+def _results(groups: list[tuple[int, int, int, dict[int, float]]]) -> Results:
+    """groups: (dataset, task, base, {model: z})."""
+    model, group, z, dataset, task, base = [], [], [], [], [], []
+    for g, (d, t, b, values) in enumerate(groups):
+        for m, value in values.items():
+            model.append(m)
+            group.append(g)
+            z.append(value)
+            dataset.append(d)
+            task.append(t)
+            base.append(b)
+    return Results.from_rows(np.array(model), np.array(group), np.array(z), np.array(dataset), np.array(task), np.array(base))
+
+
+def _sims(near: int, n: int = 4) -> np.ndarray:
+    sims = np.full(n, 0.2, np.float32)
+    sims[near] = 1.0
+    return sims
+
+
+def test_the_votes_of_datasets_like_the_query_decide() -> None:
+    results = _results([(1, 1, 1, {1: 1.0, 2: 0.0, 3: -1.0}),   # on dataset 1: A > B > C
+                        (2, 1, 2, {1: -1.0, 2: 0.0, 3: 1.0})])  # on dataset 2: C > B > A
+    candidates = np.array([1, 2, 3])
+    like_one = results.win_rates(candidates, results.weights(_sims(1), task=1, exclude_base=None))
+    like_two = results.win_rates(candidates, results.weights(_sims(2), task=1, exclude_base=None))
+    assert list(np.argsort(-like_one)) == [0, 1, 2]
+    assert list(np.argsort(-like_two)) == [2, 1, 0]
+    # the query's own dataset has no vote: like dataset 1, but it *is* dataset 1's base
+    own = results.win_rates(candidates, results.weights(_sims(1), task=1, exclude_base=1))
+    assert list(np.argsort(-own)) == [2, 1, 0]
+    # a group of another task type counts less: the same-task one decides
+    other_task = _results([(1, 2, 1, {1: 1.0, 2: -1.0}), (2, 1, 2, {1: -1.0, 2: 1.0})])
+    even = np.full(4, 0.9, np.float32)
+    assert list(np.argsort(-other_task.win_rates(np.array([1, 2]), other_task.weights(even, 1, None)))) == [1, 0]
+
+
+def test_head_to_head_is_blind_to_who_else_was_there() -> None:
+    """A was only measured among strong models (low z), B among weak ones (high z); where they
+    met, A won. Their average z says B; head-to-head says A."""
+    results = _results([(1, 1, 1, {1: 0.5, 2: -0.5}),
+                        (1, 1, 2, {2: 2.0, 5: -1.0, 6: -1.0}),
+                        (1, 1, 3, {1: -1.5, 7: 1.0, 8: 1.0})])
+    weights = results.weights(_sims(1, 2), task=1, exclude_base=None)
+    rates = results.win_rates(np.array([1, 2]), weights)
+    assert rates[0] > 0.5 > rates[1]
+    mean_z = {m: results.z[results.model == m].mean() for m in (1, 2)}
+    assert mean_z[2] > mean_z[1]
+
+
+def test_models_that_never_met_tie_and_unknown_candidates_count_as_no_one() -> None:
+    results = _results([(1, 1, 1, {1: 1.0, 2: -1.0}), (1, 1, 2, {3: 1.0, 4: -1.0})])
+    weights = results.weights(_sims(1, 2), 1, None)
+    rates = results.win_rates(np.array([1, 3, 0]), weights)  # 1 and 3 never met; 0 is a never-seen model
+    assert np.allclose(rates, 0.5)
+    assert np.allclose(results.win_rates(np.array([1]), weights), 0.5)
+    met = results.win_rates(np.array([1, 2, 0]), weights)
+    assert met[0] > 0.5 > met[1] and met[2] == 0.5
+
+
+def test_rerank_reorders_only_the_rated_candidates_and_keeps_the_score_values() -> None:
+    scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0], np.float32)
+    rates = np.array([0.1, 0.5, 0.9, np.nan, np.nan])
+    out = head_to_head.rerank(scores, rates, 10.0)
+    assert out.dtype == scores.dtype
+    assert sorted(out[:3]) == sorted(scores[:3])
+    assert list(np.argsort(-out[:3])) == [2, 1, 0]
+    assert list(out[3:]) == [2.0, 1.0]
+    assert list(head_to_head.rerank(scores, rates, 0.0)) == list(scores)
+    # top_positions: the best eligible candidates, in score order
+    eligible = np.array([True, False, True, True, True])
+    assert list(head_to_head.top_positions(scores, eligible, 2)) == [0, 2]
+
+
+def test_the_weight_is_the_one_that_ranks_validation_best() -> None:
+    rng = np.random.default_rng(0)
+    scores, rates, truth = [], [], []
+    for _ in range(15):
+        t = rng.normal(size=10)
+        truth.append(t)
+        scores.append(t + rng.normal(scale=2.0, size=10))  # a weak scorer
+        rates.append(0.5 + 0.1 * t)  # informative win rates
+    weight, tried = head_to_head.choose_weight(scores, rates, truth)
+    assert weight == max(head_to_head.WEIGHT_GRID)
+    assert tried[weight] > tried[0.0]
+    weight, _ = head_to_head.choose_weight(scores, [0.5 - 0.1 * t for t in truth], truth)
+    assert weight == 0.0  # misleading rates: leave the scorer alone
+
+
+def test_languages_from_metadata_text_and_the_option() -> None:
+    import pytest
+
+    from recommender import languages
+    from recommender.errors import UsageError
+
+    assert languages.from_codes(["fas-Arab", "zho-Hans", "cmn-Hans", "eng-Latn", ""]) == ("cmn", "eng", "fas")
+    assert languages.from_text("Retrieve passages from French legal documents and Japanese reviews") == ("fra", "jpn")
+    assert languages.from_text("global-mmlu-lite [Arabic]") == ("ara",)
+    assert languages.from_text("polish the answers of a Malayalam chatbot") == ("mal",)  # not Malay, not Polish
+    assert languages.from_text("Polish news") == ("pol",)
+    assert languages.parse_option(["French, de", "fas", "Norwegian"]) == ("deu", "fas", "fra", "nno", "nob")
+    with pytest.raises(UsageError, match="Klingonese"):
+        languages.parse_option(["Klingonese"])
+
+
+def test_language_index_says_which_datasets_share_a_language() -> None:
+    from recommender.languages import LanguageIndex
+
+    index = LanguageIndex([(), ("eng",), ("eng", "fra"), ("jpn",)])
+    assert index.of(2) == ("eng", "fra")
+    assert list(index.sharing(["fra", "kor"])) == [False, False, True, False]
+    assert index.sharing(["kor"]) is None and index.sharing([]) is None
+    again = LanguageIndex.from_csr(*index.to_csr())
+    assert again.codes == index.codes and (again.table == index.table).all()
+
+
+def test_a_shared_language_counts_more() -> None:
+    results = _results([(1, 1, 1, {1: 1.0, 2: -1.0}),   # dataset 1 (the query's language): A > B
+                        (2, 1, 2, {1: -1.0, 2: 1.0}),   # dataset 2: B > A
+                        (3, 1, 3, {1: -1.0, 2: 1.0})])  # dataset 3: B > A
+    even = np.full(4, 0.9, np.float32)
+    candidates = np.array([1, 2])
+    assert list(np.argsort(-results.win_rates(candidates, results.weights(even, 1, None))))[0] == 1
+    shares = np.array([False, True, False, False])
+    assert list(np.argsort(-results.win_rates(candidates, results.weights(even, 1, None, shares))))[0] == 0
+
+
+def test_win_rates_equal_a_pair_by_pair_count() -> None:
+    """The vectorised form (one comparison per pair, ties from the meeting counts) against the
+    definition written out: per pair, weighted wins (a tie half) over weighted meetings."""
+    rng = np.random.default_rng(3)
+    groups = []
+    for g in range(40):
+        members = rng.choice(np.arange(1, 16), size=rng.integers(2, 10), replace=False)
+        values = np.round(rng.normal(size=len(members)), 1)  # rounded: ties happen
+        groups.append((g % 7, g % 3, g, dict(zip(members.tolist(), values.tolist(), strict=True))))
+    results = _results(groups)
+    sims = rng.uniform(0.2, 1.0, 7).astype(np.float32)
+    weights = results.weights(sims, task=1, exclude_base=5)
+    candidates = np.array([3, 1, 4, 15, 9, 2, 6, 0, 12])
+    expected = []
+    for a, i in enumerate(candidates):
+        rates = []
+        for b, j in enumerate(candidates):
+            if a == b:
+                continue
+            wins = met = 0.0
+            for g, (_, _, _, values) in enumerate(groups):
+                if i in values and j in values and i != j:
+                    met += weights[g]
+                    wins += weights[g] * (1.0 if values[i] > values[j] else 0.5 if values[i] == values[j] else 0.0)
+            rates.append((wins + 0.5 * head_to_head.PRIOR) / (met + head_to_head.PRIOR))
+        expected.append(np.mean(rates))
+    assert np.allclose(results.win_rates(candidates, weights), expected, atol=1e-5)
