@@ -3,6 +3,8 @@ installed local models ordered by the same ranker (the pool `route calibrate` ta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from recommender.normalise import model_key
 from routing.local_models import LocalModel, installed
 
@@ -18,13 +20,13 @@ def catalogue_name(model: LocalModel) -> str:
 
 
 def recommend_pool(description: str, top_k: int, *, task: str | None = None, metric: str | None = None,
-                   ranker=None) -> dict:  # type: ignore[no-untyped-def]
+                   ranker=None, language: Sequence[str] = ()) -> dict:  # type: ignore[no-untyped-def]
     from recommender.ranker import Candidate, Ranker
 
     ranker = ranker or Ranker.load()
     local = installed()
     by_key = {model_key(catalogue_name(m)): m for m in local}
-    ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k)
+    ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k, language=language)
     recommended = []
     for result in ranking.results:
         match = by_key.get(model_key(result.model))
@@ -34,7 +36,7 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
     pool: list[dict] = []
     if local:
         candidates = [Candidate(catalogue_name(m), n_parameters=(m.manifest.get("cost") or {}).get("parameters")) for m in local]
-        ranked_local = ranker.rank(description, task=task, metric=metric, top_k=0, candidates=candidates)
+        ranked_local = ranker.rank(description, task=task, metric=metric, top_k=0, candidates=candidates, language=language)
         name_of = {catalogue_name(m): m for m in local}
         for result in ranked_local.results[:top_k]:
             model = name_of[result.model]

@@ -364,6 +364,9 @@ def test_pool_marks_recommended_models_that_run_here(local_pool: list[str], rank
     assert sorted(p["local_name"] for p in result["pool"]) == sorted(local_pool)
     bad = run_cli("pool", "--model", str(ranker_dir), "--description", "x", "--top-k", "0")
     assert bad.returncode == 2 and "--top-k" in bad.stderr
+    german = run_cli("pool", "--model", str(ranker_dir), "--description", "Science questions", "--language", "German",
+                     "--json")
+    assert german.returncode == 0 and json.loads(german.stdout)["query"]["languages"] == ["deu"]
 
 
 def test_sizes_stated_in_model_names() -> None:

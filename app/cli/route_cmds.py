@@ -30,7 +30,8 @@ def cmd_pool(args: argparse.Namespace) -> int:
     from recommender.ranker import Ranker
 
     ranker = Ranker.load(args.model) if args.model else None
-    result = recommend_pool(args.description, args.top_k, task=args.task, metric=args.metric, ranker=ranker)
+    result = recommend_pool(args.description, args.top_k, task=args.task, metric=args.metric, ranker=ranker,
+                            language=args.language or ())
     if args.json:
         emit_json(result)
         return 0
@@ -234,6 +235,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--task", help="task type, e.g. Classification, Retrieval, multiple-choice QA")
     p.add_argument("--metric", help="metric name")
+    p.add_argument("--language", action="append", metavar="LANG",
+                   help="the task's language(s), as for `lensroute rank` (default: those the description names)")
     p.add_argument("--model", metavar="DIR", help="ranker folder (default: the trained or bundled one)")
     p.add_argument("--json", action="store_true",
                    help='{"recommended": [{"rank", "model", "score", "known", "runnable", "local_name"}], '
