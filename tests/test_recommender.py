@@ -292,6 +292,9 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     assert bad.returncode == 2 and "Klingonese" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
     db = fixture_store.url
+    trained = run_cli("--db", db, "train", "--epochs", "2", "--out", str(ranker_dir.parent / "cli-ranker"), env=env)
+    assert trained.returncode == 0, trained.stderr
+    assert "head-to-head reordering of the top 100: weight" in trained.stdout and "scorer alone" in trained.stdout
     report = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--epochs", "3", "--json", env=env)
     assert report.returncode == 0, report.stderr
     methods = {m["method"] for m in json.loads(report.stdout)["methods"]}
