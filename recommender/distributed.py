@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     try:
+        from recommender import head_to_head
         from recommender.evidence import EvidenceIndex
         from recommender.lens_export import export_ranker
         from recommender.pipeline import prepare
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                           "final_loss": result.history[-1]["loss"], "first_loss": result.history[0]["loss"]}), flush=True)
         if rank == 0:
             export_ranker(result.model, space, groups, EvidenceIndex.from_groups(space, groups), args.out,
-                          {"train_config": config.as_dict(), "data": data, "distributed": {"world": world, "backend": backend}},
+                          {"train_config": config.as_dict(), "data": data, "distributed": {"world": world, "backend": backend},
+                           # no held-out datasets here to choose the weight on: the measured default
+                           "head_to_head": {"weight": head_to_head.DEFAULT_WEIGHT, "top": head_to_head.RERANK_TOP,
+                                            "val_tau_w_by_weight": {}}},
                           metric_higher)
         dist.barrier()
     finally:

@@ -334,6 +334,9 @@ def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, en
     assert sorted(r["rank"] for r in reports) == [0, 1] and {r["world"] for r in reports} == {2}
     assert len({r["checksum"] for r in reports}) == 1  # gradients were averaged: identical weights
     assert (out / "scorer.onnx").is_file()
+    from recommender import head_to_head
+
+    assert json.loads((out / "manifest.json").read_text())["head_to_head"]["weight"] == head_to_head.DEFAULT_WEIGHT
 
 
 def test_ranking_time_evidence_equals_training_time_evidence(prepared) -> None:  # type: ignore[no-untyped-def]
