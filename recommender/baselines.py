@@ -108,18 +108,11 @@ def head_to_head_baseline(space: LensSpace, split: Split) -> Scores | None:
     defined on the new-model split."""
     if split.unknown_models:
         return None
-    from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
-    from recommender.head_to_head import Results
-    from recommender.languages import LanguageIndex
+    from recommender.evidence import EvidenceIndex
+    from recommender.head_to_head import group_queries
 
-    evidence = EvidenceIndex.from_groups(space, split.train)
-    results = Results.from_rows(evidence.model, evidence.group, evidence.z, evidence.dataset, evidence.task, evidence.base)
-    similarity, bases, index = dataset_similarity(space), base_index(space), LanguageIndex.of_space(space)
-    test = split.test
-    return [results.win_rates(members, results.weights(similarity[test.dataset[g]], int(test.task[g]),
-                                                       int(bases[test.dataset[g]]),
-                                                       index.sharing(index.of(int(test.dataset[g]))) if index else None))
-            for g, members in enumerate(test.members)]
+    results, weights = group_queries(space, EvidenceIndex.from_groups(space, split.train), split.test)
+    return [results.win_rates(members, w) for members, w in zip(split.test.members, weights, strict=True)]
 
 
 def matrix_factorisation(space: LensSpace, split: Split, rank: int = 16, reg: float = 0.5, iterations: int = 15,

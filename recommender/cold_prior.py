@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from recommender.metrics import weighted_kendall_tau
+from recommender.metrics import best_grid_weight
 
 # The weight the shipped ranker uses: the middle of the validation choices above. `evaluate`
 # chooses its own on the split's validation models.
@@ -74,12 +74,5 @@ def choose_weight(
 ) -> tuple[float, dict[float, float]]:
     """The grid weight with the best mean τ_w over validation groups (ties: the smaller weight),
     and the τ_w of every weight tried."""
-    tried: dict[float, float] = {}
-    for weight in grid:
-        taus = [weighted_kendall_tau(t, blend(s, u, z, weight)) for s, t, u, z in zip(scores, truth, unknown, sizes, strict=True)]
-        tried[weight] = float(np.nanmean(taus)) if taus else float("nan")
-    finite = {w: t for w, t in tried.items() if np.isfinite(t)}
-    if not finite:
-        return 0.0, tried
-    best = max(finite.values())
-    return min(w for w, t in finite.items() if t == best), tried
+    return best_grid_weight(grid, truth, lambda weight: [blend(s, u, z, weight) for s, u, z in
+                                                         zip(scores, unknown, sizes, strict=True)])

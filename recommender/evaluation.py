@@ -9,8 +9,7 @@ import numpy as np
 
 from recommender import cold_prior, head_to_head
 from recommender.baselines import BASELINES
-from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
-from recommender.languages import LanguageIndex
+from recommender.evidence import EvidenceIndex, dataset_similarity
 from recommender.metrics import group_metrics, macro_average
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
 from recommender.space import GroupSet, LensSpace
@@ -47,6 +46,13 @@ def evaluate_scores(test: GroupSet, scores: list[np.ndarray]) -> dict[str, float
     return macro_average([group_metrics(test.z[g], scores[g]) for g in range(len(test))])
 
 
+def _validation_scores(space: LensSpace, split: Split, result, tensors: SpaceTensors) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    """The scorer's scores of the split's validation groups: what a weight is chosen on."""
+    evidence = result.evidence.group_features(space, dataset_similarity(space), split.val)
+    return score_groups(result.model, tensors, split.val, split.val.members, evidence, split.unknown_models,
+                        split.unknown_datasets)
+
+
 def _with_cold_size_prior(space: LensSpace, split: Split, result, tensors: SpaceTensors,  # type: ignore[no-untyped-def]
                           scores: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
     """Blend the never-seen models' scores with the size prior (`cold_prior`), at the weight
@@ -54,11 +60,9 @@ def _with_cold_size_prior(space: LensSpace, split: Split, result, tensors: Space
     median = cold_prior.median_log_size(space.n_parameters)
     sizes = cold_prior.imputed_log_sizes(space.n_parameters, median)
     unknown = list(split.unknown_models)
-    val_evidence = result.evidence.group_features(space, dataset_similarity(space), split.val)
-    val_scores = score_groups(result.model, tensors, split.val, split.val.members, val_evidence,
-                              split.unknown_models, split.unknown_datasets)
     weight, tried = cold_prior.choose_weight(
-        val_scores, split.val.z, [np.isin(m, unknown) for m in split.val.members], [sizes[m] for m in split.val.members])
+        _validation_scores(space, split, result, tensors), split.val.z, [np.isin(m, unknown) for m in split.val.members],
+        [sizes[m] for m in split.val.members])
     blended = [cold_prior.blend(s, np.isin(m, unknown), sizes[m], weight) for s, m in zip(scores, split.test.members, strict=True)]
     return blended, {"weight": weight, "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in tried.items()}}
 
@@ -67,23 +71,16 @@ def head_to_head_rates(space: LensSpace, evidence: EvidenceIndex, groups: GroupS
                        scores: list[np.ndarray]) -> list[np.ndarray]:
     """Per group, the win rates of its top members by `scores` (NaN for the rest): what the
     ranker computes for a query, here for groups whose dataset the scorer did not train on."""
-    results = head_to_head.Results.from_rows(evidence.model, evidence.group, evidence.z, evidence.dataset,
-                                             evidence.task, evidence.base)
-    similarity, bases, index = dataset_similarity(space), base_index(space), LanguageIndex.of_space(space)
-    return [head_to_head.rates_for_top(results, members, s, np.ones(len(members), bool),
-                                       results.weights(similarity[groups.dataset[g]], int(groups.task[g]),
-                                                       int(bases[groups.dataset[g]]),
-                                                       index.sharing(index.of(int(groups.dataset[g]))) if index else None))
-            for g, (members, s) in enumerate(zip(groups.members, scores, strict=True))]
+    results, weights = head_to_head.group_queries(space, evidence, groups)
+    return [head_to_head.rates_for_top(results, members, s, np.ones(len(members), bool), w)
+            for members, s, w in zip(groups.members, scores, weights, strict=True)]
 
 
 def _with_head_to_head(space: LensSpace, split: Split, result, tensors: SpaceTensors,  # type: ignore[no-untyped-def]
                        scores: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
     """Reorder each test group's top members head-to-head (`recommender.head_to_head`) at the
     weight that ranks the split's validation groups best; the test groups play no part in it."""
-    val_evidence = result.evidence.group_features(space, dataset_similarity(space), split.val)
-    val_scores = score_groups(result.model, tensors, split.val, split.val.members, val_evidence,
-                              split.unknown_models, split.unknown_datasets)
+    val_scores = _validation_scores(space, split, result, tensors)
     val_rates = head_to_head_rates(space, result.evidence, split.val, val_scores)
     weight, tried = head_to_head.choose_weight(val_scores, val_rates, split.val.z)
     rates = head_to_head_rates(space, result.evidence, split.test, scores)

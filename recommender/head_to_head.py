@@ -35,10 +35,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recommender.metrics import weighted_kendall_tau
+from recommender.evidence import EvidenceIndex, base_index, dataset_similarity
+from recommender.languages import LanguageIndex
+from recommender.metrics import best_grid_weight
+
+if TYPE_CHECKING:  # the ranker imports this module and must stay free of polars
+    from recommender.space import GroupSet, LensSpace
 
 BETA = 10.0
 SAME_TASK = 10.0
@@ -180,12 +186,16 @@ def rates_for_top(results: Results, candidates: np.ndarray, scores: np.ndarray, 
 def choose_weight(scores: Sequence[np.ndarray], rates: Sequence[np.ndarray], truth: Sequence[np.ndarray],
                   grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, dict[float, float]]:
     """The grid weight with the best mean τ_w over validation groups (ties: the smaller weight)."""
-    tried: dict[float, float] = {}
-    for weight in grid:
-        taus = [weighted_kendall_tau(t, rerank(s, r, weight)) for s, r, t in zip(scores, rates, truth, strict=True)]
-        tried[weight] = float(np.nanmean(taus)) if taus else float("nan")
-    finite = {w: t for w, t in tried.items() if np.isfinite(t)}
-    if not finite:
-        return 0.0, tried
-    best = max(finite.values())
-    return min(w for w, t in finite.items() if t == best), tried
+    return best_grid_weight(grid, truth, lambda weight: [rerank(s, r, weight) for s, r in zip(scores, rates, strict=True)])
+
+
+def group_queries(space: LensSpace, evidence: EvidenceIndex, groups: GroupSet) -> tuple[Results, list[np.ndarray]]:
+    """The results of `evidence` (training groups), and each of `groups` asked as a query: its
+    dataset's description, task type and languages (its own metadata, as a user's `--language`)."""
+    results = Results.from_rows(evidence.model, evidence.group, evidence.z, evidence.dataset, evidence.task, evidence.base)
+    similarity, bases, index = dataset_similarity(space), base_index(space), LanguageIndex.of_space(space)
+    weights = []
+    for dataset, task in zip(groups.dataset.tolist(), groups.task.tolist(), strict=True):
+        shares = index.sharing(index.of(dataset)) if index is not None else None
+        weights.append(results.weights(similarity[dataset], task, int(bases[dataset]), shares))
+    return results, weights

@@ -9,6 +9,7 @@ models cost most — which is what a practitioner choosing among the top cares a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -90,3 +91,18 @@ def macro_average(per_group: list[dict[str, float]]) -> dict[str, float]:
         out[key] = float(np.mean(values)) if values else float("nan")
         out[f"n_groups_{key}"] = len(values)
     return out
+
+
+def best_grid_weight(grid: Sequence[float], truth: Sequence[np.ndarray],
+                     predict: Callable[[float], Iterable[np.ndarray]]) -> tuple[float, dict[float, float]]:
+    """The grid weight whose predictions (`predict(weight)`, one array per group of `truth`) have
+    the best mean τ_w (ties: the smaller weight; none finite: 0), and the τ_w of every weight."""
+    tried: dict[float, float] = {}
+    for weight in grid:
+        taus = [weighted_kendall_tau(t, p) for t, p in zip(truth, predict(weight), strict=True)]
+        tried[weight] = float(np.nanmean(taus)) if taus else float("nan")
+    finite = {w: t for w, t in tried.items() if np.isfinite(t)}
+    if not finite:
+        return 0.0, tried
+    best = max(finite.values())
+    return min(w for w, t in finite.items() if t == best), tried

@@ -387,8 +387,8 @@ class Ranker:
             rates = head_to_head.rates_for_top(self.results, rows, scores, known,
                                                self.results.weights(sims, task_idx, exclude, shares))
             scores = head_to_head.rerank(scores, rates, self.h2h_weight)
-            if (~np.isnan(rates)).sum() >= 2:
-                notes.append(f"the top {int((~np.isnan(rates)).sum())} known candidates reordered by how they did "
+            if (reordered := int((~np.isnan(rates)).sum())) >= 2:
+                notes.append(f"the top {reordered} known candidates reordered by how they did "
                              f"head-to-head on datasets like this one (weight {self.h2h_weight:g})")
         order = np.argsort(-scores, kind="stable")
         if top_k:

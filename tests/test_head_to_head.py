@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from recommender import head_to_head
 from recommender.head_to_head import Results
@@ -98,8 +99,6 @@ def test_the_weight_is_the_one_that_ranks_validation_best() -> None:
 
 
 def test_languages_from_metadata_text_and_the_option() -> None:
-    import pytest
-
     from recommender import languages
     from recommender.errors import UsageError
 
