@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,25 +69,35 @@ def _with_cold_size_prior(space: LensSpace, split: Split, result, tensors: Space
 
 
 def head_to_head_rates(space: LensSpace, evidence: EvidenceIndex, groups: GroupSet,
-                       scores: list[np.ndarray]) -> list[np.ndarray]:
-    """Per group, the win rates of its top members by `scores` (NaN for the rest): what the
-    ranker computes for a query, here for groups whose dataset the scorer did not train on."""
+                       scores: list[np.ndarray]) -> Callable[[float], list[np.ndarray]]:
+    """Per agreement γ, per group, the win rates of its top members by `scores` (NaN for the
+    rest): what the ranker computes for a query, here for groups whose dataset the scorer did
+    not train on. The votes are worked out once and shared by every γ asked for."""
     results, weights = head_to_head.group_queries(space, evidence, groups)
-    return [head_to_head.rates_for_top(results, members, s, np.ones(len(members), bool), w)
-            for members, s, w in zip(groups.members, scores, weights, strict=True)]
+
+    def rates_at(agreement: float) -> list[np.ndarray]:
+        return [head_to_head.rates_for_top(results, members, s, np.ones(len(members), bool), w, agreement=agreement)
+                for members, s, w in zip(groups.members, scores, weights, strict=True)]
+
+    return rates_at
+
+
+def choose_head_to_head(val: GroupSet, val_scores: list[np.ndarray],
+                        rates_at: Callable[[float], list[np.ndarray]]) -> head_to_head.Choice:
+    """The weight and agreement γ that order these validation groups best."""
+    return head_to_head.choose(val_scores, rates_at, val.z)
 
 
 def _with_head_to_head(space: LensSpace, split: Split, result, tensors: SpaceTensors,  # type: ignore[no-untyped-def]
                        scores: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
     """Reorder each test group's top members head-to-head (`recommender.head_to_head`) at the
-    weight that ranks the split's validation groups best; the test groups play no part in it."""
+    weight and agreement that rank the split's validation groups best; the test groups play no
+    part in choosing them."""
     val_scores = _validation_scores(space, split, result, tensors)
-    val_rates = head_to_head_rates(space, result.evidence, split.val, val_scores)
-    weight, tried = head_to_head.choose_weight(val_scores, val_rates, split.val.z)
-    rates = head_to_head_rates(space, result.evidence, split.test, scores)
-    reranked = [head_to_head.rerank(s, r, weight) for s, r in zip(scores, rates, strict=True)]
-    return reranked, {"weight": weight, "top": head_to_head.RERANK_TOP,
-                      "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in tried.items()}}
+    choice = choose_head_to_head(split.val, val_scores, head_to_head_rates(space, result.evidence, split.val, val_scores))
+    rates = head_to_head_rates(space, result.evidence, split.test, scores)(choice.agreement)
+    reranked = [head_to_head.rerank(s, r, choice.weight) for s, r in zip(scores, rates, strict=True)]
+    return reranked, choice.as_manifest()
 
 
 def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, methods: list[str] | None = None,
@@ -117,7 +128,8 @@ def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, metho
             elif len(split.val):
                 scores, chosen = _with_head_to_head(space, split, result, tensors, scores)
                 report.training["head_to_head"] = chosen
-                note = (f"top {chosen['top']} reordered head-to-head at weight {chosen['weight']}"
+                note = (f"top {chosen['top']} reordered head-to-head at weight {chosen['weight']}, "
+                        f"agreement {chosen['agreement']:g}"
                         if chosen["weight"] else "head-to-head weight 0 on validation: the scorer's order")
         else:
             scores = BASELINES[method](space, split)

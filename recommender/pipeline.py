@@ -13,7 +13,12 @@ import numpy as np
 
 from recommender import cold_prior, head_to_head
 from recommender.errors import NoDataError
-from recommender.evaluation import EvaluationReport, head_to_head_rates, run_evaluation
+from recommender.evaluation import (
+    EvaluationReport,
+    choose_head_to_head,
+    head_to_head_rates,
+    run_evaluation,
+)
 from recommender.evidence import EvidenceIndex, dataset_similarity
 from recommender.frames import load_catalogue, ranking_groups
 from recommender.lens_export import export_ranker
@@ -96,16 +101,14 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
 
 
 def _choose_head_to_head(space: LensSpace, val: GroupSet, validation) -> dict:  # type: ignore[no-untyped-def]
-    """The head-to-head weight (`recommender.head_to_head`) that orders the held-out validation
-    datasets best under the validation run's scorer; no validation groups: weight 0."""
+    """The head-to-head weight and agreement (`recommender.head_to_head`) that order the held-out
+    validation datasets best under the validation run's scorer; no validation groups: weight 0."""
     if not len(val) or validation.evidence is None:
-        return {"weight": 0.0, "top": head_to_head.RERANK_TOP, "val_tau_w_by_weight": {}}
+        return {"weight": 0.0, "agreement": 0.0, "top": head_to_head.RERANK_TOP, "val_tau_w_by_weight": {}}
     tensors = SpaceTensors(space, next(validation.model.parameters()).device)
     evidence = validation.evidence.group_features(space, dataset_similarity(space), val)
     scores = score_groups(validation.model, tensors, val, val.members, evidence, set(), True)
-    weight, tried = head_to_head.choose_weight(scores, head_to_head_rates(space, validation.evidence, val, scores), val.z)
-    return {"weight": weight, "top": head_to_head.RERANK_TOP,
-            "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in tried.items()}}
+    return choose_head_to_head(val, scores, head_to_head_rates(space, validation.evidence, val, scores)).as_manifest()
 
 
 def _union(a: GroupSet, b: GroupSet) -> GroupSet:

@@ -208,6 +208,7 @@ class Ranker:
                           if "dataset_lang_ptr" in arrays else None)
         chosen = self.manifest.get("head_to_head") or {}
         self.h2h_weight = float(chosen.get("weight", 0.0))
+        self.h2h_agreement = float(chosen.get("agreement", 0.0))  # rankers before agreement: 0
         del arrays
         self._normed = self.dataset_text / np.maximum(np.linalg.norm(self.dataset_text, axis=1, keepdims=True), 1e-9)
         self._by_key = {model_key(name): i + 1 for i, name in enumerate(self.models)}
@@ -385,11 +386,14 @@ class Ranker:
         if self.h2h_weight:
             shares = self.languages.sharing(query["languages"]) if self.languages is not None else None
             rates = head_to_head.rates_for_top(self.results, rows, scores, known,
-                                               self.results.weights(sims, task_idx, exclude, shares))
+                                               self.results.weights(sims, task_idx, exclude, shares),
+                                               agreement=self.h2h_agreement)
             scores = head_to_head.rerank(scores, rates, self.h2h_weight)
             if (reordered := int((~np.isnan(rates)).sum())) >= 2:
                 notes.append(f"the top {reordered} known candidates reordered by how they did "
-                             f"head-to-head on datasets like this one (weight {self.h2h_weight:g})")
+                             f"head-to-head on datasets like this one (weight {self.h2h_weight:g}"
+                             + (f", votes sharpened by agreement with the scorer, γ {self.h2h_agreement:g})"
+                                if self.h2h_agreement else ")"))
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]

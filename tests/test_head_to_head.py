@@ -98,6 +98,56 @@ def test_the_weight_is_the_one_that_ranks_validation_best() -> None:
     assert weight == 0.0  # misleading rates: leave the scorer alone
 
 
+def test_agreement_is_the_shrunk_correlation_with_the_predicted_order() -> None:
+    results = _results([(1, 1, 1, {1: 1.0, 2: 0.0, 3: -1.0}),    # agrees with the prediction 1 > 2 > 3
+                        (2, 1, 2, {1: -1.0, 2: 0.0, 3: 1.0}),    # reverses it
+                        (3, 1, 3, {1: 1.0, 2: -1.0}),            # two candidates: too few to correlate
+                        (4, 1, 4, {1: 1.0, 2: 1.0, 3: 1.0}),     # all tied: no order to agree with
+                        (5, 1, 5, {1: 1.0, 2: 0.0, 3: -1.0})])   # agrees, but has no vote
+    weights = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
+    r = results.agreement(np.array([1, 2, 3]), np.array([3.0, 2.0, 1.0]), weights)
+    shrink = 3 / (3 + head_to_head.AGREEMENT_SHRINK)
+    assert np.allclose(r, [shrink, -shrink, 0.0, 0.0, 0.0])
+    # written out for one group: Pearson's r between prediction and z over the shared candidates
+    rng = np.random.default_rng(3)
+    z, predicted = rng.normal(size=6), rng.normal(size=6)
+    one = _results([(1, 1, 1, dict(zip(range(1, 7), z.tolist(), strict=True)))])
+    expected = np.corrcoef(predicted, z.astype(np.float32))[0, 1] * 6 / (6 + head_to_head.AGREEMENT_SHRINK)
+    assert np.isclose(one.agreement(np.arange(1, 7), predicted, np.ones(1))[0], expected, atol=1e-6)
+
+
+def test_agreement_lets_the_datasets_that_behave_like_the_prediction_decide() -> None:
+    """Two equally similar datasets disagree about A and B; the third candidate C is placed last
+    by the scorer, as only the first dataset places it. Sharpened by agreement, that dataset's
+    verdict on A and B wins."""
+    results = _results([(1, 1, 1, {1: 1.0, 2: 0.5, 3: -1.5}),    # A > B > C, like the scorer's C-last
+                        (2, 1, 2, {1: -0.5, 2: 1.0, 3: 1.5})])   # C > B > A
+    candidates, scores = np.array([1, 2, 3]), np.array([2.0, 2.0, 0.0])
+    votes = results.weights(np.full(3, 0.9, np.float32), task=1, exclude_base=None)
+    plain = head_to_head.rates_for_top(results, candidates, scores, np.ones(3, bool), votes)
+    sharp = head_to_head.rates_for_top(results, candidates, scores, np.ones(3, bool), votes, agreement=4.0)
+    assert np.isclose(plain[0], plain[1])  # one vote each way: A and B tie
+    assert sharp[0] > sharp[1]  # the agreeing dataset's A > B decides
+    assert head_to_head.agreeing_weights(results, candidates, scores, votes, 0.0) is votes
+
+
+def test_weight_and_agreement_are_chosen_together_on_validation() -> None:
+    rng = np.random.default_rng(1)
+    truth = [rng.normal(size=8) for _ in range(12)]
+    scores = [t + rng.normal(scale=2.0, size=8) for t in truth]
+    # rates that only help at γ 2: the choice must find that pair, and report every τ tried
+    rates = {0.0: [0.5 - 0.1 * t for t in truth], 2.0: [0.5 + 0.1 * t for t in truth], 4.0: [0.5 - 0.1 * t for t in truth]}
+    choice = head_to_head.choose(scores, rates.__getitem__, truth, agreements=(0.0, 2.0, 4.0))
+    assert (choice.agreement, choice.weight) == (2.0, max(head_to_head.WEIGHT_GRID))
+    entry = choice.as_manifest()
+    assert entry["agreement"] == 2.0 and entry["top"] == head_to_head.RERANK_TOP
+    assert entry["val_tau_w_by_weight"] == entry["val_tau_w_by_agreement"]["2.0"]
+    assert set(entry["val_tau_w_by_agreement"]) == {"0.0", "2.0", "4.0"}
+    # every γ equally useless: weight 0 at the first γ
+    flat = head_to_head.choose(scores, lambda _: [0.5 - 0.1 * t for t in truth], truth)
+    assert (flat.weight, flat.agreement) == (0.0, head_to_head.AGREEMENT_GRID[0])
+
+
 def test_languages_from_metadata_text_and_the_option() -> None:
     from recommender import languages
     from recommender.errors import UsageError

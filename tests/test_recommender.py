@@ -156,6 +156,8 @@ def test_new_dataset_evaluation_reorders_head_to_head_at_a_validation_weight(pre
     chosen = report.training["head_to_head"]
     assert chosen["weight"] in head_to_head.WEIGHT_GRID and chosen["top"] == head_to_head.RERANK_TOP
     assert set(chosen["val_tau_w_by_weight"]) == {str(w) for w in head_to_head.WEIGHT_GRID}
+    assert chosen["agreement"] in head_to_head.AGREEMENT_GRID
+    assert set(chosen["val_tau_w_by_agreement"]) == {str(a) for a in head_to_head.AGREEMENT_GRID}
     assert "head-to-head" in report.methods[0].note
     alone = report.methods[1]
     assert alone.method == "head-to-head" and 0.0 < alone.metrics["n_groups_tau_w"] <= len(split.test)
@@ -211,8 +213,9 @@ def test_ranker_reorders_its_top_candidates_head_to_head(ranker_dir: Path) -> No
     from recommender.ranker import Ranker
 
     manifest = json.loads((ranker_dir / "manifest.json").read_text())
-    assert set(manifest["head_to_head"]) == {"weight", "top", "val_tau_w_by_weight"}
+    assert set(manifest["head_to_head"]) >= {"weight", "agreement", "top", "val_tau_w_by_weight"}
     ranker = Ranker.load(ranker_dir, device="cpu")
+    assert ranker.h2h_agreement == manifest["head_to_head"]["agreement"]
     query = dict(task="code-generation", metric="pass@1", top_k=0)
     ranker.h2h_weight = 0.0
     plain = ranker.rank("Write Python functions from docstrings that pass unit tests", **query)
@@ -226,6 +229,10 @@ def test_ranker_reorders_its_top_candidates_head_to_head(ranker_dir: Path) -> No
     assert [r.score for r in reordered.results] == [r.score for r in plain.results]  # same values, new order
     assert any("head-to-head" in note for note in reordered.notes)
     assert reordered.as_json()["results"][0]["head_to_head"] == round(rates[0], 4)
+    ranker.h2h_agreement = 4.0  # votes sharpened by agreement: same candidates rated, and it says so
+    sharpened = ranker.rank("Write Python functions from docstrings that pass unit tests", **query)
+    assert sum(r.head_to_head is not None for r in sharpened.results) == len(rated)
+    assert any("agreement with the scorer" in note for note in sharpened.notes)
 
 
 def test_unknown_task_and_metric_fall_back_and_say_so(ranker_dir: Path) -> None:
@@ -336,7 +343,8 @@ def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, en
     assert (out / "scorer.onnx").is_file()
     from recommender import head_to_head
 
-    assert json.loads((out / "manifest.json").read_text())["head_to_head"]["weight"] == head_to_head.DEFAULT_WEIGHT
+    chosen = json.loads((out / "manifest.json").read_text())["head_to_head"]
+    assert (chosen["weight"], chosen["agreement"]) == (head_to_head.DEFAULT_WEIGHT, head_to_head.DEFAULT_AGREEMENT)
 
 
 def test_ranking_time_evidence_equals_training_time_evidence(prepared) -> None:  # type: ignore[no-untyped-def]

@@ -45,7 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         chosen = manifest.get("head_to_head") or {}
         tried = chosen.get("val_tau_w_by_weight") or {}
         if tried:
-            print(f"  head-to-head reordering of the top {chosen['top']}: weight {chosen['weight']:g} "
+            print(f"  head-to-head reordering of the top {chosen['top']}: weight {chosen['weight']:g}, "
+                  f"agreement γ {chosen.get('agreement', 0.0):g} "
                   f"(validation τw {tried[str(chosen['weight'])]:.3f}; scorer alone {tried['0.0']:.3f})")
         print(f"  {manifest['training']['rows_per_second']:,} rows/s, {manifest['training']['seconds']} s; "
               f"ONNX parity max |Δ| {manifest['parity']['max_abs_diff']:.2e}")
