@@ -136,7 +136,9 @@ class EvidenceIndex:
 
         Same-task and other results are summed in one pass each (the bin index carries the
         same-task flag), which halves the work of the naive form (measured: 157 → ~45 ms on
-        a million results).
+        a million results). Weights are exponentiated once per dataset and gathered, and the
+        result arrays are used as they are when every one counts: 101 → 77 ms for 50,000 models'
+        977k results, bit-identical (`rank` as served: 150 → 132 ms, alternating in one process).
         """
         n = len(self.model)
         size = len(models)
@@ -149,14 +151,18 @@ class EvidenceIndex:
         keep = rows >= 0
         if exclude_base is not None:
             keep &= self.base != exclude_base
-        rows = rows[keep]
-        same = (self.task[keep] == task)
-        bins = rows + size * same  # [0, size): other tasks; [size, 2 size): same task
-        sims = sims_to_datasets[self.dataset[keep]].astype(np.float64) - 1.0
-        z, pct = self.z[keep].astype(np.float64), self.pct[keep].astype(np.float64)
+        if keep.all():  # every result counts (all models asked, no base excluded): no copies
+            dataset, task_of, z, pct = self.dataset, self.task, self.z, self.pct
+        else:
+            rows = rows[keep]
+            dataset, task_of, z, pct = self.dataset[keep], self.task[keep], self.z[keep], self.pct[keep]
+        bins = rows + size * (task_of == task)  # [0, size): other tasks; [size, 2 size): same task
+        # a weight depends on the result's dataset only: exponentiate per dataset, then gather
+        sims = np.asarray(sims_to_datasets, np.float64) - 1.0
+        z, pct = z.astype(np.float64), pct.astype(np.float64)
         b = len(BETAS)
         for k, beta in enumerate(BETAS):
-            weight = np.exp(beta * sims)
+            weight = np.exp(beta * sims)[dataset]
             sums = [np.bincount(bins, w, 2 * size).reshape(2, size) for w in (weight, weight * z, weight * pct)]
             for offset, part in ((0, slice(None)), (2 * b, slice(1, 2))):
                 total, wz, wp = (s_[part].sum(0) for s_ in sums)
