@@ -277,6 +277,19 @@ def choose(scores: Sequence[np.ndarray], rates_at: Callable[[float], Sequence[np
     return Choice(best[2], best[1], tried)
 
 
+def describe_choice(entry: dict | None) -> str | None:
+    """One line on a manifest's `head_to_head` entry, for the CLI and the GUI alike; None when no
+    weight was chosen on validation (an old ranker, or one trained without held-out datasets)."""
+    entry = entry or {}
+    tried = entry.get("val_tau_w_by_weight") or {}
+    weight = entry.get("weight")
+    if weight is None or str(weight) not in tried or "0.0" not in tried:
+        return None
+    return (f"head-to-head reordering of the top {entry.get('top', RERANK_TOP)}: weight {weight:g}, "
+            f"agreement γ {entry.get('agreement', 0.0):g} "
+            f"(validation τw {tried[str(weight)]:.3f}; scorer alone {tried['0.0']:.3f})")
+
+
 def group_queries(space: LensSpace, evidence: EvidenceIndex, groups: GroupSet) -> tuple[Results, list[np.ndarray]]:
     """The results of `evidence` (training groups), and each of `groups` asked as a query: its
     dataset's description, task type and languages (its own metadata, as a user's `--language`)."""

@@ -278,6 +278,7 @@ def test_train_page_draws_the_live_curve_and_can_cancel(qtbot, window, fixture_s
         assert train.train()
     assert len(train.history) == 3  # a point per epoch, read from the live progress
     assert "ranker in use" in train.version.text()
+    assert "head-to-head reordering of the top" in train.version.text()  # the weight and γ chosen on validation
     xs, _ = train.loss_line.getData()
     assert list(xs) == [1, 2, 3]
     assert train.versions.rowCount() == 1 and train.versions.frame["in use"][0] == "✔"

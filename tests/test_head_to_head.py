@@ -211,3 +211,11 @@ def test_win_rates_equal_a_pair_by_pair_count() -> None:
             rates.append((wins + 0.5 * head_to_head.PRIOR) / (met + head_to_head.PRIOR))
         expected.append(np.mean(rates))
     assert np.allclose(results.win_rates(candidates, weights), expected, atol=1e-5)
+
+
+def test_the_choice_is_described_in_one_line_or_not_at_all() -> None:
+    entry = {"weight": 2.0, "agreement": 4.0, "top": 100, "val_tau_w_by_weight": {"0.0": 0.6557, "2.0": 0.6778}}
+    assert head_to_head.describe_choice(entry) == ("head-to-head reordering of the top 100: weight 2, agreement γ 4 "
+                                                   "(validation τw 0.678; scorer alone 0.656)")
+    assert head_to_head.describe_choice({"weight": 2.5, "agreement": 4.0, "val_tau_w_by_weight": {}}) is None  # torchrun
+    assert head_to_head.describe_choice(None) is None

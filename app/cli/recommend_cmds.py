@@ -21,6 +21,7 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from recommender.head_to_head import describe_choice
     from recommender.pipeline import train_ranker
     from recommender.ranker import user_ranker_dir
 
@@ -42,12 +43,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"trained ranker {manifest['model_version']} → {out}")
         print(f"  data: {data['records']:,} records, {data['groups']:,} ranking groups, {data['models']:,} models")
         print(f"  validation (new datasets): best τw {val['best_val_tau_w']:.3f} at epoch {val['best_epoch'] + 1}")
-        chosen = manifest.get("head_to_head") or {}
-        tried = chosen.get("val_tau_w_by_weight") or {}
-        if tried:
-            print(f"  head-to-head reordering of the top {chosen['top']}: weight {chosen['weight']:g}, "
-                  f"agreement γ {chosen.get('agreement', 0.0):g} "
-                  f"(validation τw {tried[str(chosen['weight'])]:.3f}; scorer alone {tried['0.0']:.3f})")
+        if line := describe_choice(manifest.get("head_to_head")):
+            print(f"  {line}")
         print(f"  {manifest['training']['rows_per_second']:,} rows/s, {manifest['training']['seconds']} s; "
               f"ONNX parity max |Δ| {manifest['parity']['max_abs_diff']:.2e}")
     return 0

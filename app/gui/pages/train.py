@@ -216,8 +216,13 @@ class TrainPage(QWidget):
         if not self.job.running:
             self.model.set_frame(evaluation_frame(load_reports()))
         ranker = self.context.ranker()
-        self.version.setText(f"ranker in use: {ranker.model_version} ({ranker.folder})" if ranker is not None
-                             else f"no ranker: {self.context.ranker_error}")
+        if ranker is not None:
+            from recommender.head_to_head import describe_choice
+
+            choice = describe_choice(ranker.manifest.get("head_to_head"))
+            self.version.setText(f"ranker in use: {ranker.model_version} ({ranker.folder})" + (f"\n{choice}" if choice else ""))
+        else:
+            self.version.setText(f"no ranker: {self.context.ranker_error}")
         if ranker is not None and not self.job.running:  # the curve of the run that made this ranker
             history = ranker.manifest.get("validation", {}).get("history") or []
             self.history = [(int(h["epoch"]) + 1, float(h["loss"]), float(h["val_tau_w"])) for h in history
