@@ -64,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             export_ranker(result.model, space, groups, EvidenceIndex.from_groups(space, groups), args.out,
                           {"train_config": config.as_dict(), "data": data, "distributed": {"world": world, "backend": backend},
                            # no held-out datasets here to choose the weight on: the measured default
-                           "head_to_head": {"weight": head_to_head.DEFAULT_WEIGHT,
-                                            "agreement": head_to_head.DEFAULT_AGREEMENT,
-                                            "top": head_to_head.RERANK_TOP, "val_tau_w_by_weight": {}}},
+                           "head_to_head": head_to_head.Choice.fixed(head_to_head.DEFAULT_WEIGHT,
+                                                                     head_to_head.DEFAULT_AGREEMENT).as_manifest()},
                           metric_higher)
         dist.barrier()
     finally:

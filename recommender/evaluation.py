@@ -82,10 +82,11 @@ def head_to_head_rates(space: LensSpace, evidence: EvidenceIndex, groups: GroupS
     return rates_at
 
 
-def choose_head_to_head(val: GroupSet, val_scores: list[np.ndarray],
-                        rates_at: Callable[[float], list[np.ndarray]]) -> head_to_head.Choice:
-    """The weight and agreement γ that order these validation groups best."""
-    return head_to_head.choose(val_scores, rates_at, val.z)
+def choose_head_to_head(space: LensSpace, split: Split, result, tensors: SpaceTensors) -> head_to_head.Choice:  # type: ignore[no-untyped-def]
+    """The weight and agreement γ that order the split's validation groups best under the scorer
+    of `result` (a training run whose evidence excludes them), for evaluation and training alike."""
+    val_scores = _validation_scores(space, split, result, tensors)
+    return head_to_head.choose(val_scores, head_to_head_rates(space, result.evidence, split.val, val_scores), split.val.z)
 
 
 def _with_head_to_head(space: LensSpace, split: Split, result, tensors: SpaceTensors,  # type: ignore[no-untyped-def]
@@ -93,8 +94,7 @@ def _with_head_to_head(space: LensSpace, split: Split, result, tensors: SpaceTen
     """Reorder each test group's top members head-to-head (`recommender.head_to_head`) at the
     weight and agreement that rank the split's validation groups best; the test groups play no
     part in choosing them."""
-    val_scores = _validation_scores(space, split, result, tensors)
-    choice = choose_head_to_head(split.val, val_scores, head_to_head_rates(space, result.evidence, split.val, val_scores))
+    choice = choose_head_to_head(space, split, result, tensors)
     rates = head_to_head_rates(space, result.evidence, split.test, scores)(choice.agreement)
     reranked = [head_to_head.rerank(s, r, choice.weight) for s, r in zip(scores, rates, strict=True)]
     return reranked, choice.as_manifest()

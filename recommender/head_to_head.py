@@ -23,7 +23,8 @@ groups; the blend weight chosen on the split's validation datasets, never the te
 β, the task and language factors were picked on the validation datasets from small grids
 (β 5/10/20, task ×3/5/10, language ×1/3/10/30/100); re-ranking the top 30 instead of 100 was
 worse (0.655), the top 300 no better (0.661), and averaging several β no better (0.659).
-On the random-mask split validation chooses weight 0 (the scorer alone is better there).
+On the random-mask split validation chooses a small weight (0.5; with agreement, γ 4: τ_w 0.672
+against matrix factorisation's 0.619).
 
 Votes are then sharpened by *agreement* (`agreeing_weights`): a training group whose results
 order the candidates as the scorer orders them for the query counts exp(γ · r) times more, r its
@@ -124,6 +125,12 @@ class Results:
         rows = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
         return rows, np.repeat(positions, lengths)
 
+    def _voting_rows(self, candidates: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_rows_of` the candidates, restricted to groups with a vote."""
+        rows, column = self._rows_of(np.asarray(candidates, np.int64))
+        keep = weights[self.group[rows]] > 0
+        return rows[keep], column[keep]
+
     def win_rates(self, candidates: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Per candidate (model index; repeats and unknowns allowed), its weighted win rate against
         the other candidates; 0.5 where it met none of them."""
@@ -131,9 +138,7 @@ class Results:
         rates = np.full(n, 0.5)
         if n < 2:
             return rates
-        rows, column = self._rows_of(np.asarray(candidates, np.int64))
-        keep = weights[self.group[rows]] > 0
-        rows, column = rows[keep], column[keep]
+        rows, column = self._voting_rows(candidates, weights)
         groups, inverse, counts = np.unique(self.group[rows], return_inverse=True, return_counts=True)
         shared = counts[inverse] >= 2
         if not shared.any():
@@ -163,9 +168,7 @@ class Results:
         three candidates measured in it, shrunk towards 0 when they are few; 0 for groups without a
         vote or too few candidates."""
         out = np.zeros(len(weights))
-        rows, column = self._rows_of(np.asarray(candidates, np.int64))
-        keep = weights[self.group[rows]] > 0
-        rows, column = rows[keep], column[keep]
+        rows, column = self._voting_rows(candidates, weights)
         if not len(rows):
             return out
         groups, inverse, n = np.unique(self.group[rows], return_inverse=True, return_counts=True)
@@ -252,10 +255,15 @@ class Choice:
     agreement: float
     tried: dict[float, dict[float, float]]  # γ → weight → validation τ_w
 
+    @classmethod
+    def fixed(cls, weight: float, agreement: float) -> Choice:
+        """A choice made without validation groups to try it on: nothing tried."""
+        return cls(weight, agreement, {})
+
     def as_manifest(self) -> dict:
         """The manifest's `head_to_head` entry; `val_tau_w_by_weight` is the chosen γ's row."""
         return {"weight": self.weight, "agreement": self.agreement, "top": RERANK_TOP,
-                "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in self.tried[self.agreement].items()},
+                "val_tau_w_by_weight": {str(w): round(t, 4) for w, t in self.tried.get(self.agreement, {}).items()},
                 "val_tau_w_by_agreement": {str(a): {str(w): round(t, 4) for w, t in row.items()}
                                            for a, row in self.tried.items()}}
 

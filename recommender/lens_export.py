@@ -141,9 +141,8 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
         export_onnx(_Scorer(lens).eval(), scorer_inputs, staging / "scorer.onnx", list(SCORER_INPUTS), ["score"],
                     ({0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, {0: rows}, None, None, None, None))
 
-    language_codes, language_pointers, language_ids = LanguageIndex(
-        space.dataset_languages if len(space.dataset_languages) == len(space.dataset_vocab) else [()] * len(space.dataset_vocab)
-    ).to_csr()
+    languages = LanguageIndex.of_space(space) or LanguageIndex([()] * len(space.dataset_vocab))
+    language_codes, language_pointers, language_ids = languages.to_csr()
     np.savez_compressed(
         staging / "arrays.npz",
         dataset_lang_ptr=language_pointers, dataset_lang_ids=language_ids,

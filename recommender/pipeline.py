@@ -13,20 +13,15 @@ import numpy as np
 
 from recommender import cold_prior, head_to_head
 from recommender.errors import NoDataError
-from recommender.evaluation import (
-    EvaluationReport,
-    choose_head_to_head,
-    head_to_head_rates,
-    run_evaluation,
-)
-from recommender.evidence import EvidenceIndex, dataset_similarity
+from recommender.evaluation import EvaluationReport, choose_head_to_head, run_evaluation
+from recommender.evidence import EvidenceIndex
 from recommender.frames import load_catalogue, ranking_groups
 from recommender.lens_export import export_ranker
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
 from recommender.space import GroupSet, LensSpace, build_space, group_set
-from recommender.splits import make_split
+from recommender.splits import Split, make_split
 from recommender.store import Store
-from recommender.training import SpaceTensors, TrainConfig, score_groups, train
+from recommender.training import SpaceTensors, TrainConfig, train
 
 MIN_GROUPS = 10
 MIN_MODELS = 5
@@ -80,7 +75,7 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     validation = train(space, _union(split.train, split.test), split.val, config, unknown_datasets=True,
                        checkpoint=out.with_name(out.name + ".checkpoint.pt"), resume=resume,
                        progress=SubProgress(progress, 1, 1, 4), cancel=cancel)
-    chosen = _choose_head_to_head(space, split.val, validation)
+    chosen = _choose_head_to_head(space, split, validation)
     final_config = replace(config, epochs=validation.best_epoch + 1, patience=config.epochs + 1)
     final = train(space, groups, groups.subset([]), final_config, progress=SubProgress(progress, 2, 1, 4), cancel=cancel)
     evidence = EvidenceIndex.from_groups(space, groups)
@@ -100,15 +95,13 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     return manifest
 
 
-def _choose_head_to_head(space: LensSpace, val: GroupSet, validation) -> dict:  # type: ignore[no-untyped-def]
+def _choose_head_to_head(space: LensSpace, split: Split, validation) -> dict:  # type: ignore[no-untyped-def]
     """The head-to-head weight and agreement (`recommender.head_to_head`) that order the held-out
     validation datasets best under the validation run's scorer; no validation groups: weight 0."""
-    if not len(val) or validation.evidence is None:
-        return {"weight": 0.0, "agreement": 0.0, "top": head_to_head.RERANK_TOP, "val_tau_w_by_weight": {}}
+    if not len(split.val) or validation.evidence is None:
+        return head_to_head.Choice.fixed(0.0, 0.0).as_manifest()
     tensors = SpaceTensors(space, next(validation.model.parameters()).device)
-    evidence = validation.evidence.group_features(space, dataset_similarity(space), val)
-    scores = score_groups(validation.model, tensors, val, val.members, evidence, set(), True)
-    return choose_head_to_head(val, scores, head_to_head_rates(space, validation.evidence, val, scores)).as_manifest()
+    return choose_head_to_head(space, split, validation, tensors).as_manifest()
 
 
 def _union(a: GroupSet, b: GroupSet) -> GroupSet:

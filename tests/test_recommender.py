@@ -220,7 +220,7 @@ def test_ranker_reorders_its_top_candidates_head_to_head(ranker_dir: Path) -> No
     ranker.h2h_weight = 0.0
     plain = ranker.rank("Write Python functions from docstrings that pass unit tests", **query)
     assert all(r.head_to_head is None for r in plain.results)
-    ranker.h2h_weight = 1e6  # the win rate alone orders the reordered candidates
+    ranker.h2h_weight, ranker.h2h_agreement = 1e6, 0.0  # the (unsharpened) win rate alone orders the reordered candidates
     reordered = ranker.rank("Write Python functions from docstrings that pass unit tests", **query)
     rated = [r for r in reordered.results if r.head_to_head is not None]
     assert len(rated) == min(len(reordered.results), 100) >= 2
@@ -233,6 +233,8 @@ def test_ranker_reorders_its_top_candidates_head_to_head(ranker_dir: Path) -> No
     sharpened = ranker.rank("Write Python functions from docstrings that pass unit tests", **query)
     assert sum(r.head_to_head is not None for r in sharpened.results) == len(rated)
     assert any("agreement with the scorer" in note for note in sharpened.notes)
+    plain_rates = {r.model: r.head_to_head for r in rated}
+    assert any(abs(r.head_to_head - plain_rates[r.model]) > 1e-6 for r in sharpened.results if r.head_to_head is not None)
 
 
 def test_unknown_task_and_metric_fall_back_and_say_so(ranker_dir: Path) -> None:
