@@ -101,7 +101,10 @@ def read_candidates(path: Path) -> list[Candidate]:
         if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
                 if line.strip():
-                    row = json.loads(line)
+                    try:
+                        row = json.loads(line)
+                    except ValueError as exc:
+                        raise FormatError(f"malformed candidates file {path.name} line {number}: {exc.msg}") from exc
                     if not isinstance(row, dict):
                         raise FormatError(f"{path.name} line {number}: not a JSON object")
                     rows.append(row)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from recommender.errors import UsageError
+
 
 @dataclass
 class TrainConfig:
@@ -30,6 +32,17 @@ class TrainConfig:
     dim: int = 64
     hidden: int = 128  # 256 measured no better on the new-dataset split, and twice the serving cost
     rank: int = 32
+
+    def __post_init__(self) -> None:
+        # Checked here rather than in each front end: a bad value fails before the catalogue is
+        # read, with a message instead of a numpy or torch traceback minutes later.
+        for name in ("epochs", "batch_groups", "max_group", "patience", "dim", "hidden", "rank"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', ' ')} must be at least 1 (got {getattr(self, name)})")
+        if self.seed < 0:
+            raise UsageError(f"seed must be 0 or positive (got {self.seed})")
+        if self.lr <= 0:
+            raise UsageError(f"learning rate must be positive (got {self.lr})")
 
     def as_dict(self) -> dict:
         return asdict(self)

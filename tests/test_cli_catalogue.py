@@ -82,6 +82,22 @@ def test_usage_errors_exit_2() -> None:
     assert lensroute("export", "x.parquet", "--format", "xlsx").returncode == 2
 
 
+@pytest.mark.parametrize("args", [
+    ("route", "evaluate", "t.parquet", "--seed", "-1"),
+    ("train", "--epochs", "0"),
+    ("evaluate", "--split", "new-model", "--seed", "-3"),
+    ("models", "bench", "m", "--sparsity", "1.5"),
+    ("crawl", "hf-hub", "--limit", "zero"),
+    ("route", "answer", "q", "--cost-weight", "-0.5"),
+])
+def test_out_of_range_numbers_are_usage_errors(args: tuple[str, ...], tmp_path: Path) -> None:
+    """Caught by argparse before anything is opened: one usage line, exit 2, no traceback."""
+    done = lensroute("--db", str(tmp_path / "c.db"), *args)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "error: argument" in done.stderr
+    assert not (tmp_path / "c.db").exists()
+
+
 def test_export_format_must_be_known(tmp_path: Path) -> None:
     done = lensroute("--db", str(tmp_path / "c.db"), "export", str(tmp_path / "x.xlsx"))
     assert done.returncode == 2 and "cannot tell the export format" in done.stderr

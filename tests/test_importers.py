@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from recommender import importers
-from recommender.errors import FormatError
+from recommender.errors import FormatError, NotFoundError
 from recommender.importers import eee, model_card, mteb, openllm
 from recommender.importers.base import ImportContext
 from recommender.ingest import import_paths
@@ -194,6 +194,22 @@ def test_unified_csv_and_jsonl_round_trip_through_export(tmp_path: Path) -> None
         copy = Store(f"sqlite:///{tmp_path / f'{suffix}.db'}")
         again = import_fixture(copy, out)
         assert comparable(again).equals(comparable(original)), suffix
+
+
+def test_export_refuses_an_unknown_source_and_a_broken_jsonl_names_its_line(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    import_fixture(store, RAW / "aider")
+    out = tmp_path / "only.csv"
+    with pytest.raises(NotFoundError, match=r"no source named 'aidr'.*it has: aider"):
+        export_records(store, out, sources=["aidr"])
+    assert not out.exists()
+    assert export_records(store, out, sources=["aider"]) > 0
+    lines = out.with_suffix(".jsonl")
+    export_records(store, lines)
+    text = lines.read_text().splitlines()
+    lines.write_text("\n".join([text[0], '{"model": ', *text[1:]]) + "\n")
+    report = import_paths(Store(f"sqlite:///{tmp_path / 'b.db'}"), [lines], fmt="records-jsonl")
+    assert report.failed and "line 2:" in report.failed[0].error
 
 
 def test_modellens_corpus_csv_imports_with_dataset_descriptions(tmp_path: Path) -> None:

@@ -260,6 +260,10 @@ def test_ranker_bad_input(ranker_dir: Path, tmp_path: Path) -> None:
     bad.write_text("model,n_parameters\nx,lots\n")
     with pytest.raises(FormatError, match="not a number"):
         read_candidates(bad)
+    broken = tmp_path / "candidates.jsonl"
+    broken.write_text('{"model": "a"}\n{broken\n')
+    with pytest.raises(FormatError, match=r"candidates\.jsonl line 2"):
+        read_candidates(broken)
     (ranker_dir / "scorer.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(RuntimeUnavailableError, match="cannot load ONNX model"):
         Ranker.load(ranker_dir, device="cpu")
@@ -400,3 +404,12 @@ def test_the_evaluation_table_prints_each_method_note(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "  modellens: never-seen models blended with the size prior at weight 0.75" in out
     assert "matrix-factorisation    not defined on a cold-start split" in out
+
+
+def test_train_config_refuses_values_training_cannot_use() -> None:
+    from recommender.train_config import TrainConfig
+
+    for bad in ({"epochs": 0}, {"seed": -1}, {"lr": 0.0}, {"batch_groups": 0}):
+        with pytest.raises(UsageError):
+            TrainConfig(**bad)
+    assert TrainConfig(epochs=1, seed=0).epochs == 1

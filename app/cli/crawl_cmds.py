@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.cli.arguments import positive_int
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
 from recommender.errors import EXIT_INTERRUPTED
@@ -70,8 +71,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--list", action="store_true", help="list the sources and their last crawl")
     p.add_argument("--base-url", help="fetch from this mirror or test server instead of the source's own site")
     p.add_argument("--restart", action="store_true", help="ignore an unfinished run's cursor and start over")
-    p.add_argument("--limit", type=int, help="hf-hub: stop after this many models")
-    p.add_argument("--page-size", type=int, help="hf-hub: models per listing page (default 100)")
+    p.add_argument("--limit", type=positive_int, help="hf-hub: stop after this many models")
+    p.add_argument("--page-size", type=positive_int, help="hf-hub: models per listing page (default 100)")
     p.add_argument("--search", help="hf-hub: only models matching this text")
     p.add_argument("--author", help="hf-hub: only models of this author")
     p.add_argument("--filter", help="hf-hub: only models with this tag (e.g. sentence-similarity)")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.cli.arguments import fraction, positive_int
 from app.cli.catalogue_cmds import emit_json
 from recommender.errors import UsageError
 
@@ -83,12 +84,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p = sub.add_parser("bench", parents=[common],
                        help="informed routing: quality vs sparsity and measured speed (causal LM or embedding model)")
     p.add_argument("name")
-    p.add_argument("--sparsity", type=float, action="append", help="repeatable; default 0, .125, .25, .375, .5")
+    p.add_argument("--sparsity", type=fraction, action="append", help="repeatable; default 0, .125, .25, .375, .5")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--calibration", help="text or JSONL ({'text': …}) file instead of the routing-table prompts")
-    p.add_argument("--lff-steps", type=int, help="forecaster training steps (default 200 LM, 300 encoder)")
-    p.add_argument("--router-steps", type=int, help="router training steps (default 120 LM, 150 encoder)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--lff-steps", type=positive_int, help="forecaster training steps (default 200 LM, 300 encoder)")
+    p.add_argument("--router-steps", type=positive_int, help="router training steps (default 120 LM, 150 encoder)")
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help='rows {"model", "method", "sparsity", "provider", "quality", '
                                                        '"prefill_ms", "decode_ms", "speedup", "theoretical_speedup"}; '
                                                        'quality: kl, top1 (causal LM) or cosine, retrieval_acc (embedding)')

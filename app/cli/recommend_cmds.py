@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from app.cli.arguments import non_negative_int, positive_int
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
 from recommender.errors import EXIT_INTERRUPTED, Cancelled, NoDataError, UsageError
@@ -141,9 +142,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("train", parents=[common], help="train the ModelLens ranker on the catalogue")
-    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping decides; default 60)")
+    p.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping decides; default 60)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="torch device (default cpu)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, help="random seed (default 0)")
     p.add_argument("--out", help="where to write the ranker (default: $LENSROUTE_HOME/models/ranker)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted training from its checkpoint")
     p.add_argument("--json", action="store_true")
@@ -154,9 +155,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                    help="all: every split over one prepared catalogue; the latest table of each split is kept "
                         "in $LENSROUTE_HOME/evaluations.json (the GUI shows them)")
     p.add_argument("--methods", help="comma-separated subset (default: modellens and every baseline)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=positive_int)
     p.add_argument("--device", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, help="split and training seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, help="split and training seed (default 0)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

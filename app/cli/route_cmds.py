@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.cli.arguments import non_negative_float, non_negative_int, positive_int
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
 from recommender.errors import EXIT_INTERRUPTED, Cancelled, UsageError
@@ -249,7 +250,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p = sub.add_parser("evaluate", parents=[common], help="routers vs best single, random and oracle on a score table")
     p.add_argument("table", help="parquet / CSV / JSONL: benchmark, prompt, model, score (0..1) [, query_id, cost_usd, split]")
     p.add_argument("--router", choices=ROUTER_CHOICES, default="all")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--prices", help="YAML {model: {input, output}} USD per 1M tokens, for models without costs")
     p.add_argument("--json", action="store_true",
                    help='rows {"benchmark", "router", "accuracy", "cost", "auc", "gap_closed", "queries"}')
@@ -260,8 +261,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("table")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--router", choices=ROUTER_CHOICES[1:], default="knn")
-    p.add_argument("--draws", type=int, default=10, help="random pools drawn per benchmark (seeded)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=positive_int, default=10, help="random pools drawn per benchmark (seeded)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--model", metavar="DIR", help="ranker folder (default: the trained or bundled one)")
     p.add_argument("--json", action="store_true",
                    help='rows {"benchmark", "pool", "k", "accuracy", "best_member", "queries", "models"}')
@@ -274,7 +275,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--router", choices=ROUTER_CHOICES[1:], default="knn")
     p.add_argument("--name", default="default", help="save the router under this name")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_calibrate)
 
@@ -288,7 +289,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         else:
             p.add_argument("file", help='JSONL lines {"question", "choices"?, "answer"?} (answer → accuracy)')
             p.set_defaults(func=cmd_batch)
-        p.add_argument("--cost-weight", type=float, default=0.0, metavar="λ",
+        p.add_argument("--cost-weight", type=non_negative_float, default=0.0, metavar="λ",
                        help="trade predicted score against cost: choose argmax(score − λ·cost); 0 = quality only")
         p.add_argument("--router", dest="router_name", default="default", help="the calibrated router to use")
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

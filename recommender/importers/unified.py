@@ -33,7 +33,23 @@ def _read(path: Path, kind: str) -> pl.DataFrame:
             return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
         return pl.read_ndjson(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        raise FormatError(f"cannot read {kind}: {str(exc).splitlines()[0]}") from exc
+        where = _first_bad_json_line(path) if kind == "jsonl" else None
+        raise FormatError(f"cannot read {kind}: {where or str(exc).splitlines()[0]}") from exc
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """polars names a character offset in the whole file; a user needs the line to fix."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        json.loads(line)
+                    except ValueError as exc:
+                        return f"line {number}: {getattr(exc, 'msg', exc)}"
+    except OSError:
+        return None
+    return None
 
 
 def _unified(kind: str):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recommender.errors import UsageError
+from recommender.errors import NotFoundError, UsageError
 from recommender.records import RECORD_SCHEMA
 from recommender.store.engine import Store
 from recommender.store.queries import EXPORT_FORMATS
@@ -46,8 +46,6 @@ def records_frame(store: Store, sources: Sequence[str] | None = None, batch: int
     )
 
 
-
-
 def export_format_for(path: Path, explicit: str | None) -> str:
     if explicit:
         if explicit not in EXPORT_FORMATS:
@@ -61,10 +59,22 @@ def export_format_for(path: Path, explicit: str | None) -> str:
     return suffix
 
 
+def _check_sources(store: Store, sources: Sequence[str]) -> None:
+    """A misspelt --source would otherwise export an empty file and call it a success."""
+    with store.engine.connect() as conn:
+        known = sorted(row[0] for row in conn.exec_driver_sql("SELECT name FROM sources"))
+    unknown = [name for name in sources if name not in known]
+    if unknown:
+        raise NotFoundError(f"no source named {', '.join(map(repr, unknown))} in the catalogue "
+                            f"(it has: {', '.join(known) or 'none'})")
+
+
 def export_records(store: Store, path: Path, fmt: str | None = None, sources: Sequence[str] | None = None) -> int:
     """Write the catalogue's records to `path`; returns the row count. Written to a temporary
     file first and renamed, so an interrupted export never leaves a truncated file behind."""
     chosen = export_format_for(path, fmt)
+    if sources:
+        _check_sources(store, sources)
     frame = records_frame(store, sources)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
