@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (Debian Qt libraries missing?)")
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app.gui.jobs import Job, JobError
@@ -217,17 +218,29 @@ def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_
 
 @pytest.mark.builtin_models
 def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from routing.answering import read_questions
-    from routing.calibrate import calibrate
+    from app.gui.pages.calibrate_dialog import CalibrateDialog, bundled_questions
+    from routing.local_models import installed
     from tests.test_routing import small_mc_set
 
     route = page(window, "Route")
     route.refresh_routers()
     assert route.session is None and "no pool" in route.pool_label.text()
     assert not route.answer() and error_boxes(window)
-    calibrate(local_pool, read_questions(small_mc_set(tmp_path, 12), labelled=True), device="cpu")
-    route.refresh_routers("default")
+    # the dialog offers every installed model, ticked, and the bundled questions
+    dialog = CalibrateDialog([(m.name, m.kind) for m in installed()], "default", window)
+    qtbot.addWidget(dialog)
+    assert dialog.models.count() == len(local_pool) and dialog.choice().data == bundled_questions()
+    assert sorted(dialog.choice().pool) == sorted(local_pool) and dialog.choice().name == "default"
+    for i in range(dialog.models.count()):
+        dialog.models.item(i).setCheckState(Qt.CheckState.Unchecked)
+    assert not route.calibrate(dialog.choice())  # an empty pool is a message, not a job
+    for i in range(dialog.models.count()):
+        dialog.models.item(i).setCheckState(Qt.CheckState.Checked)
+    dialog.data.setText(str(small_mc_set(tmp_path, 12)))
+    with qtbot.waitSignal(route.job.succeeded, timeout=120_000):
+        assert route.calibrate(dialog.choice())
     assert route.session is not None and "tiny-llama" in route.pool_label.text()
+    assert "12 questions" in route.batch_log.toPlainText()
     route.question.setText("What is the capital of France?")
     route.choices.setText("Berlin | Paris | Rome")
     with qtbot.waitSignal(route.job.succeeded, timeout=60_000):

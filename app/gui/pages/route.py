@@ -1,5 +1,6 @@
 """Route page: the calibrated pool, the cost–quality knob with its curve, a query box and a batch
-runner; each answer shows the chosen model, every member's predicted score and cost, latency."""
+runner; each answer shows the chosen model, every member's predicted score and cost, latency. A pool
+is calibrated here too ("Calibrate a pool…"), as `lensroute route calibrate` does."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
+from app.gui.pages.calibrate_dialog import CalibrateDialog, CalibrationChoice
 from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 
 SLIDER_STEPS = 100
@@ -53,6 +55,7 @@ class RoutePage(QWidget):
         self.pool_label = QLabel("")
         self.pool_label.setObjectName("poolLabel")
         self.pool_label.setWordWrap(True)
+        self.calibrate_button = QPushButton("Calibrate a pool…")
         self.knob = QSlider(Qt.Orientation.Horizontal)
         self.knob.setRange(0, SLIDER_STEPS)
         self.knob_label = QLabel("quality only")
@@ -87,6 +90,7 @@ class RoutePage(QWidget):
         top.addWidget(QLabel("Router"))
         top.addWidget(self.router_name)
         top.addWidget(self.pool_label, 1)
+        top.addWidget(self.calibrate_button)
         knob = QHBoxLayout()
         knob.addWidget(QLabel("quality"))
         knob.addWidget(self.knob, 1)
@@ -111,6 +115,7 @@ class RoutePage(QWidget):
         self.knob.valueChanged.connect(self.on_knob)
         self.answer_button.clicked.connect(self.answer)
         self.batch_button.clicked.connect(self.choose_batch)
+        self.calibrate_button.clicked.connect(self.open_calibrate)
         self.job.succeeded.connect(self.on_result)
         self.job.running_changed.connect(self.on_running)
 
@@ -147,7 +152,7 @@ class RoutePage(QWidget):
             saved = load_router(name or "default")
             self.session = RoutingSession(saved, cost_weight=0.0, encoder=self.context.encoder())
         except LensrouteError as exc:
-            self.pool_label.setText(f"no pool: {exc}")
+            self.pool_label.setText(f"no pool: {exc} (or here: Calibrate a pool…)")
             return
         cv = saved.meta.get("cross_validated", {})
         quality = f" — cross-validated accuracy {cv['router']:.3f} (best single {cv['best_single']:.3f})" if cv.get("folds") else ""
@@ -202,9 +207,52 @@ class RoutePage(QWidget):
         return Question(self.question.text().strip(), choices)
 
     @Slot()
+    def open_calibrate(self) -> None:
+        from routing.local_models import installed
+
+        models = [(m.name, m.kind) for m in installed()]
+        if not models:
+            show_error(self, "no local models installed: build the built-ins on the Local models page "
+                             "(or `lensroute models build-builtin`)")
+            return
+        dialog = CalibrateDialog(models, self.router_name.currentText(), self)
+        if dialog.exec() == CalibrateDialog.DialogCode.Accepted:
+            self.calibrate(dialog.choice())
+
+    def calibrate(self, choice: CalibrationChoice) -> bool:
+        """Run every pool model on the labelled questions and train the router, as a job (progress,
+        Cancel); the new router becomes the page's pool. A cancelled calibration saves nothing."""
+        if not choice.pool:
+            show_error(self, "tick at least one installed model for the pool")
+            return False
+        encoder = self.context.encoder()
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from routing.answering import read_questions
+            from routing.calibrate import calibrate
+
+            questions = read_questions(choice.data, labelled=True)
+            return {"calibrated": calibrate(choice.pool, questions, kind=choice.kind, name=choice.name,
+                                            data_file=choice.data, embed=encoder.encode, progress=progress,
+                                            cancel=cancel)}
+
+        self.batch_log.appendPlainText(f"calibrating {', '.join(choice.pool)} on {choice.data} ({choice.kind})")
+        return self.job.start(work)
+
+    def on_calibrated(self, summary: dict) -> None:
+        lines = [f"router {summary['router']!r} ({summary['kind']}) trained on {summary['questions']} questions"]
+        lines += [f"  {model}: accuracy {summary['accuracy'][model]:.3f}, latency {summary['latency_ms'][model]:.1f} ms"
+                  for model in summary["pool"]]
+        cv = summary["cross_validated"]
+        lines.append(f"  {cv['folds']}-fold cross-validated accuracy: router {cv['router']:.3f}, best single "
+                     f"{cv['best_single']:.3f}, oracle {cv['oracle']:.3f}" if cv.get("folds") else f"  {cv.get('note', '')}")
+        self.batch_log.appendPlainText("\n".join(lines))
+        self.refresh_routers(summary["router"])
+
+    @Slot()
     def answer(self) -> bool:
         if self.session is None:
-            show_error(self, "no calibrated router: run `lensroute route calibrate --pool NAMES --data FILE.jsonl` first")
+            show_error(self, "no calibrated router: calibrate a pool first (Calibrate a pool…)")
             return False
         question = self.question_object()
         if not question.question:
@@ -249,7 +297,10 @@ class RoutePage(QWidget):
         return self.job.start(work)
 
     @Slot(object)
-    def on_result(self, results: list) -> None:  # type: ignore[type-arg]
+    def on_result(self, results: list | dict) -> None:  # type: ignore[type-arg]
+        if isinstance(results, dict):
+            self.on_calibrated(results["calibrated"])
+            return
         last = results[-1]
         chosen = last["chosen"]
         self.answer_text.setText(f"<b>{chosen['model']}</b>: {chosen['answer']}  "
@@ -265,3 +316,4 @@ class RoutePage(QWidget):
     def on_running(self, running: bool) -> None:
         self.answer_button.setEnabled(not running)
         self.batch_button.setEnabled(not running)
+        self.calibrate_button.setEnabled(not running)
