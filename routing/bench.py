@@ -394,11 +394,32 @@ def _export_routed(model, path: Path, export_onnx) -> None:  # type: ignore[no-u
         export_onnx(model, example, path, INPUT_NAMES, OUTPUT_NAMES, shapes, optimize=False)
 
 
-def save_rows(rows: list[BenchRow], folder: Path) -> Path:
-    out = folder / "bench.json"
-    out.write_text(json.dumps([r.as_json() for r in rows], indent=2) + "\n", encoding="utf-8")
+def saved_bench_file(name: str) -> Path:
+    """Where a local model's last benchmark is kept: under the data folder, not inside the model's
+    own folder, which may be read-only (a model added from a shared mount)."""
+    from recommender import paths
+
+    return paths.home_dir() / "benchmarks" / f"{name}.json"
+
+
+def save_rows(rows: list[BenchRow], name: str) -> Path:
+    """The model's last benchmark (the CLI and the GUI both write and show it)."""
+    out = saved_bench_file(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps([r.as_json() for r in rows], indent=2) + "\n", encoding="utf-8")
+    partial.replace(out)
     return out
 
 
-__all__ = ["METHODS", "SPARSITIES", "BenchRow", "OnnxTimer", "RoutingSetup", "bench_causal_lm", "calibration_texts", "prepare_routing",
+def load_rows(name: str) -> list[BenchRow] | None:
+    """The rows `save_rows` wrote, or None when there are none or they cannot be read (a benchmark
+    is a record to show, never worth an error)."""
+    try:
+        return [BenchRow(**row) for row in json.loads(saved_bench_file(name).read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+__all__ = ["METHODS", "SPARSITIES", "BenchRow", "OnnxTimer", "RoutingSetup", "bench_causal_lm", "calibration_texts", "load_rows", "prepare_routing", "save_rows", "saved_bench_file",
            "time_onnx", "time_torch"]

@@ -435,6 +435,7 @@ def test_train_page_evaluates_every_split_and_keeps_the_tables(qtbot, window, fi
 def test_models_page_benchmarks_the_selected_model_and_shows_the_table(qtbot, window, local_pool: list[str],  # type: ignore[no-untyped-def]
                                                                        shared_data: Path, monkeypatch) -> None:
     import routing.bench_embedding as bench_embedding
+    from app.gui.pages.models import ModelsPage
     from routing.informed import RoutingConfig
 
     real_texts = bench_embedding.calibration_texts
@@ -459,3 +460,14 @@ def test_models_page_benchmarks_the_selected_model_and_shows_the_table(qtbot, wi
     assert set(frame["method"].to_list()) == {"dense", "informed", "skip", "random", "static"}
     assert set(frame["sparsity"].to_list()) == {0.0, 0.25}
     assert {"cosine", "retrieval_acc"} <= set(frame.columns) and frame["speed-up"].drop_nulls().len() == frame.height
+    # kept under the data folder: a fresh page (a restarted app) shows the same table for that model
+    from routing.bench import saved_bench_file
+
+    assert saved_bench_file("all-minilm-l6-v2").is_file()
+    again = ModelsPage(window.context)
+    qtbot.addWidget(again)
+    again.refresh()
+    again.table.selectRow(again.model.frame["name"].to_list().index("all-minilm-l6-v2"))
+    assert again.bench_model.frame.equals(frame) and "saved" in again.bench_label.text()
+    again.table.selectRow(again.model.frame["name"].to_list().index("tiny-llama"))
+    assert again.bench_model.frame.is_empty() and "none saved for tiny-llama" in again.bench_label.text()

@@ -125,7 +125,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             config = RoutingConfig(lff_steps=args.lff_steps or 200, router_steps=args.router_steps or 120)
             rows = bench_causal_lm(args.name, sparsities=sparsities, device=args.device, config=config,
                                    calibration=calibration, repeats=args.repeats, progress=bar, cancel=token)
-    saved = save_rows(rows, model.path)
+    saved = save_rows(rows, model.name)
     if args.json:
         emit_json([r.as_json() for r in rows])
         return 0

@@ -52,6 +52,8 @@ class ModelsPage(QWidget):
         self.sparsity.setSingleStep(0.125)
         self.sparsity.setDecimals(3)
         self.bench_button = QPushButton("Benchmark informed routing")
+        self.bench_label = QLabel("Informed routing benchmark (quality vs sparsity, measured speed)")
+        self.bench_label.setObjectName("benchLabel")
         self.bench_model = FrameModel()
         self.bench_table = compact_table(QTableView())
         self.bench_table.setModel(self.bench_model)
@@ -65,13 +67,14 @@ class ModelsPage(QWidget):
         layout.addWidget(self.provider)
         layout.addLayout(buttons)
         layout.addWidget(self.table, 2)
-        layout.addWidget(QLabel("Informed routing benchmark (quality vs sparsity, measured speed)"))
+        layout.addWidget(self.bench_label)
         layout.addWidget(self.bench_table, 2)
         layout.addWidget(JobBar(self.job))
         self.build_button.clicked.connect(self.build_builtins)
         self.add_button.clicked.connect(self.choose_folder)
         self.bench_button.clicked.connect(self.bench)
         self.job.succeeded.connect(self.on_done)
+        self.table.selectionModel().selectionChanged.connect(self.show_saved_bench)
 
     def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         self.sparsity.setValue(settings.sparsity)
@@ -90,6 +93,27 @@ class ModelsPage(QWidget):
             "name": [m.name for m in models], "kind": [m.kind for m in models],
             "path": [str(m.path) for m in models], "provider": [provider] * len(models),
         }, schema={"name": pl.Utf8, "kind": pl.Utf8, "path": pl.Utf8, "provider": pl.Utf8}))
+        self.show_saved_bench()
+
+    @Slot()
+    def show_saved_bench(self, *_: object, name: str | None = None) -> None:
+        """The selected model's last benchmark (saved by this page or by `lensroute models bench`
+        under the data folder), so a restart does not lose minutes of measurement."""
+        from routing.bench import load_rows, saved_bench_file
+
+        picked = (name, "") if name else self.selected()
+        rows = load_rows(picked[0]) if picked is not None else None
+        if not rows:
+            self.bench_model.set_frame(pl.DataFrame())
+            self.bench_label.setText("Informed routing benchmark (quality vs sparsity, measured speed)"
+                                     + (f": none saved for {picked[0]} yet" if picked else ""))
+            return
+        import datetime as dt
+
+        saved = dt.datetime.fromtimestamp(saved_bench_file(picked[0]).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        self.bench_model.set_frame(bench_frame(rows))
+        self.bench_label.setText(f"Informed routing benchmark of {picked[0]} on {rows[0].provider} "
+                                 f"(saved {saved}): quality vs sparsity, measured speed")
 
     @Slot()
     def build_builtins(self) -> bool:
@@ -147,10 +171,18 @@ class ModelsPage(QWidget):
         name, kind = picked
         run = bench_embedding if kind == "embedding" else bench_causal_lm
         sparsities = tuple(sorted({0.0, round(self.sparsity.value(), 3)}))
-        return self.job.start(lambda progress, cancel: run(name, sparsities=sparsities, progress=progress, cancel=cancel))
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from routing.bench import save_rows
+
+            rows = run(name, sparsities=sparsities, progress=progress, cancel=cancel)
+            save_rows(rows, name)
+            return rows
+
+        return self.job.start(work)
 
     @Slot(object)
     def on_done(self, result) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(result, list):
-            self.bench_model.set_frame(bench_frame(result))
         self.refresh()
+        if isinstance(result, list) and result:  # the benchmark just run and saved, whichever row is selected now
+            self.show_saved_bench(name=result[0].model)
