@@ -8,6 +8,7 @@ PostgreSQL catalogue instead.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 APP_NAME = "lensroute"
@@ -65,5 +66,10 @@ def database_url(explicit: str | None = None) -> str:
 
 
 def resources_dir() -> Path:
-    """The bundled resources (seed catalogue, compact pretrained ranker, icons)."""
-    return Path(__file__).resolve().parent.parent / "resources"
+    """The bundled resources (seed catalogue, calibration questions, prices, the icon): the source
+    tree's `resources/` when running from a checkout (an editable install), else the copy a wheel
+    installs under `<prefix>/share/lensroute/resources` (see pyproject's data-files)."""
+    source_tree = Path(__file__).resolve().parent.parent / "resources"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(sys.prefix) / "share" / APP_NAME / "resources"

@@ -10,7 +10,14 @@ import argparse
 import sys
 import traceback
 
-from app.cli import catalogue_cmds, crawl_cmds, models_cmds, recommend_cmds, route_cmds
+from app.cli import (
+    catalogue_cmds,
+    crawl_cmds,
+    desktop_cmds,
+    models_cmds,
+    recommend_cmds,
+    route_cmds,
+)
 from recommender.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, LensrouteError
 
 EPILOG = """exit codes: 0 ok, 1 unexpected error, 2 usage, 3 not found, 4 no data,
@@ -18,7 +25,7 @@ EPILOG = """exit codes: 0 ok, 1 unexpected error, 2 usage, 3 not found, 4 no dat
 
 environment: LENSROUTE_HOME (data folder), LENSROUTE_DB (database URL), NO_COLOR (no progress bar)"""
 
-COMMAND_MODULES = (catalogue_cmds, crawl_cmds, recommend_cmds, models_cmds, route_cmds)
+COMMAND_MODULES = (catalogue_cmds, crawl_cmds, recommend_cmds, models_cmds, route_cmds, desktop_cmds)
 
 
 def version() -> str:

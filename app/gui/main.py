@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QTimer, Slot
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -266,6 +266,12 @@ def run_gui(argv: list[str]) -> int:
             return 5
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("lensroute")
+    app.setDesktopFileName("lensroute")  # ties the window to the launcher `lensroute desktop install` writes
+    from recommender import paths
+
+    icon = paths.resources_dir() / "lensroute.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     app.aboutToQuit.connect(Job.stop_all)
     from app.gui.theme import follow_system
 
