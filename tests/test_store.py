@@ -84,3 +84,53 @@ def test_unreachable_database_is_a_one_line_store_error(tmp_path) -> None:  # ty
     assert "\n" not in str(caught.value)
     with pytest.raises(StoreError):
         Store("not a url at all ::")
+
+
+
+def test_a_migration_another_program_finished_meanwhile_is_skipped_not_repeated(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two programs open a new catalogue at once and both read version 0; the first migrates. The
+    second must find the work done once it holds the lock, not fail on tables that now exist."""
+    from recommender.store import migrations
+
+    Store(db_url).close()  # the other program has migrated everything
+    real, calls = migrations.current_version, []
+
+    def stale_first_read(conn: sa.Connection) -> int:
+        calls.append(1)
+        return 0 if len(calls) == 1 else real(conn)
+
+    monkeypatch.setattr(migrations, "current_version", stale_first_read)
+    engine = create_engine(db_url)
+    assert migrations.upgrade(engine) == []
+    assert len(calls) == 1 + len(migrations.MIGRATIONS)  # re-read under the lock before each one
+    engine.dispose()
+
+
+def test_opening_a_new_sqlite_catalogue_waits_for_another_writer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A writer holds the lock on a new file (another program importing): opening waits for it
+    (busy_timeout) instead of failing with "database is locked"."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "c.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE other_program (x)")
+    outcome: list[object] = []
+    opener = threading.Thread(target=lambda: outcome.append(_open_or_error(f"sqlite:///{path}")))
+    opener.start()
+    opener.join(timeout=1.0)
+    assert opener.is_alive() and not outcome  # still waiting while the other writer holds the lock
+    holder.execute("COMMIT")
+    holder.close()
+    opener.join(timeout=60)
+    assert outcome == ["opened"]
+
+
+def _open_or_error(url: str) -> str:
+    try:
+        Store(url).close()
+    except StoreError as exc:
+        return str(exc)
+    return "opened"

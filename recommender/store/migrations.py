@@ -219,7 +219,13 @@ def current_version(conn: sa.Connection) -> int:
 
 
 def upgrade(engine: sa.Engine, target: int = LATEST_VERSION) -> list[int]:
-    """Apply every missing migration up to `target`; returns the versions applied."""
+    """Apply every missing migration up to `target`; returns the versions applied.
+
+    Two programs may open a new catalogue at the same moment (the GUI importing while a crawl
+    starts): each migration therefore runs under the write lock and re-reads the version inside
+    it, so the second opener waits and then finds the work done, instead of failing with
+    "database is locked" or "table already exists".
+    """
     with engine.connect() as conn:
         have = current_version(conn)
     if have > LATEST_VERSION:
@@ -230,7 +236,10 @@ def upgrade(engine: sa.Engine, target: int = LATEST_VERSION) -> list[int]:
     applied = []
     for migration in MIGRATIONS:
         if have < migration.version <= target:
-            with engine.begin() as conn:
+            with engine.connect() as plain, plain.execution_options(lensroute_write=True) as conn, conn.begin():
+                _hold_migration_lock(conn)
+                if current_version(conn) >= migration.version:
+                    continue
                 migration.apply(conn)
                 conn.execute(
                     sa.text(
@@ -241,3 +250,13 @@ def upgrade(engine: sa.Engine, target: int = LATEST_VERSION) -> list[int]:
                 )
             applied.append(migration.version)
     return applied
+
+
+_MIGRATION_LOCK = 0x6C656E73  # "lens": PostgreSQL advisory lock key for schema migrations
+
+
+def _hold_migration_lock(conn: sa.Connection) -> None:
+    """SQLite's write transaction (BEGIN IMMEDIATE, see engine) already excludes other writers;
+    PostgreSQL needs an explicit lock, released with the transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
