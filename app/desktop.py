@@ -67,13 +67,12 @@ def install(executable: Path | None = None) -> list[Path]:
     icon_source = paths.resources_dir() / ICON_NAME
     if not icon_source.is_file():
         raise NotFoundError(f"the icon is missing from this installation ({icon_source})")
-    written = []
-    for target, write in ((icon_path(), lambda p: shutil.copyfile(icon_source, p)),
-                          (entry_path(), lambda p: p.write_text(entry_text(executable), encoding="utf-8"))):
+    icon, entry = icon_path(), entry_path()
+    for target in (icon, entry):
         target.parent.mkdir(parents=True, exist_ok=True)
-        write(target)
-        written.append(target)
-    return written
+    shutil.copyfile(icon_source, icon)
+    entry.write_text(entry_text(executable), encoding="utf-8")
+    return [icon, entry]
 
 
 def remove() -> list[Path]:

@@ -56,6 +56,14 @@ def _answer_index(value, choices: list[str], where: str) -> int:  # type: ignore
     return index
 
 
+def bundled_questions() -> Path:
+    """64 general-knowledge multiple-choice questions shipped with lensroute: a pool can be
+    calibrated (and the encoder's retrieval benchmarked) before the user has labelled anything."""
+    from recommender import paths
+
+    return paths.resources_dir() / "calibration" / "general_mc.jsonl"
+
+
 def read_questions(path: Path, *, labelled: bool) -> list[Question]:
     """JSONL lines {"question", "choices": [...], "answer"}; `answer` required when `labelled`."""
     if not path.is_file():

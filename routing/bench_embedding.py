@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender import paths
 from recommender.errors import RuntimeUnavailableError
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
 from routing.bench import SPARSITIES, BenchRow, _median_ms, calibration_texts, configure, variants
@@ -56,9 +55,9 @@ def retrieval_accuracy(model, questions: list[list[int]], answers: list[list[int
 
 
 def retrieval_pairs(tokenize) -> tuple[list[list[int]], list[list[int]]]:  # type: ignore[no-untyped-def]
-    from routing.answering import read_questions
+    from routing.answering import bundled_questions, read_questions
 
-    questions = read_questions(paths.resources_dir() / "calibration" / "general_mc.jsonl", labelled=True)
+    questions = read_questions(bundled_questions(), labelled=True)
     return ([tokenize(q.question) for q in questions],
             [tokenize(q.choices[q.answer]) for q in questions if q.answer is not None])
 

@@ -218,7 +218,8 @@ def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_
 
 @pytest.mark.builtin_models
 def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from app.gui.pages.calibrate_dialog import CalibrateDialog, bundled_questions
+    from app.gui.pages.calibrate_dialog import CalibrateDialog
+    from routing.answering import bundled_questions
     from routing.local_models import installed
     from tests.test_routing import small_mc_set
 

@@ -236,7 +236,7 @@ def upgrade(engine: sa.Engine, target: int = LATEST_VERSION) -> list[int]:
     applied = []
     for migration in MIGRATIONS:
         if have < migration.version <= target:
-            with engine.connect() as plain, plain.execution_options(lensroute_write=True) as conn, conn.begin():
+            with engine.connect().execution_options(lensroute_write=True) as conn, conn.begin():
                 _hold_migration_lock(conn)
                 if current_version(conn) >= migration.version:
                     continue

@@ -34,17 +34,11 @@ class CalibrationChoice:
     name: str
 
 
-def bundled_questions() -> Path:
-    """64 general-knowledge multiple-choice questions shipped with lensroute: enough to start."""
-    from recommender import paths
-
-    return paths.resources_dir() / "calibration" / "general_mc.jsonl"
-
-
 class CalibrateDialog(QDialog):
     def __init__(self, installed: list[tuple[str, str]], router_name: str, parent: QWidget | None = None) -> None:
         """`installed`: (name, kind) of every local model; all are ticked to begin with."""
         super().__init__(parent)
+        from routing.answering import bundled_questions
         from routing.routers import ROUTERS
 
         self.setWindowTitle("Calibrate a pool")

@@ -101,18 +101,19 @@ class ModelsPage(QWidget):
         under the data folder), so a restart does not lose minutes of measurement."""
         from routing.bench import load_rows, saved_bench_file
 
-        picked = (name, "") if name else self.selected()
-        rows = load_rows(picked[0]) if picked is not None else None
+        if name is None and (selected := self.selected()) is not None:
+            name = selected[0]
+        rows = load_rows(name) if name else None
         if not rows:
             self.bench_model.set_frame(pl.DataFrame())
             self.bench_label.setText("Informed routing benchmark (quality vs sparsity, measured speed)"
-                                     + (f": none saved for {picked[0]} yet" if picked else ""))
+                                     + (f": none saved for {name} yet" if name else ""))
             return
         import datetime as dt
 
-        saved = dt.datetime.fromtimestamp(saved_bench_file(picked[0]).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        saved = dt.datetime.fromtimestamp(saved_bench_file(name).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
         self.bench_model.set_frame(bench_frame(rows))
-        self.bench_label.setText(f"Informed routing benchmark of {picked[0]} on {rows[0].provider} "
+        self.bench_label.setText(f"Informed routing benchmark of {name} on {rows[0].provider} "
                                  f"(saved {saved}): quality vs sparsity, measured speed")
 
     @Slot()
