@@ -75,6 +75,17 @@ def test_job_reports_progress_then_result_and_can_be_cancelled_and_restarted(qtb
         job.start(count)
 
 
+def test_frame_model_writes_counts_with_separators_and_aligns_numbers_right(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from app.gui.widgets import FrameModel
+
+    model = FrameModel(pl.DataFrame({"source": ["mteb"], "records": [82005], "share": [0.676], "ok": [True]}))
+    shown = [model.data(model.index(0, c)) for c in range(4)]
+    assert shown == ["mteb", "82,005", "0.676", "True"]
+    align = [model.data(model.index(0, c), Qt.ItemDataRole.TextAlignmentRole) for c in range(4)]
+    right = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    assert align[1] == align[2] == right and align[0] == align[3] != right
+
+
 def test_job_errors_become_one_line_with_details(qtbot) -> None:  # type: ignore[no-untyped-def]
     job = Job("broken")
 

@@ -48,13 +48,13 @@ def compact_table(view: QTableView) -> QTableView:
 
 def fit_columns(view: QTableView, max_rows: int = 2000, max_width: int = 420) -> None:
     """Size the columns to their contents whenever the model's table is replaced, so a model name
-    is not cut to "google/gemi…" beside a wide "known" column. Only for tables up to `max_rows`:
-    measuring means reading every cell (the Records page, with a million rows, keeps fixed widths)."""
+    is not cut to "google/gemi…" beside a wide "known" column. Only the first `max_rows` rows are
+    measured (Qt's resize-contents precision), so the Records page's million rows cost no more
+    than two thousand."""
     model = view.model()
+    view.horizontalHeader().setResizeContentsPrecision(max_rows)
 
     def fit() -> None:
-        if model.rowCount() > max_rows:
-            return
         view.resizeColumnsToContents()
         header = view.horizontalHeader()
         for column in range(model.columnCount()):
@@ -152,13 +152,21 @@ class FrameModel(QAbstractTableModel):
         return 0 if parent.isValid() else self.frame.width
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole) or not index.isValid():
+        if not index.isValid():
             return None
-        value = self._columns[index.column()][index.row()]
+        column = self._columns[index.column()]
+        if role == Qt.ItemDataRole.TextAlignmentRole:  # numbers line up on the right, as in a spreadsheet
+            numeric = column.dtype.is_numeric() and column.dtype != pl.Boolean
+            return int((Qt.AlignmentFlag.AlignRight if numeric else Qt.AlignmentFlag.AlignLeft) | Qt.AlignmentFlag.AlignVCenter)
+        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return None
+        value = column[index.row()]
         if value is None:
             return ""
         if isinstance(value, float):
             return f"{value:.4g}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"  # 82,005 records, as the page headers write them
         return str(value)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
