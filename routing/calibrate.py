@@ -105,3 +105,18 @@ def calibrate(pool_names: list[str], questions: list[Question], *, kind: str = "
     summary["path"] = str(save_router(name, router, cost_model, summary))
     progress(10, 10, "done")
     return summary
+
+
+def describe(summary: dict) -> list[str]:
+    """`calibrate`'s summary as lines for a person: the CLI prints them, the GUI logs them."""
+    lines = [f"router {summary['router']!r} ({summary['kind']}) trained on {summary['questions']} questions "
+             f"→ {summary['path']}"]
+    lines += [f"  {model:<28} accuracy {summary['accuracy'][model]:.3f}  latency {summary['latency_ms'][model]:>9.2f} ms"
+              for model in summary["pool"]]
+    cv = summary["cross_validated"]
+    if cv.get("folds"):
+        lines.append(f"  {cv['folds']}-fold cross-validated accuracy: router {cv['router']:.3f}, "
+                     f"best single {cv['best_single']:.3f}, oracle {cv['oracle']:.3f}")
+    else:
+        lines.append(f"  {cv['note']}")
+    return lines

@@ -252,7 +252,8 @@ def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: 
     with qtbot.waitSignal(route.job.succeeded, timeout=120_000):
         assert route.calibrate(dialog.choice())
     assert route.session is not None and "tiny-llama" in route.pool_label.text()
-    assert "12 questions" in route.batch_log.toPlainText()
+    log = route.batch_log.toPlainText()
+    assert "12 questions" in log and all(f"{name}" in log for name in local_pool) and "accuracy" in log
     route.question.setText("What is the capital of France?")
     route.choices.setText("Berlin | Paris | Rome")
     with qtbot.waitSignal(route.job.succeeded, timeout=60_000):

@@ -331,6 +331,7 @@ def test_route_bad_input_is_one_line_and_non_zero(local_pool: list[str], tmp_pat
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     embedding_only = run_cli("route", "calibrate", "--pool", "all-minilm-l6-v2", "--data", str(data), "--device", "cpu")
     assert embedding_only.returncode == 0, embedding_only.stderr
+    assert "trained on" in embedding_only.stdout and "all-minilm-l6-v2" in embedding_only.stdout
     free = run_cli("route", "answer", "Tell me a story.")
     assert free.returncode == 2 and "--choices" in free.stderr
 

@@ -127,7 +127,7 @@ def _pool_names(values: list[str]) -> list[str]:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from routing.answering import read_questions
-    from routing.calibrate import calibrate
+    from routing.calibrate import calibrate, describe
 
     questions = read_questions(Path(args.data), labelled=True)
     try:
@@ -140,15 +140,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(summary)
         return 0
-    print(f"router {summary['router']!r} ({summary['kind']}) trained on {summary['questions']} questions → {summary['path']}")
-    for model in summary["pool"]:
-        print(f"  {model:<28} accuracy {summary['accuracy'][model]:.3f}  latency {summary['latency_ms'][model]:>9.2f} ms")
-    cv = summary["cross_validated"]
-    if cv.get("folds"):
-        print(f"  {cv['folds']}-fold cross-validated accuracy: router {cv['router']:.3f}, "
-              f"best single {cv['best_single']:.3f}, oracle {cv['oracle']:.3f}")
-    else:
-        print(f"  {cv['note']}")
+    print("\n".join(describe(summary)))
     return 0
 
 

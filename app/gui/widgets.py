@@ -49,8 +49,8 @@ def compact_table(view: QTableView) -> QTableView:
 def fit_columns(view: QTableView, max_rows: int = 2000, max_width: int = 420) -> None:
     """Size the columns to their contents whenever the model's table is replaced, so a model name
     is not cut to "google/gemi…" beside a wide "known" column. Only the first `max_rows` rows are
-    measured (Qt's resize-contents precision), so the Records page's million rows cost no more
-    than two thousand."""
+    measured (Qt's resize-contents precision), so a table of a million rows costs no more to fit
+    than its top `max_rows`."""
     model = view.model()
     view.horizontalHeader().setResizeContentsPrecision(max_rows)
 

@@ -240,13 +240,9 @@ class RoutePage(QWidget):
         return self.job.start(work)
 
     def on_calibrated(self, summary: dict) -> None:
-        lines = [f"router {summary['router']!r} ({summary['kind']}) trained on {summary['questions']} questions"]
-        lines += [f"  {model}: accuracy {summary['accuracy'][model]:.3f}, latency {summary['latency_ms'][model]:.1f} ms"
-                  for model in summary["pool"]]
-        cv = summary["cross_validated"]
-        lines.append(f"  {cv['folds']}-fold cross-validated accuracy: router {cv['router']:.3f}, best single "
-                     f"{cv['best_single']:.3f}, oracle {cv['oracle']:.3f}" if cv.get("folds") else f"  {cv.get('note', '')}")
-        self.batch_log.appendPlainText("\n".join(lines))
+        from routing.calibrate import describe
+
+        self.batch_log.appendPlainText("\n".join(describe(summary)))
         self.refresh_routers(summary["router"])
 
     @Slot()
