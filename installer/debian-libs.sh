@@ -1,8 +1,9 @@
 # Sourced by setup.sh and install.sh: the Debian libraries Qt needs, installed when missing.
 # shellcheck shell=bash
 # Debian libraries Qt needs even offscreen (glib is libglib2.0-0t64 on Debian 13).
+# A caller may add its own in `extra_packages` (setup.sh --dev: binutils, which PyInstaller needs).
 missing=()
-for pkg in libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libgl1; do
+for pkg in libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libgl1 ${extra_packages[@]+"${extra_packages[@]}"}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ! dpkg -s libglib2.0-0 >/dev/null 2>&1 && ! dpkg -s libglib2.0-0t64 >/dev/null 2>&1; then

@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 # The build extras (transformers, gguf) export the built-in models at set-up; the runtime only
 # needs onnxruntime and tokenizers.
 extras="[build]"
-[ "${1:-}" = "--dev" ] && extras="[dev,build]"
+extra_packages=()
+# --dev: the tests freeze the app (tests/test_frozen_app.py), and PyInstaller needs binutils' objdump
+[ "${1:-}" = "--dev" ] && { extras="[dev,build]"; extra_packages=(binutils); }
 
 source "installer/debian-libs.sh"
 

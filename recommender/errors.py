@@ -71,3 +71,28 @@ class Cancelled(LensrouteError):
 
     def __init__(self, message: str = "cancelled") -> None:
         super().__init__(message)
+
+
+# Modules only training and model building need. The frozen application leaves them out
+# (installer/lensroute.spec), so a command that needs one says so instead of failing obscurely.
+BUILD_ONLY_MODULES = {
+    "torch": "PyTorch",
+    "transformers": "transformers",
+    "gguf": "gguf",
+    "onnxscript": "onnxscript",
+    "safetensors": "safetensors",
+}
+
+
+def missing_build_module(exc: BaseException) -> RuntimeUnavailableError | None:
+    """The user-facing error for an ImportError of a build-only module, else None."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    if top not in BUILD_ONLY_MODULES:
+        return None
+    return RuntimeUnavailableError(
+        f"this needs {BUILD_ONLY_MODULES[top]} ({top}), which this lensroute leaves out: the frozen application "
+        "ranks, routes and runs ONNX models but does not train or build them; use the full install "
+        "(installer/install.sh) for that"
+    )

@@ -68,8 +68,15 @@ def database_url(explicit: str | None = None) -> str:
 def resources_dir() -> Path:
     """The bundled resources (seed catalogue, calibration questions, prices, the icon): the source
     tree's `resources/` when running from a checkout (an editable install), else the copy a wheel
-    installs under `<prefix>/share/lensroute/resources` (see pyproject's data-files)."""
+    installs under `<prefix>/share/lensroute/resources` (see pyproject's data-files). The frozen
+    application keeps the same layout under its own prefix (installer/lensroute.spec)."""
     source_tree = Path(__file__).resolve().parent.parent / "resources"
     if source_tree.is_dir():
         return source_tree
     return Path(sys.prefix) / "share" / APP_NAME / "resources"
+
+
+def bundled_models_dir() -> Path:
+    """Ready-built ONNX models shipped with the program (the frozen application carries the text
+    encoder here, since it cannot build one without torch); read-only, unlike `models_dir()`."""
+    return resources_dir() / "models"

@@ -38,12 +38,24 @@ def local_models_dir() -> Path:
     return path
 
 
+def encoder_build_dir() -> Path:
+    """Where `lensroute models build-builtin` writes the encoder: the user's data folder."""
+    return local_models_dir() / ENCODER_NAME
+
+
 def encoder_dir() -> Path:
-    """The built encoder; `LENSROUTE_ENCODER_DIR` points elsewhere (tests share one build)."""
+    """The encoder to run: `LENSROUTE_ENCODER_DIR` (tests share one build), else the one built in
+    the data folder, else the one the program ships ready-built (the frozen application's)."""
     import os
 
     configured = os.environ.get("LENSROUTE_ENCODER_DIR")
-    return Path(configured) if configured else local_models_dir() / ENCODER_NAME
+    if configured:
+        return Path(configured)
+    built = encoder_build_dir()
+    shipped = paths.bundled_models_dir() / ENCODER_NAME
+    if not (built / "model.onnx").is_file() and (shipped / "model.onnx").is_file():
+        return shipped
+    return built
 
 
 def minilm_weights_dir() -> Path:
@@ -63,7 +75,7 @@ def build_minilm(out_dir: Path | None = None, *, check_sentences: Sequence[str] 
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    out = out_dir or encoder_dir()
+    out = out_dir or encoder_build_dir()
     out.mkdir(parents=True, exist_ok=True)
     source = minilm_weights_dir()
     model = AutoModel.from_pretrained(str(source)).eval()

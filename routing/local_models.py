@@ -89,9 +89,13 @@ def _save_registry(entries: dict[str, str]) -> None:
 
 
 def installed() -> list[LocalModel]:
-    """Built-in folders plus registered ones; unreadable entries are skipped (listed by `check`)."""
+    """Shipped ready-built folders, built-in folders, then registered ones (a later one of the same
+    name wins); unreadable entries are skipped (listed by `check`)."""
     found: dict[str, LocalModel] = {}
-    for folder in sorted(p for p in local_dir().iterdir() if p.is_dir()):
+    shipped = paths.bundled_models_dir()
+    folders = sorted(p for p in shipped.iterdir() if p.is_dir()) if shipped.is_dir() else []
+    folders += sorted(p for p in local_dir().iterdir() if p.is_dir())  # built here: wins over shipped
+    for folder in folders:
         try:
             manifest = read_manifest(folder)
         except (FormatError, NotFoundError):
@@ -143,4 +147,6 @@ def remove(name: str) -> Path:
 
         shutil.rmtree(model.path)
         return model.path
+    if model.path.parent == paths.bundled_models_dir():
+        raise UsageError(f"{name!r} ships with this lensroute ({model.path}) and cannot be removed")
     raise RuntimeUnavailableError(f"{name!r} is not registered and not a built-in")

@@ -101,6 +101,13 @@ def test_job_errors_become_one_line_with_details(qtbot) -> None:  # type: ignore
         job.start(lambda progress, cancel: 1 / 0)
     assert blocker.args[0].message.startswith("ZeroDivisionError")
 
+    def train_without_torch(progress, cancel):  # type: ignore[no-untyped-def]
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")  # as in the frozen app
+
+    with qtbot.waitSignal(job.failed, timeout=10_000) as blocker:
+        job.start(train_without_torch)
+    assert "full install" in blocker.args[0].message and "\n" not in blocker.args[0].message
+
 
 # --- window -------------------------------------------------------------------------------------
 

@@ -18,7 +18,12 @@ from app.cli import (
     recommend_cmds,
     route_cmds,
 )
-from recommender.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, LensrouteError
+from recommender.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_UNEXPECTED,
+    LensrouteError,
+    missing_build_module,
+)
 
 EPILOG = """exit codes: 0 ok, 1 unexpected error, 2 usage, 3 not found, 4 no data,
 5 runtime unavailable, 130 interrupted
@@ -89,13 +94,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except ModuleNotFoundError as exc:
+        missing = missing_build_module(exc)
+        if missing is None:
+            return _unexpected(exc, args.debug)
+        print(f"lensroute: error: {missing}", file=sys.stderr)
+        return missing.exit_code
     except Exception as exc:  # the last line of defence: one line, never a traceback by default
-        if args.debug:
-            traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"lensroute: unexpected error: {type(exc).__name__}: {first} (run with --debug for details)",
-              file=sys.stderr)
-        return EXIT_UNEXPECTED
+        return _unexpected(exc, args.debug)
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    print(f"lensroute: unexpected error: {type(exc).__name__}: {first} (run with --debug for details)",
+          file=sys.stderr)
+    return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from recommender.errors import Cancelled, LensrouteError
+from recommender.errors import Cancelled, LensrouteError, missing_build_module
 from recommender.progress import CancelToken
 
 Work = Callable[[Callable[..., None], CancelToken], Any]
@@ -55,6 +55,10 @@ class _Worker(QThread):
         except LensrouteError as exc:
             self.carrier.failed.emit(JobError(str(exc), traceback.format_exc()))
         except Exception as exc:  # the GUI must never crash on bad input: report and carry on
+            missing = missing_build_module(exc)
+            if missing is not None:
+                self.carrier.failed.emit(JobError(str(missing), traceback.format_exc()))
+                return
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self.carrier.failed.emit(JobError(f"{type(exc).__name__}: {first}", traceback.format_exc()))
         else:

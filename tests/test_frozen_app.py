@@ -1,0 +1,90 @@
+"""The frozen application (installer/freeze.sh): built with PyInstaller from this environment, it
+passes installer/smoke-frozen.sh — a fresh data folder, no network, no Python from outside: init,
+stats, rank with the shipped ranker and encoder, export and re-import, the GUI's pages, and a
+one-line "use the full install" for what needs torch. Plus that message itself, without freezing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def test_a_command_that_needs_torch_says_so_in_one_line_when_torch_is_absent(tmp_path: Path) -> None:
+    # sys.modules[name] = None makes `import torch` fail as it does in the frozen app
+    code = ("import sys; sys.modules['torch'] = None; from app.cli.main import main; "
+            "sys.exit(main(['-q', 'train', '--epochs', '1']))")
+    env = {**os.environ, "LENSROUTE_HOME": str(tmp_path / "home")}
+    subprocess.run([sys.executable, "-m", "app", "-q", "init"], check=True, capture_output=True, env=env, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 5, done.stderr
+    assert done.stderr.count("\n") == 1 and "PyTorch (torch)" in done.stderr and "full install" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unrelated_missing_module_stays_an_unexpected_error() -> None:
+    from recommender.errors import missing_build_module
+
+    assert missing_build_module(ModuleNotFoundError("No module named 'torch.nn'", name="torch.nn")) is not None
+    assert missing_build_module(ModuleNotFoundError("No module named 'polars'", name="polars")) is None
+    assert missing_build_module(ImportError("cannot import name 'x'")) is None
+
+
+@pytest.mark.builtin_models
+def test_a_shipped_ready_built_model_is_used_until_one_is_built_here(
+    encoder_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recommender import paths, text_encoder
+    from recommender.errors import UsageError
+    from routing import local_models
+
+    monkeypatch.delenv("LENSROUTE_ENCODER_DIR", raising=False)
+    resources = tmp_path / "resources"
+    monkeypatch.setattr(paths, "resources_dir", lambda: resources)
+    built = text_encoder.encoder_build_dir()
+    assert text_encoder.encoder_dir() == built and local_models.installed() == []  # nothing shipped, nothing built
+
+    shipped = paths.bundled_models_dir() / text_encoder.ENCODER_NAME
+    shipped.mkdir(parents=True)
+    for name in ("model.onnx", "tokenizer.json", "lensroute-model.json"):
+        (shipped / name).symlink_to(encoder_folder / name)
+    assert text_encoder.encoder_dir() == shipped
+    assert [m.path for m in local_models.installed()] == [shipped]
+    vector = text_encoder.TextEncoder(cache=False).encode(["passages about French law"])
+    assert vector.shape == (1, text_encoder.DIM)
+    with pytest.raises(UsageError, match="ships with this lensroute"):
+        local_models.remove(text_encoder.ENCODER_NAME)
+    assert shipped.is_dir()
+
+    built.mkdir(parents=True)  # `models build-builtin` wrote one into the data folder: it wins
+    for name in ("model.onnx", "tokenizer.json", "lensroute-model.json"):
+        (built / name).symlink_to(encoder_folder / name)
+    assert text_encoder.encoder_dir() == built
+    assert [m.path for m in local_models.installed()] == [built]
+
+
+@pytest.mark.slow
+@pytest.mark.builtin_models
+def test_frozen_app_passes_its_smoke_test(ranker_dir: Path, encoder_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    env = {**os.environ, "LENSROUTE_PYTHON": sys.executable}
+    build = subprocess.run(
+        [str(REPO / "installer" / "freeze.sh"), "--no-archive", "--out", str(out),
+         "--ranker", str(ranker_dir), "--encoder", str(encoder_folder)],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    app = out / "lensroute"
+    assert (app / "lensroute").is_file()
+    internal = app / "_internal"
+    assert not (internal / "torch").exists(), "torch was frozen in: the excludes in lensroute.spec did not apply"
+    assert (internal / "share" / "lensroute" / "resources" / "ranker" / "scorer.onnx").is_file()
+    smoke = subprocess.run([str(REPO / "installer" / "smoke-frozen.sh"), str(app)], capture_output=True, text=True,
+                           timeout=600)
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert smoke.stdout.count("ok   ") >= 10 and "frozen app OK" in smoke.stdout
