@@ -43,7 +43,7 @@ trap 'rm -rf "$work"' EXIT
 # app's prefix is its _internal folder), so `paths.resources_dir()` finds it the same way.
 app="$work/dist/lensroute"
 resources="$app/_internal/share/lensroute/resources"
-mkdir -p "$resources/models"
+mkdir -p "$resources"
 cp -r resources/seed resources/calibration resources/*.yaml resources/lensroute.svg "$resources/"
 mkdir -p "$resources/ranker"
 for file in "$ranker"/*; do  # lens.pt is torch weights for fine-tuning: serving never reads it

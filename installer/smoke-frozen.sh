@@ -2,7 +2,7 @@
 # Smoke test of the frozen application (installer/freeze.sh), as a new user runs it: a fresh data
 # folder, no network (when this machine can cut it: `unshare`), no Python from outside.
 #   installer/smoke-frozen.sh APP_DIR     (APP_DIR holds the `lensroute` executable)
-# Prints one line per check and exits non-zero at the first that fails.
+# Prints one line per check, runs them all, and exits non-zero if any failed.
 set -uo pipefail
 app=${1:?usage: installer/smoke-frozen.sh APP_DIR}
 exe=$(cd "$app" && pwd)/lensroute

@@ -69,7 +69,7 @@ def resources_dir() -> Path:
     """The bundled resources (seed catalogue, calibration questions, prices, the icon): the source
     tree's `resources/` when running from a checkout (an editable install), else the copy a wheel
     installs under `<prefix>/share/lensroute/resources` (see pyproject's data-files). The frozen
-    application keeps the same layout under its own prefix (installer/lensroute.spec)."""
+    application keeps the same layout under its own prefix (installer/freeze.sh puts it there)."""
     source_tree = Path(__file__).resolve().parent.parent / "resources"
     if source_tree.is_dir():
         return source_tree
