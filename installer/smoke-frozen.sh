@@ -45,6 +45,12 @@ check "models list shows the shipped encoder" 0 "$exe" models list && expect "mo
 check "export" 0 "$exe" -q export "$home/records.parquet"
 check "import what was exported: nothing new" 0 "$exe" -q import "$home/records.parquet"
 expect "re-import" 'added 0, updated 0' "$home/out"
+check "calibrate a pool with the LightGBM router" 0 "$exe" -q route calibrate --pool all-minilm-l6-v2 \
+  --data "$(dirname "$exe")/_internal/share/lensroute/resources/calibration/general_mc.jsonl" --router lgbm
+expect "calibrate" 'cross-validated accuracy' "$home/out"
+check "route a question" 0 "$exe" route answer "Which gas do plants take in for photosynthesis?" \
+  --choices oxygen "carbon dioxide" nitrogen helium --json
+expect "route answer" '"model": "all-minilm-l6-v2"' "$home/out"
 check "train says it needs the full install" 5 "$exe" -q train
 expect "train message" 'full install' "$home/err"
 [ "$(wc -l <"$home/err")" = 1 ] || { echo "FAIL train: the error is not one line"; failures=$((failures + 1)); }

@@ -5,6 +5,7 @@ one-line "use the full install" for what needs torch. Plus that message itself, 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,4 +88,18 @@ def test_frozen_app_passes_its_smoke_test(ranker_dir: Path, encoder_folder: Path
     smoke = subprocess.run([str(REPO / "installer" / "smoke-frozen.sh"), str(app)], capture_output=True, text=True,
                            timeout=600)
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
-    assert smoke.stdout.count("ok   ") >= 10 and "frozen app OK" in smoke.stdout
+    assert smoke.stdout.count("ok   ") >= 12 and "frozen app OK" in smoke.stdout
+
+    # the crawler (httpx) frozen too: a real crawl from the local leaderboard server, then all 304s
+    from tests.crawl_server import LeaderboardServer
+    from tests.test_crawl import serve_evalplus
+
+    db = str(tmp_path / "crawled.db")
+    with LeaderboardServer() as server:
+        serve_evalplus(server)
+        crawls = [subprocess.run([str(app / "lensroute"), "--db", db, "crawl", "evalplus", "--base-url", server.base_url,
+                                  "--json"], capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(c.returncode == 0 for c in crawls), crawls[-1].stderr
+    first, second = (json.loads(c.stdout) for c in crawls)
+    assert first["status"] == "done" and first["added"] == 598
+    assert second["added"] == 0 and second["not_modified"] >= 1, second
