@@ -56,6 +56,7 @@ expect "train message" 'full install' "$home/err"
 [ "$(wc -l <"$home/err")" = 1 ] || { echo "FAIL train: the error is not one line"; failures=$((failures + 1)); }
 check "bad input: one line, exit 2" 2 "$exe" rank --description ""
 check "GUI renders every page" 0 "$exe" gui --screenshot "$home/shots"
+! grep -q "showed an error" "$home/err" || { echo "FAIL gui: $(grep "showed an error" "$home/err" | head -3)"; failures=$((failures + 1)); }
 shots=$(find "$home/shots" -name '*.png' -size +1k | wc -l)
 [ "$shots" -ge 6 ] || { echo "FAIL gui: $shots screenshots (expected 6)"; failures=$((failures + 1)); }
 

@@ -96,3 +96,13 @@ def missing_build_module(exc: BaseException) -> RuntimeUnavailableError | None:
         "ranks, routes and runs ONNX models but does not train or build them; use the full install "
         "(installer/install.sh) for that"
     )
+
+
+def build_tools_missing() -> RuntimeUnavailableError | None:
+    """That error up front when torch is absent, for a GUI that disables a button (with the reason
+    as its tooltip) instead of letting the user click and fail."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return missing_build_module(ModuleNotFoundError("No module named 'torch'", name="torch"))
+    return None

@@ -12,9 +12,12 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from recommender.evaluation import EvaluationReport
 from recommender.paths import home_dir
+
+if TYPE_CHECKING:  # reading the log must not need torch (the frozen app shows it without)
+    from recommender.evaluation import EvaluationReport
 
 FILE_NAME = "evaluations.json"
 

@@ -28,6 +28,38 @@ def test_a_command_that_needs_torch_says_so_in_one_line_when_torch_is_absent(tmp
     assert "Traceback" not in done.stderr
 
 
+# The modules that train, export or build, and so need torch; every other module must import
+# without it, or the frozen app breaks where it imports one (the Train page's saved evaluation
+# tables once did, through recommender.evaluation_log).
+NEEDS_TORCH = {
+    "recommender.distributed", "recommender.evaluation", "recommender.lens_export", "recommender.modellens",
+    "recommender.pipeline", "recommender.training",
+    "routing.bert", "routing.informed", "routing.informed_bert", "routing.llama",
+}
+
+
+def test_only_the_training_and_building_modules_need_torch() -> None:
+    code = """
+import importlib, pkgutil, sys
+sys.modules["torch"] = None
+import app, recommender, routing
+for pkg in (app, recommender, routing):
+    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+        if info.name.endswith(("__main__", ".entry")):
+            continue  # running these starts the program
+        try:
+            importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:
+            if exc.name == "torch":
+                print(info.name)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    needing = set(done.stdout.split())
+    assert needing and needing <= NEEDS_TORCH, f"these now need torch: {sorted(needing - NEEDS_TORCH)}"
+
+
 def test_an_unrelated_missing_module_stays_an_unexpected_error() -> None:
     from recommender.errors import missing_build_module
 

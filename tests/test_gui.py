@@ -234,6 +234,34 @@ def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_
     assert not models.bench()  # nothing to benchmark: a message, not a crash
 
 
+def test_without_torch_the_pages_disable_what_needs_it_and_say_why(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from app.gui.main import AppContext, MainWindow
+    from app.gui.pages.calibrate_dialog import CalibrateDialog
+
+    with_torch = MainWindow(AppContext(f"sqlite:///{tmp_path / 'a.db'}"))
+    qtbot.addWidget(with_torch)
+    assert page(with_torch, "Train & evaluate").train_button.isEnabled()
+    assert page(with_torch, "Local models").build_button.isEnabled()
+    # as in the frozen app (installer/freeze.sh leaves torch out)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    win = MainWindow(AppContext(f"sqlite:///{tmp_path / 'b.db'}"))
+    qtbot.addWidget(win)
+    train, models = page(win, "Train & evaluate"), page(win, "Local models")
+    for button in (train.train_button, train.evaluate_button, models.build_button, models.bench_button):
+        assert not button.isEnabled() and "full install" in button.toolTip()
+    assert "full install" in train.eval_note.text()
+    train.on_running(False)  # a finished job must not re-enable them
+    assert not train.train_button.isEnabled()
+    dialog = CalibrateDialog([("m", "embedding")], "default")
+    qtbot.addWidget(dialog)
+    kinds = dialog.kind
+    assert "mlp" not in [kinds.itemText(i) for i in range(kinds.count())] and kinds.count() == 3
+    assert models.add_button.isEnabled() and page(win, "Recommend").rank_button.isEnabled()
+
+
 @pytest.mark.builtin_models
 def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from app.gui.pages.calibrate_dialog import CalibrateDialog

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QMainWindow,
+    QMessageBox,
     QStackedWidget,
     QWidget,
 )
@@ -232,6 +233,11 @@ def screenshots(window: MainWindow, out: Path, app: QApplication) -> list[Path]:
         path = out / f"{page.title.lower().replace(' & ', '-').replace(' ', '-')}.png"
         window.grab().save(str(path))
         written.append(path)
+        # an error box is not in the grab: name it, so a page that broke does not pass as rendered
+        for box in window.findChildren(QMessageBox):
+            if box.objectName() == "errorDialog" and box.isVisible():
+                print(f"lensroute gui: the {page.title} page showed an error: {box.text()}", file=sys.stderr)
+                box.close()
     return written
 
 

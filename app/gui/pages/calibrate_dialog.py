@@ -50,8 +50,11 @@ class CalibrateDialog(QDialog):
             self.models.addItem(item)
         self.data = QLineEdit(str(bundled_questions()))
         browse = QPushButton("Browse…")
+        from recommender.errors import build_tools_missing
+
         self.kind = QComboBox()
-        self.kind.addItems(list(ROUTERS))
+        # the MLP router trains with torch, which the frozen app leaves out
+        self.kind.addItems([r for r in ROUTERS if r != "mlp" or build_tools_missing() is None])
         self.name = QLineEdit(router_name or "default")
         data_row = QHBoxLayout()
         data_row.addWidget(self.data, 1)

@@ -75,6 +75,13 @@ class ModelsPage(QWidget):
         self.bench_button.clicked.connect(self.bench)
         self.job.succeeded.connect(self.on_done)
         self.table.selectionModel().selectionChanged.connect(self.show_saved_bench)
+        from recommender.errors import build_tools_missing
+
+        cannot_build = build_tools_missing()  # the frozen app runs shipped or added ONNX models only
+        if cannot_build is not None:
+            for button in (self.build_button, self.bench_button):
+                button.setEnabled(False)
+                button.setToolTip(str(cannot_build))
 
     def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         self.sparsity.setValue(settings.sparsity)

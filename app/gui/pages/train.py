@@ -120,6 +120,14 @@ class TrainPage(QWidget):
         self.job.progressed.connect(self.on_progress)
         self.job.succeeded.connect(self.on_done)
         self.job.running_changed.connect(self.on_running)
+        from recommender.errors import build_tools_missing
+
+        self.cannot_train = build_tools_missing()  # the frozen app: rank with the shipped ranker only
+        if self.cannot_train is not None:
+            for button in (self.train_button, self.evaluate_button):
+                button.setEnabled(False)
+                button.setToolTip(str(self.cannot_train))
+            self.eval_note.setText(str(self.cannot_train))
 
     def config(self):  # type: ignore[no-untyped-def]
         from recommender.train_config import TrainConfig
@@ -171,8 +179,8 @@ class TrainPage(QWidget):
 
     @Slot(bool)
     def on_running(self, running: bool) -> None:
-        self.train_button.setEnabled(not running)
-        self.evaluate_button.setEnabled(not running)
+        self.train_button.setEnabled(not running and self.cannot_train is None)
+        self.evaluate_button.setEnabled(not running and self.cannot_train is None)
 
     def refresh_versions(self) -> None:
         from recommender.ranker import user_ranker_dir
