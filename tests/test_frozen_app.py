@@ -1,7 +1,9 @@
 """The frozen application (installer/freeze.sh): built with PyInstaller from this environment, it
 passes installer/smoke-frozen.sh — a fresh data folder, no network, no Python from outside: init,
-stats, rank with the shipped ranker and encoder, export and re-import, the GUI's pages, and a
-one-line "use the full install" for what needs torch. Plus that message itself, without freezing."""
+stats, rank with the shipped ranker and encoder, export and re-import, calibrate and route, the
+GUI's pages without an error, and a one-line "use the full install" for what needs torch — and it
+crawls a local leaderboard server. Without freezing: that message itself, the shipped-model
+fallback, and that only the training and building modules need torch."""
 
 from __future__ import annotations
 

@@ -37,6 +37,20 @@ def show_error(parent: QWidget | None, error: JobError | str, title: str = "lens
     return box
 
 
+def disable_without_build_tools(*buttons: QWidget) -> str | None:
+    """Disable what needs torch when it is absent (the frozen app), with the reason as the
+    tooltip, so the user is told before clicking; returns that reason, or None when torch is here."""
+    from recommender.errors import build_tools_missing
+
+    missing = build_tools_missing()
+    if missing is None:
+        return None
+    for button in buttons:
+        button.setEnabled(False)
+        button.setToolTip(str(missing))
+    return str(missing)
+
+
 def compact_table(view: QTableView) -> QTableView:
     """One line per row and fixed row heights: the view then never measures a million rows."""
     view.setWordWrap(False)

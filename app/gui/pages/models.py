@@ -19,7 +19,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
+from app.gui.widgets import (
+    FrameModel,
+    JobBar,
+    compact_table,
+    disable_without_build_tools,
+    fit_columns,
+    show_error,
+)
 
 
 def bench_frame(rows: list) -> pl.DataFrame:  # type: ignore[type-arg]
@@ -75,13 +82,7 @@ class ModelsPage(QWidget):
         self.bench_button.clicked.connect(self.bench)
         self.job.succeeded.connect(self.on_done)
         self.table.selectionModel().selectionChanged.connect(self.show_saved_bench)
-        from recommender.errors import build_tools_missing
-
-        cannot_build = build_tools_missing()  # the frozen app runs shipped or added ONNX models only
-        if cannot_build is not None:
-            for button in (self.build_button, self.bench_button):
-                button.setEnabled(False)
-                button.setToolTip(str(cannot_build))
+        disable_without_build_tools(self.build_button, self.bench_button)  # the frozen app runs ONNX models only
 
     def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         self.sparsity.setValue(settings.sparsity)

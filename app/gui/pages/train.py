@@ -21,7 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns
+from app.gui.widgets import (
+    FrameModel,
+    JobBar,
+    compact_table,
+    disable_without_build_tools,
+    fit_columns,
+)
 
 EPOCH_LINE = re.compile(r"epoch (\d+): loss ([-\d.]+), val τw ([-\d.]+)")
 
@@ -120,14 +126,10 @@ class TrainPage(QWidget):
         self.job.progressed.connect(self.on_progress)
         self.job.succeeded.connect(self.on_done)
         self.job.running_changed.connect(self.on_running)
-        from recommender.errors import build_tools_missing
-
-        self.cannot_train = build_tools_missing()  # the frozen app: rank with the shipped ranker only
+        # the frozen app ranks with the ranker it ships and cannot train
+        self.cannot_train = disable_without_build_tools(self.train_button, self.evaluate_button)
         if self.cannot_train is not None:
-            for button in (self.train_button, self.evaluate_button):
-                button.setEnabled(False)
-                button.setToolTip(str(self.cannot_train))
-            self.eval_note.setText(str(self.cannot_train))
+            self.eval_note.setText(self.cannot_train)
 
     def config(self):  # type: ignore[no-untyped-def]
         from recommender.train_config import TrainConfig
