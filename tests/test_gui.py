@@ -313,6 +313,25 @@ def test_screenshot_renders_every_page(tmp_path: Path, qtbot) -> None:  # type: 
     assert time.perf_counter() - started < 120
 
 
+def test_screenshot_names_a_page_that_showed_an_error(tmp_path: Path, qtbot, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from app.gui.main import run_gui
+    from recommender import evaluation_log
+
+    assert run_gui(["--db", f"sqlite:///{tmp_path / 'a.db'}", "--screenshot", str(tmp_path / "a")]) == 0
+    # an empty home: only the Recommend page, asked to rank, has something to say
+    assert [line.split(" page ")[0] for line in capsys.readouterr().err.splitlines() if "showed an error" in line] == [
+        "lensroute gui: the Recommend"]
+
+    def broken(*_):  # type: ignore[no-untyped-def]
+        raise OSError("disk unreadable")
+
+    monkeypatch.setattr(evaluation_log, "load_reports", broken)  # the Train page reads its tables on show
+    assert run_gui(["--db", f"sqlite:///{tmp_path / 'b.db'}", "--screenshot", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "the Train & evaluate page showed an error: OSError: disk unreadable" in err
+    assert err.count("showed an error") == 2  # and the Recommend one again
+
+
 def test_catalogue_crawls_a_source_from_a_local_server(qtbot, window) -> None:  # type: ignore[no-untyped-def]
     from tests.crawl_server import LeaderboardServer
     from tests.test_crawl import serve_evalplus
