@@ -1,7 +1,13 @@
 """Prepare the inputs of `gpu_bench.py` for a lent GPU machine that cannot reach the internet and
 lacks some of our dependencies (onnxruntime-gpu, gguf, polars, SQLAlchemy).
 
-    .venv/bin/python tests/bench/gpu_prepare.py --ort-site ORT.tar.xz [--out .devcarry] [--chunk-mb 56]
+    .venv/bin/python tests/bench/gpu_prepare.py --ort-wheel WHEEL | --ort-site ORT.tar.xz [--out .devcarry] [--chunk-mb 56]
+
+WHEEL: onnxruntime-gpu for the device's Python 3.12 and CUDA 13, fetched here with
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 -d DIR onnxruntime-gpu==1.31.1
+It is unpacked without what the run never loads (the TensorRT provider, the transformers,
+quantization and tools subpackages) and packed again as tar.xz: 256 MB as a wheel, 202 MB so.
 
 Writes into OUT (ignored by git):
   payload/tokens.npz        SmolLM token ids of the routing prompts (train and test splits)
@@ -67,9 +73,32 @@ def split_into_parts(blob: Path, out: Path, first: int, chunk_mb: int) -> int:
     return count
 
 
+def ort_site_from_wheel(wheel: Path, out: Path) -> Path:
+    """The wheel unpacked, trimmed to what the run loads, as one tar.xz (smaller than the wheel)."""
+    import zipfile
+
+    site = out / "ort-site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    for unused in ("onnxruntime/transformers", "onnxruntime/quantization", "onnxruntime/tools"):
+        shutil.rmtree(site / unused, ignore_errors=True)
+    for library in site.glob("onnxruntime/capi/libonnxruntime_providers_tensorrt.so"):
+        library.unlink()
+    target = out / "ort-site.tar.xz"
+    with target.open("wb") as f:
+        tar = subprocess.Popen(["tar", "-C", str(site), "-cf", "-", "."], stdout=subprocess.PIPE)
+        subprocess.run(["xz", "-9e", "-T0"], stdin=tar.stdout, stdout=f, check=True)
+        if tar.wait():
+            raise SystemExit("tar of onnxruntime-gpu failed")
+    shutil.rmtree(site)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--ort-site", type=Path, required=True, help="tar.xz of the unpacked onnxruntime-gpu wheel")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ort-wheel", type=Path, help="the onnxruntime-gpu wheel (cp312, CUDA 13)")
+    source.add_argument("--ort-site", type=Path, help="tar.xz of the unpacked onnxruntime-gpu wheel")
     parser.add_argument("--out", type=Path, default=REPO / ".devcarry")
     parser.add_argument("--chunk-mb", type=int, default=56)
     args = parser.parse_args()
@@ -94,7 +123,10 @@ def main() -> None:
     shutil.rmtree(payload)
     payload_parts = split_into_parts(blob, args.out, 1, args.chunk_mb)
     blob.unlink()
-    ort_parts = split_into_parts(args.ort_site, args.out, payload_parts + 1, args.chunk_mb)
+    ort_site = args.ort_site or ort_site_from_wheel(args.ort_wheel, args.out)
+    ort_parts = split_into_parts(ort_site, args.out, payload_parts + 1, args.chunk_mb)
+    if args.ort_wheel:
+        ort_site.unlink()
     total = payload_parts + ort_parts
     (args.out / "manifest").write_text(f"payload_parts={payload_parts}\nparts={total}\n")
     print(f"{total} parts in {args.out}: the payload in p1..p{payload_parts}, onnxruntime-gpu in p{payload_parts + 1}..p{total}")

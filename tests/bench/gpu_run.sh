@@ -11,6 +11,10 @@
 # runs the torch sections while the onnxruntime parts travel, then waits for them. `finish`
 # unpacks onnxruntime-gpu, lets the benchmark go on, and copies its results to $OUT every few
 # seconds, so a call that reaches its limit still brings back what was measured.
+#
+# Call K carries [".devcarry/pK", ".devcarry/manifest"]. The machine stays warm only about 30 s
+# between calls, so make them back to back. `start --budget-s S`: no routed ONNX variant starts
+# later than S seconds after the start call; take the device time left then minus about 250 s.
 set -euo pipefail
 ROOT=${GPU_RUN_ROOT:-/root/lr}
 OUT=${OUT:-$ROOT/out}
@@ -26,10 +30,13 @@ recv() {
   [[ -f $ROOT/res/log ]] && tail -n 3 "$ROOT/res/log" | cut -c1-300 || true
 }
 
-start() {
-  local manifest=.devcarry/manifest
-  local payload_parts; payload_parts=$(sed -n 's/^payload_parts=//p' "$manifest")
+unpack_payload() {  # parts 1..A (the manifest's payload_parts) → $ROOT/payload
+  local payload_parts; payload_parts=$(sed -n 's/^payload_parts=//p' .devcarry/manifest)
   for k in $(seq 1 "$payload_parts"); do cat "$ROOT/parts/$k"; done | unxz_stream | tar -x -C "$ROOT"
+}
+
+start() {
+  unpack_payload
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$ROOT/site" "$ROOT"/payload/wheels/*.whl
   rm -rf "$ROOT/repo" && mkdir -p "$ROOT/repo"
   tar --exclude=./.devcarry --exclude=./.venv --exclude=./.git -cf - . | tar -x -C "$ROOT/repo"
