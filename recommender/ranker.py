@@ -99,7 +99,7 @@ def read_candidates(path: Path) -> list[Candidate]:
     rows: list[dict] = []
     try:
         if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
                 if line.strip():
                     try:
                         row = json.loads(line)
@@ -109,7 +109,7 @@ def read_candidates(path: Path) -> list[Candidate]:
                         raise FormatError(f"{path.name} line {number}: not a JSON object")
                     rows.append(row)
         else:
-            with path.open(encoding="utf-8", newline="") as handle:
+            with path.open(encoding="utf-8-sig", newline="") as handle:
                 rows = list(csv.DictReader(handle))
     except (ValueError, UnicodeDecodeError, csv.Error) as exc:
         raise FormatError(f"malformed candidates file {path.name}: {str(exc).splitlines()[0]}") from exc
@@ -125,9 +125,31 @@ def read_candidates(path: Path) -> list[Candidate]:
             n_parameters = float(params) if params not in (None, "") else None
         except (TypeError, ValueError):
             raise FormatError(f"{path.name} row {number}: n_parameters {params!r} is not a number") from None
+        if n_parameters is not None and not (math.isfinite(n_parameters) and n_parameters > 0):
+            raise FormatError(f"{path.name} row {number}: n_parameters {params!r} must be a positive number "
+                              "(leave it empty when unknown)")
         out.append(Candidate(name, n_parameters, (row.get("family") or None), (row.get("release_date") or None),
                              (row.get("description") or None)))
     return out
+
+
+def _without_repeats(candidates: list[Candidate], matched: list[int], notes: list[str]) -> tuple[list[Candidate], list[int]]:
+    """Each model once: a later line naming a model already listed (the same known model under
+    another spelling, or the same new name) is dropped, and the output says so."""
+    seen: set[object] = set()
+    kept, rows, dropped = [], [], []
+    for candidate, row in zip(candidates, matched, strict=True):
+        key: object = row if row else model_key(candidate.model)
+        if key in seen:
+            dropped.append(candidate.model)
+            continue
+        seen.add(key)
+        kept.append(candidate)
+        rows.append(row)
+    if dropped:
+        shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+        notes.append(f"{len(dropped)} candidate line(s) named a model already listed and were dropped: {shown}")
+    return kept, rows
 
 
 def _sizes_from_names(candidates: list[Candidate], known: np.ndarray, notes: list[str]) -> list[Candidate]:
@@ -357,7 +379,7 @@ class Ranker:
             evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
             known = np.ones(len(rows), bool)
         else:
-            matched = [self._match(c.model) for c in candidates]
+            candidates, matched = _without_repeats(candidates, [self._match(c.model) for c in candidates], notes)
             known = np.array([m > 0 and self.trained[m] for m in matched], bool)
             candidates = _sizes_from_names(candidates, known, notes)
             rows = np.array([m if k else 0 for m, k in zip(matched, known, strict=True)], np.int64)

@@ -69,7 +69,7 @@ def read_questions(path: Path, *, labelled: bool) -> list[Question]:
     if not path.is_file():
         raise NotFoundError(f"no such file: {path}")
     questions: list[Question] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path.name}:{number}"

@@ -40,7 +40,7 @@ def shared_routing_dir() -> Path:
 def calibration_texts(split: str, limit: int, path: Path | None = None) -> list[str]:
     """Real natural text: routing-table prompts of one split (train for calibration, test held out)."""
     if path is not None:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
         texts = [json.loads(line).get("text", "") if line.startswith("{") else line for line in lines]
         return [t for t in texts if t][:limit]
     folder = shared_routing_dir()

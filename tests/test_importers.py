@@ -8,6 +8,7 @@ layout must reproduce it row for row.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -194,6 +195,47 @@ def test_unified_csv_and_jsonl_round_trip_through_export(tmp_path: Path) -> None
         copy = Store(f"sqlite:///{tmp_path / f'{suffix}.db'}")
         again = import_fixture(copy, out)
         assert comparable(again).equals(comparable(original)), suffix
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "raw/mteb/results/cl-nagoya__ruri-base/1ae40b8b6c78518a499425086bab8fc16c2e4b0e/JaCWIRRetrieval.json",
+        "raw/every_eval_ever/data/hal-gaia/anthropic/claude-3-7-sonnet-20250219/101c697f-6b90-41dc-8d00-30481e0ab429.json",
+        "raw/aider/aider/website/_data/refactor_leaderboard.yml",
+        "raw/evalplus/results.json",
+        "raw/amlb/reports/old/tables/8h/all_results.csv",
+        "raw/alpaca_eval/alpaca_eval/leaderboards/data_AlpacaEval_2/weighted_alpaca_eval_gpt4_turbo_leaderboard.csv",
+        "model_cards/nvidia__stt_ar_fastconformer_hybrid_large_pcd_v1.0/README.md",
+        "export.jsonl",
+        "export.csv",
+    ],
+)
+def test_a_file_saved_with_a_byte_order_mark_imports_as_without(tmp_path: Path, relative: str) -> None:
+    """Windows editors and Excel start UTF-8 text with a byte-order mark; JSON and JSON-lines files
+    with one used to fail (json: 'Unexpected UTF-8 BOM'; polars stopped at character 0) or went
+    undetected."""
+    if relative.startswith("export."):
+        source = tmp_path / "source"
+        source.mkdir()
+        store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+        import_fixture(store, RAW / "aider")
+        export_records(store, source / relative)
+        original = source / relative
+    else:
+        original = FIXTURES / relative
+    frames = {}
+    for copy in ("plain", "marked"):
+        path = tmp_path / copy / relative
+        shutil.copytree(original.parent, path.parent)
+        if copy == "marked":
+            path.write_bytes(b"\xef\xbb\xbf" + original.read_bytes())
+        fmt = importers.detect(path)
+        assert fmt is not None, copy
+        frames[copy] = (fmt.name, import_fixture(Store(f"sqlite:///{tmp_path / copy}.db"), path))
+    assert frames["marked"][0] == frames["plain"][0]
+    assert frames["plain"][1].height > 0
+    assert comparable(frames["marked"][1]).equals(comparable(frames["plain"][1]))
 
 
 def test_export_refuses_an_unknown_source_and_a_broken_jsonl_names_its_line(tmp_path: Path) -> None:

@@ -207,6 +207,31 @@ def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path
                for n in named.notes)  # not WizardCoder's: the catalogue records it
 
 
+def test_candidates_files_from_windows_tools_and_repeated_models(ranker_dir: Path, tmp_path: Path) -> None:
+    """Excel and Windows editors start UTF-8 with a byte-order mark (it used to hide the 'model'
+    column); a model named twice, under any spelling of it, is ranked once and the output says so."""
+    from recommender.ranker import Candidate, Ranker, read_candidates
+
+    rows = [("WizardLM/WizardCoder-15B-V1.0", ""), ("acme/new-coder", "7e9")]
+    as_csv = tmp_path / "c.csv"
+    as_csv.write_bytes(b"\xef\xbb\xbf" + ("model,n_parameters\n" + "".join(f"{m},{n}\n" for m, n in rows)).encode())
+    as_jsonl = tmp_path / "c.jsonl"
+    as_jsonl.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps({"model": m, **({"n_parameters": float(n)} if n else {})}) + "\n"
+                                                   for m, n in rows).encode())
+    for path in (as_csv, as_jsonl):
+        read = read_candidates(path)
+        assert [(c.model, c.n_parameters) for c in read] == [("WizardLM/WizardCoder-15B-V1.0", None), ("acme/new-coder", 7e9)]
+
+    ranker = Ranker.load(ranker_dir, device="cpu")
+    repeated = [Candidate("WizardLM/WizardCoder-15B-V1.0"), Candidate("acme/new-coder"),
+                Candidate("wizardlm/wizardcoder-15b-v1.0"), Candidate("ACME/new-coder")]
+    ranking = ranker.rank("Python code generation", task="code-generation", metric="pass@1", top_k=0, candidates=repeated)
+    assert sorted(r.model for r in ranking.results) == ["WizardLM/WizardCoder-15B-V1.0", "acme/new-coder"]
+    assert ranking.query["candidates"] == 2
+    assert any(note.startswith("2 candidate line(s) named a model already listed and were dropped: "
+                               "wizardlm/wizardcoder-15b-v1.0, ACME/new-coder") for note in ranking.notes)
+
+
 def test_ranker_reorders_its_top_candidates_head_to_head(ranker_dir: Path) -> None:
     import json
 
@@ -260,6 +285,10 @@ def test_ranker_bad_input(ranker_dir: Path, tmp_path: Path) -> None:
     bad.write_text("model,n_parameters\nx,lots\n")
     with pytest.raises(FormatError, match="not a number"):
         read_candidates(bad)
+    for size in ("-5", "0", "nan", "inf"):  # nan used to end in "unexpected error: ValueError", inf in a nan score
+        bad.write_text(f"model,n_parameters\nx,{size}\n")
+        with pytest.raises(FormatError, match=f"row 1: n_parameters '{size}' must be a positive number"):
+            read_candidates(bad)
     broken = tmp_path / "candidates.jsonl"
     broken.write_text('{"model": "a"}\n{broken\n')
     with pytest.raises(FormatError, match=r"candidates\.jsonl line 2"):

@@ -121,6 +121,21 @@ def test_bad_tables_are_refused_with_the_reason(tmp_path: Path, change, message:
         load_table(tmp_path / "missing.parquet")
 
 
+def test_question_files_from_windows_tools_read_as_without_the_mark(tmp_path: Path) -> None:
+    """A questions file saved with a UTF-8 byte-order mark reads like one without (its first line
+    used to be 'not JSON'); a broken line is still named."""
+    from routing.answering import read_questions
+
+    lines = MC_SET.read_text().splitlines()[:3]
+    plain, marked = tmp_path / "plain.jsonl", tmp_path / "marked.jsonl"
+    plain.write_text("\n".join(lines) + "\n")
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read_questions(marked, labelled=True) == read_questions(plain, labelled=True)
+    marked.write_bytes(b"\xef\xbb\xbf" + (lines[0] + "\n{broken\n").encode())
+    with pytest.raises(FormatError, match=r"marked\.jsonl:2: not JSON"):
+        read_questions(marked, labelled=True)
+
+
 # --- routers --------------------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ def _variant(entry: dict) -> str | None:
 
 def _parse(path: Path, context: ImportContext) -> ParsedFile:
     try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
         raise FormatError(f"invalid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(entries, list):

@@ -62,11 +62,19 @@ def single(parse_one: Callable[[Path, ImportContext], ParsedFile]) -> Callable[[
     return parse
 
 
+UTF8_BOM = b"\xef\xbb\xbf"  # Windows editors and Excel start UTF-8 text with it
+
+
 def read_head(path: Path, size: int = 4096) -> str:
-    """The first bytes of a file as text, for sniffing."""
+    """The first bytes of a file as text, for sniffing (without a byte-order mark)."""
     with path.open("rb") as handle:
-        return handle.read(size).decode("utf-8", errors="replace")
+        return handle.read(size).removeprefix(UTF8_BOM).decode("utf-8", errors="replace")
+
+
+def starts_with_bom(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(UTF8_BOM)) == UTF8_BOM
 
 
 def first_line(path: Path) -> str:
-    return read_head(path).lstrip("\ufeff").splitlines()[0] if path.stat().st_size else ""
+    return read_head(path).splitlines()[0] if path.stat().st_size else ""

@@ -116,7 +116,7 @@ def _board(data: dict, path: Path) -> str:
 def parse_eee_file(path: Path, context: ImportContext, rejected: Rejected) -> tuple[list[dict], dict | None]:
     """Rows (with a `retrieved` float for de-duplication) and a model-metadata row."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         rejected.add(f"unreadable EEE file {path.name}: {str(exc).splitlines()[0]}")
         return [], None

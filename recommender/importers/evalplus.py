@@ -18,7 +18,7 @@ _PERF_TASKS = {"dps": "code-efficiency", "dps_norm": "code-efficiency"}
 
 def _load(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"invalid JSON: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):

@@ -34,7 +34,7 @@ def _categories(path: Path) -> dict[str, str]:
     if not sidecar.exists():
         return {}
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        data = json.loads(sidecar.read_text(encoding="utf-8-sig"))
     except ValueError as exc:
         raise FormatError(f"invalid {sidecar.name}: {exc}") from exc
     return {task: category for category, tasks in data.items() for task in tasks}

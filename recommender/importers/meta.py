@@ -23,8 +23,8 @@ _TASK_EXTRA = (
 
 def _open_text(path: Path):  # type: ignore[no-untyped-def]
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
 
 
 def _objects(path: Path) -> Iterator[tuple[int, dict]]:

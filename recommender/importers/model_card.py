@@ -107,7 +107,7 @@ def parse_card(text: str, *, model: str | None, source_ref: str, context: Import
 
 def _parse(path: Path, context: ImportContext) -> ParsedFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FormatError("model card is not UTF-8 text") from exc
     return parse_card(text, model=model_from_path(path), source_ref=str(path), context=context)

@@ -97,7 +97,7 @@ def parse_task_file(
 ) -> tuple[dict[str, object] | None, str | None]:
     """One task file → one record row, or (None, reason) when it yields none."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         return None, f"unreadable MTEB result {path.name}: {str(exc).splitlines()[0]}"
     if not isinstance(data, dict):
@@ -143,7 +143,7 @@ def parse_task_file(
 
 def _read_meta(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, OSError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

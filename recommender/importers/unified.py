@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import polars as pl
 
 from recommender.errors import FormatError
 from recommender.importers.base import (
+    UTF8_BOM,
     Format,
     ImportContext,
     ParsedFile,
     first_line,
     read_head,
     single,
+    starts_with_bom,
 )
 from recommender.records import REQUIRED_COLUMNS
 
@@ -31,6 +34,8 @@ def _read(path: Path, kind: str) -> pl.DataFrame:
             return pl.read_parquet(path)
         if kind == "csv":
             return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+        if starts_with_bom(path):  # polars' JSON reader stops at a byte-order mark
+            return pl.read_ndjson(io.BytesIO(path.read_bytes().removeprefix(UTF8_BOM)), infer_schema_length=None)
         return pl.read_ndjson(path, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         where = _first_bad_json_line(path) if kind == "jsonl" else None
@@ -40,7 +45,7 @@ def _read(path: Path, kind: str) -> pl.DataFrame:
 def _first_bad_json_line(path: Path) -> str | None:
     """polars names a character offset in the whole file; a user needs the line to fix."""
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
+        with path.open(encoding="utf-8-sig", errors="replace") as handle:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     try:
