@@ -64,6 +64,21 @@ def bundled_questions() -> Path:
     return paths.resources_dir() / "calibration" / "general_mc.jsonl"
 
 
+def choices_problem(choices: list[str]) -> str | None:
+    """What is wrong with a question's answer options, in words (None: nothing). One option is no
+    choice; an empty or repeated one makes the scored options ambiguous."""
+    if len(choices) == 1:
+        return "give at least two choices (or none for a free-text answer)"
+    if any(not c.strip() for c in choices):
+        return "a choice is empty"
+    seen: set[str] = set()
+    for choice in choices:
+        if choice.strip() in seen:
+            return f"the choice {choice.strip()!r} is given twice"
+        seen.add(choice.strip())
+    return None
+
+
 def read_questions(path: Path, *, labelled: bool) -> list[Question]:
     """JSONL lines {"question", "choices": [...], "answer"}; `answer` required when `labelled`."""
     if not path.is_file():
@@ -84,6 +99,8 @@ def read_questions(path: Path, *, labelled: bool) -> list[Question]:
             raise FormatError(f'{where}: "choices" must be a list of strings')
         if labelled and len(choices) < 2:
             raise FormatError(f'{where}: a calibration question needs at least two "choices"')
+        if problem := choices_problem(choices):
+            raise FormatError(f"{where}: {problem}")
         answer = None
         if "answer" in item and item["answer"] is not None and choices:
             answer = _answer_index(item["answer"], choices, where)

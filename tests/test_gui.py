@@ -290,6 +290,8 @@ def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: 
     log = route.batch_log.toPlainText()
     assert "12 questions" in log and all(f"{name}" in log for name in local_pool) and "accuracy" in log
     route.question.setText("What is the capital of France?")
+    route.choices.setText("Berlin | Paris | | Rome")  # an empty choice is a message, not a job
+    assert not route.answer() and "a choice is empty" in error_boxes(window)[-1].text()
     route.choices.setText("Berlin | Paris | Rome")
     with qtbot.waitSignal(route.job.succeeded, timeout=60_000):
         assert route.answer()

@@ -136,6 +136,24 @@ def test_question_files_from_windows_tools_read_as_without_the_mark(tmp_path: Pa
         read_questions(marked, labelled=True)
 
 
+def test_answer_options_must_be_distinct_and_non_empty(tmp_path: Path) -> None:
+    """A repeated or empty option makes the scored options ambiguous (the CLI and the GUI used to
+    take `--choices 3 4 4` or an empty '' option as given)."""
+    from routing.answering import choices_problem, read_questions
+
+    assert choices_problem([]) is None and choices_problem(["a", "b"]) is None
+    assert "at least two choices" in (choices_problem(["a"]) or "")
+    assert choices_problem(["a", " "]) == "a choice is empty"
+    assert choices_problem(["Paris", "Rome", "Paris "]) == "the choice 'Paris' is given twice"
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "Q?", "choices": ["a", "a"], "answer": "a"}) + "\n")
+    with pytest.raises(FormatError, match=r"q\.jsonl:1: the choice 'a' is given twice"):
+        read_questions(questions, labelled=True)
+    for choices, said in ((["3", "4", "4"], "the choice '4' is given twice"), (["", "4"], "a choice is empty")):
+        done = run_cli("route", "answer", "What is 2+2?", "--choices", *choices, env={"LENSROUTE_HOME": str(tmp_path)})
+        assert done.returncode == 2 and done.stderr.strip() == f"lensroute: error: --choices: {said}", done.stderr
+
+
 # --- routers --------------------------------------------------------------------------------------
 
 

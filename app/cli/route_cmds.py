@@ -172,13 +172,13 @@ def _print_answer(result: dict) -> None:
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    from routing.answering import Question
+    from routing.answering import Question, choices_problem
 
     if not args.question.strip():
         raise UsageError("the question is empty")
     choices = list(args.choices or [])
-    if len(choices) == 1:
-        raise UsageError("--choices needs at least two options (or none for a free-text answer)")
+    if problem := choices_problem(choices):
+        raise UsageError(f"--choices: {problem}")
     question = Question(args.question, choices)
     session = _session(args)
     decision, answer = (session.decide(question), None) if args.decide_only else session.answer(question)

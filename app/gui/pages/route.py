@@ -203,8 +203,8 @@ class RoutePage(QWidget):
     def question_object(self):  # type: ignore[no-untyped-def]
         from routing.answering import Question
 
-        choices = [c.strip() for c in self.choices.text().split("|") if c.strip()]
-        return Question(self.question.text().strip(), choices)
+        text = self.choices.text().strip()
+        return Question(self.question.text().strip(), [c.strip() for c in text.split("|")] if text else [])
 
     @Slot()
     def open_calibrate(self) -> None:
@@ -247,6 +247,8 @@ class RoutePage(QWidget):
 
     @Slot()
     def answer(self) -> bool:
+        from routing.answering import choices_problem
+
         if self.session is None:
             show_error(self, "no calibrated router: calibrate a pool first (Calibrate a pool…)")
             return False
@@ -254,8 +256,8 @@ class RoutePage(QWidget):
         if not question.question:
             show_error(self, "the question is empty")
             return False
-        if len(question.choices) == 1:
-            show_error(self, "give at least two choices (or none for a free-text answer)")
+        if problem := choices_problem(question.choices):
+            show_error(self, problem)
             return False
         session = self.session
 
