@@ -223,6 +223,25 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_
         assert recommend.rank()
     assert recommend.ranking.query["languages"] == ["deu", "fra"]
 
+    # your own models to rank, from a file: a known one and one the catalogue has never seen
+    known = recommend.ranking.results[0].model
+    mine = tmp_path / "mine.csv"
+    mine.write_text(f"model,n_parameters\n{known},\nacme/brand-new-coder-7b,7e9\n")
+    recommend.candidates.setText(str(mine))
+    with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
+        assert recommend.rank()
+    frame = recommend.model.frame
+    assert sorted(frame["model"].to_list()) == sorted([known, "acme/brand-new-coder-7b"])
+    assert frame.filter(pl.col("model") == "acme/brand-new-coder-7b")["known"].item() == "unseen"
+    settings = type(window.settings)()
+    recommend.save_state(settings)
+    assert settings.candidates == str(mine)  # kept for the next session, like the other fields
+    mine.write_text("name\nx\n")  # a bad file fails the job with its reason
+    with qtbot.waitSignal(recommend.job.failed, timeout=60_000):
+        assert recommend.rank()
+    assert "'model' column" in error_boxes(window)[-1].text()
+    recommend.candidates.setText("")
+
 
 def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     models = page(window, "Local models")

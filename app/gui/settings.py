@@ -19,6 +19,7 @@ class GuiSettings:
     metric: str = ""
     languages: str = ""
     top_k: int = 20
+    candidates: str = ""
     cost_weight: float = 0.0
     router_name: str = "default"
     route_question: str = ""

@@ -1,5 +1,6 @@
 """Recommend page: describe a dataset, get the ranked models (score, known/unseen, evidence on
-click), export them, and see the atlas — the learned model space in 2-D with the query and its
+click) from the catalogue or from your own list of models (a candidates file, as `rank
+--candidates`), export them, and see the atlas — the learned model space in 2-D with the query and its
 Top-K highlighted (pyqtgraph: zoom and pan with the mouse, names on hover)."""
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ class RecommendPage(QWidget):
         self.top_k = QSpinBox()
         self.top_k.setRange(0, 100_000)
         self.top_k.setSpecialValueText("all")
+        self.candidates = QLineEdit()
+        self.candidates.setPlaceholderText("optional: a CSV or JSONL file of models to rank (column 'model'; optional "
+                                           "n_parameters, family, release_date, description); empty: the catalogue's")
+        self.candidates.setClearButtonEnabled(True)
+        self.candidates_button = QPushButton("Choose…")
         self.rank_button = QPushButton("Rank models")
         self.rank_button.setShortcut("Ctrl+Return")
         self.export_button = QPushButton("Export…")
@@ -149,6 +155,10 @@ class RecommendPage(QWidget):
         row.addWidget(self.rank_button)
         row.addWidget(self.export_button)
         form.addRow(row)
+        candidates_row = QHBoxLayout()
+        candidates_row.addWidget(self.candidates, 1)
+        candidates_row.addWidget(self.candidates_button)
+        form.addRow("Candidates", candidates_row)
         left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.table)
         left.addWidget(self.evidence)
@@ -164,6 +174,7 @@ class RecommendPage(QWidget):
 
         self.rank_button.clicked.connect(self.rank)
         self.export_button.clicked.connect(self.choose_export)
+        self.candidates_button.clicked.connect(self.choose_candidates)
         self.table.clicked.connect(self.show_evidence)
         self.job.succeeded.connect(self.on_ranked)
         self.job.running_changed.connect(self.on_running)
@@ -176,12 +187,14 @@ class RecommendPage(QWidget):
         self.task.setEditText(settings.task)
         self.metric.setEditText(settings.metric)
         self.top_k.setValue(settings.top_k)
+        self.candidates.setText(settings.candidates)
 
     def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         settings.description = self.description.toPlainText()
         settings.dataset, settings.task, settings.metric = self.dataset.text(), self.task.currentText(), self.metric.currentText()
         settings.languages = self.languages.text()
         settings.top_k = self.top_k.value()
+        settings.candidates = self.candidates.text()
 
     def ensure_ranker(self) -> None:
         """Load the ranker and build the atlas off the GUI thread, then fill the task/metric pickers."""
@@ -230,8 +243,22 @@ class RecommendPage(QWidget):
             self.metric.currentText().strip() or None
         top_k = self.top_k.value()
         language = [self.languages.text()] if self.languages.text().strip() else []
-        return self.job.start(lambda progress, cancel: ranker.rank(text, dataset=dataset, task=task, metric=metric,
-                                                                   top_k=top_k, language=language))
+        file = Path(self.candidates.text().strip()).expanduser() if self.candidates.text().strip() else None
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from recommender.ranker import read_candidates
+
+            candidates = read_candidates(file) if file else None  # a bad file fails the job with its reason
+            return ranker.rank(text, dataset=dataset, task=task, metric=metric, top_k=top_k, language=language,
+                               candidates=candidates)
+
+        return self.job.start(work)
+
+    @Slot()
+    def choose_candidates(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Models to rank", "", "Candidates (*.csv *.jsonl *.ndjson *.json);;All files (*)")
+        if path:
+            self.candidates.setText(path)
 
     @Slot(object)
     def on_ranked(self, ranking) -> None:  # type: ignore[no-untyped-def]
