@@ -447,7 +447,7 @@ class Ranker:
         same_task = np.unique(self.evidence.model[self.evidence.task == task_idx])
         if len(same_task) >= wanted:
             notes.append(f"candidates: the {len(same_task):,} models with results on {self.tasks[task_idx - 1]!r} "
-                         "datasets (pass --candidates FILE to rank others)")
+                         "datasets (a candidates file, --candidates FILE, ranks others)")
             return same_task
         nearest = np.argsort(-sims)[:50]
         widened = np.unique(self.evidence.model[np.isin(self.evidence.dataset, nearest)])
