@@ -42,6 +42,9 @@ check "rank with the shipped ranker and encoder" 0 "$exe" rank --description \
 expect "rank results" '"model_version"' "$home/out"
 [ "$(grep -c '"rank":' "$home/out")" = 5 ] || { echo "FAIL rank: expected 5 results"; failures=$((failures + 1)); }
 check "models list shows the shipped encoder" 0 "$exe" models list && expect "models list" 'all-minilm-l6-v2' "$home/out"
+check "doctor: all the main job needs, no PyTorch" 0 "$exe" doctor --json
+expect "doctor ok" '"ok": true' "$home/out"
+expect "doctor torch" 'cannot train' "$home/out"
 check "export" 0 "$exe" -q export "$home/records.parquet"
 check "import what was exported: nothing new" 0 "$exe" -q import "$home/records.parquet"
 expect "re-import" 'added 0, updated 0' "$home/out"

@@ -14,6 +14,7 @@ from app.cli import (
     catalogue_cmds,
     crawl_cmds,
     desktop_cmds,
+    doctor_cmds,
     models_cmds,
     recommend_cmds,
     route_cmds,
@@ -30,7 +31,7 @@ EPILOG = """exit codes: 0 ok, 1 unexpected error, 2 usage, 3 not found, 4 no dat
 
 environment: LENSROUTE_HOME (data folder), LENSROUTE_DB (database URL), NO_COLOR (no progress bar)"""
 
-COMMAND_MODULES = (catalogue_cmds, crawl_cmds, recommend_cmds, models_cmds, route_cmds, desktop_cmds)
+COMMAND_MODULES = (catalogue_cmds, crawl_cmds, recommend_cmds, models_cmds, route_cmds, desktop_cmds, doctor_cmds)
 
 
 def version() -> str:
