@@ -120,15 +120,27 @@ def local_models() -> Check:
                  needed=False)
 
 
+def _importable(name: str) -> bool:
+    """Whether `import name` would find it, without importing it (PyTorch takes a second). The
+    frozen app may carry a package's metadata without the package, so metadata is no proof."""
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: blocked, as the frozen app's tests do
+    return importlib.util.find_spec(name) is not None
+
+
 def torch() -> Check:
     from importlib import metadata
 
-    try:
-        version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
+    if not _importable("torch"):
         return Check("PyTorch", False, "not installed: this lensroute ranks, routes and runs models, but cannot train, "
                                        "evaluate, build or benchmark them", "use the full install (installer/install.sh)",
                      needed=False)
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        version = "installed"
     return Check("PyTorch", True, f"{version}: training, evaluation, building and benchmarking models", needed=False)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -54,12 +53,9 @@ def test_a_broken_check_and_missing_optional_parts(monkeypatch: pytest.MonkeyPat
     def broken() -> doctor.Check:
         raise OSError("disk unreadable")
 
-    def no_distribution(name: str) -> str:
-        raise metadata.PackageNotFoundError(name)
-
     monkeypatch.setattr(doctor, "ranker", broken)
     monkeypatch.setitem(sys.modules, "PySide6", None)  # the Qt libraries do not load
-    monkeypatch.setattr(metadata, "version", no_distribution)  # no PyTorch (the frozen app)
+    monkeypatch.setitem(sys.modules, "torch", None)  # no PyTorch, as in the frozen app
     found = by_name(doctor.run_checks())
     assert not found["ranker"].ok and found["ranker"].detail == "OSError: disk unreadable"
     window = found["desktop window"]
