@@ -13,7 +13,7 @@ from pathlib import Path
 
 from recommender.errors import EXIT_NO_DATA, EXIT_RUNTIME_UNAVAILABLE
 
-DEBIAN_LIBRARIES = "libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libgl1"
+DEBIAN_LIBRARIES = "libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libgl1"  # what installer/debian-libs.sh installs
 
 
 @dataclass
@@ -145,12 +145,19 @@ def torch() -> Check:
 
 
 def window() -> Check:
-    """The Qt libraries load (a fresh Debian lacks some system libraries they need)."""
+    """The Qt libraries load, and in an X11 session the X11 platform's libraries are there (a fresh
+    Debian lacks some of either; `lensroute gui` makes the same X11 check before it starts Qt)."""
     try:
-        from PySide6 import QtGui, __version__
+        import PySide6.QtGui  # noqa: F401  (loading it is the check)
+        from PySide6 import __version__
     except ImportError as exc:
         return Check("desktop window", False, _first_line(exc), f"sudo apt-get install {DEBIAN_LIBRARIES}", needed=False)
-    del QtGui
+    from app.gui.platform_check import missing_xcb_packages, uses_xcb
+
+    missing = missing_xcb_packages() if uses_xcb() else []
+    if missing:
+        return Check("desktop window", False, f"Qt's X11 platform lacks: {' '.join(missing)}",
+                     f"sudo apt-get install {' '.join(missing)}", needed=False)
     return Check("desktop window", True, f"PySide6 {__version__} loads (lensroute gui)", needed=False)
 
 

@@ -63,6 +63,19 @@ def test_a_broken_check_and_missing_optional_parts(monkeypatch: pytest.MonkeyPat
     assert not found["PyTorch"].ok and not found["PyTorch"].needed and "cannot train" in found["PyTorch"].detail
 
 
+def test_the_window_check_names_missing_x11_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In an X11 session, the packages Qt's X11 platform lacks (the check `lensroute gui` makes)."""
+    from app.gui import platform_check
+
+    monkeypatch.setattr(platform_check, "uses_xcb", lambda: True)
+    monkeypatch.setattr(platform_check, "missing_xcb_packages", lambda: ["libxcb-cursor0"])
+    window = doctor.window()
+    assert not window.ok and not window.needed
+    assert window.detail == "Qt's X11 platform lacks: libxcb-cursor0" and window.fix == "sudo apt-get install libxcb-cursor0"
+    monkeypatch.setattr(platform_check, "missing_xcb_packages", lambda: [])
+    assert doctor.window().ok
+
+
 def test_the_command_prints_each_check_and_exits_with_the_first_failure(isolated_home: Path) -> None:
     run = [sys.executable, "-m", "app", "doctor"]
     text = subprocess.run(run, capture_output=True, text=True, cwd=REPO, timeout=120)

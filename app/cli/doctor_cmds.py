@@ -13,10 +13,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = doctor.run_checks(args.db)
     code = doctor.exit_code(checks)
-    if args.json:
-        emit_json(doctor.report(checks, version()))
-        return code
     report = doctor.report(checks, version())
+    if args.json:
+        emit_json(report)
+        return code
     print(f"lensroute {report['version']} (Python {report['python']}{', frozen' if report['frozen'] else ''}: "
           f"{report['executable']})")
     for check in checks:

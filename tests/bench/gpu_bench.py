@@ -166,7 +166,7 @@ def load_tokens(payload: Path) -> tuple[list, list]:
         return split("train"), split("test")
 
 
-def routing_section(payload: Path, results: dict, out_dir: Path, args: argparse.Namespace) -> None:
+def routing_section(payload: Path, results: dict, args: argparse.Namespace) -> None:
     from transformers import AutoModelForCausalLM
 
     from routing.bench import (
@@ -345,7 +345,7 @@ def main() -> None:
         "ranking": lambda: ranking_section(args.payload, results),
         "scorer": lambda: scorer_section(args.payload, results),
         "training": lambda: training_section(args.payload, results, args.epochs),
-        "routing": lambda: routing_section(args.payload, results, args.out, args),
+        "routing": lambda: routing_section(args.payload, results, args),
         "routing_onnx": lambda: routing_onnx_section(results, args.out, args),
     }
     for name in args.sections.split(","):
