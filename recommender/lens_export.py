@@ -7,7 +7,7 @@
                      dataset description embeddings, the name n-gram table (float16)
     lens.pt          the torch weights (for parity checks, benchmarks and fine-tuning; serving
                      never loads it)
-    vocab.json       models, datasets, tasks, metrics, families
+    vocab.json       models, datasets, tasks, metrics, families, languages, licences
     manifest.json    version, training configuration and data fingerprint, parity check
 
 The model half of the first layer is precomputed once here, so ranking every known model for a
@@ -155,11 +155,12 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
         ev_group=evidence.group.astype(np.int32),
         ev_y=evidence.y, name_table=lens.name_ngrams.weight.detach().numpy().astype(np.float16),
         metric_higher=np.array([metric_higher.get(m, True) for m in space.metric_vocab.items], bool),
+        open_weights=_per_model(space.open_weights, space.n_models, -1).astype(np.int8),
     )
     torch.save({"lens_config": config.as_dict(), "state_dict": lens.state_dict()}, staging / "lens.pt")
     vocab = {"models": space.model_names, "datasets": space.dataset_vocab.items, "dataset_bases": space.dataset_base[1:],
              "tasks": space.task_vocab.items, "metrics": space.metric_vocab.items, "families": space.family_vocab.items,
-             "languages": language_codes}
+             "languages": language_codes, "licences": _per_model(space.licences, space.n_models, None)[1:]}
     (staging / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     parity = check_parity(lens, space, staging, h, u, groups, evidence)
     manifest = {
@@ -180,6 +181,13 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
         archive_current(out)  # the replaced ranker stays available as a version
     os.replace(staging, out)
     return manifest
+
+
+def _per_model(values, n_models: int, unknown):  # type: ignore[no-untyped-def]
+    """A per-model view as stored, or all unknown for a space built without it."""
+    if len(values) == n_models:
+        return values
+    return np.full(n_models, unknown) if unknown is not None else [None] * n_models
 
 
 def check_parity(lens: ModelLens, space: LensSpace, folder: Path, h: np.ndarray, u: np.ndarray, groups: GroupSet,

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from recommender import cold_prior, head_to_head, languages, paths
-from recommender.errors import FormatError, NotFoundError, RuntimeUnavailableError, UsageError
+from recommender.errors import (
+    FormatError,
+    NoDataError,
+    NotFoundError,
+    RuntimeUnavailableError,
+    UsageError,
+)
 from recommender.evidence import N_CORE, relative_size
 from recommender.features import (
     dataset_text,
@@ -27,6 +33,7 @@ from recommender.features import (
     name_ngram_ids,
     size_bucket,
 )
+from recommender.model_filters import ModelFilter, normalise_licence
 from recommender.normalise import bare_key, family_from_name, model_key, parameters_from_name
 
 RANKER_DIR_NAME = "ranker"
@@ -63,6 +70,8 @@ class Candidate:
     family: str | None = None
     release_date: str | None = None
     description: str | None = None
+    licence: str | None = None
+    open_weights: bool | None = None
 
 
 @dataclass
@@ -73,11 +82,15 @@ class RankedModel:
     known: bool
     evidence: list[dict]
     head_to_head: float | None = None  # win rate against the other reordered candidates
+    n_parameters: float | None = None  # recorded, else read from the name (None: unknown)
+    licence: str | None = None
+    open_weights: bool | None = None
 
     def as_json(self) -> dict:
         return {"rank": self.rank, "model": self.model, "score": round(self.score, 6), "known": self.known,
                 "evidence": self.evidence,
-                "head_to_head": None if self.head_to_head is None else round(self.head_to_head, 4)}
+                "head_to_head": None if self.head_to_head is None else round(self.head_to_head, 4),
+                "n_parameters": self.n_parameters, "licence": self.licence, "open_weights": self.open_weights}
 
 
 @dataclass
@@ -93,7 +106,8 @@ class Ranking:
 
 
 def read_candidates(path: Path) -> list[Candidate]:
-    """CSV or JSONL with a `model` column; optional n_parameters, family, release_date, description."""
+    """CSV or JSONL with a `model` column; optional n_parameters, family, release_date, description,
+    licence (or license) and open_weights."""
     if not path.is_file():
         raise NotFoundError(f"candidates file not found: {path}")
     rows: list[dict] = []
@@ -129,8 +143,23 @@ def read_candidates(path: Path) -> list[Candidate]:
             raise FormatError(f"{path.name} row {number}: n_parameters {params!r} must be a positive number "
                               "(leave it empty when unknown)")
         out.append(Candidate(name, n_parameters, (row.get("family") or None), (row.get("release_date") or None),
-                             (row.get("description") or None)))
+                             (row.get("description") or None), normalise_licence(row.get("licence") or row.get("license")),
+                             _openness(row.get("open_weights"), path.name, number)))
     return out
+
+
+def _openness(value: object, file: str, number: int) -> bool | None:
+    """A candidate's `open_weights`: true/false (also yes/no, 1/0); empty is unknown."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "null", "none"):
+        return None
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise FormatError(f"{file} row {number}: open_weights {value!r} must be true or false (leave it empty when unknown)")
 
 
 def _without_repeats(candidates: list[Candidate], matched: list[int], notes: list[str]) -> tuple[list[Candidate], list[int]]:
@@ -216,6 +245,9 @@ class Ranker:
         self.group_dataset, self.group_task, self.group_metric = arrays["group_dataset"], arrays["group_task"], arrays["group_metric"]
         self.name_table = arrays["name_table"].astype(np.float32)
         self.metric_higher = arrays["metric_higher"]
+        # what the ranking filters check; a ranker exported before filters existed has neither
+        self.openness = as_(arrays["open_weights"], np.int8) if "open_weights" in arrays else None
+        self.licence_of: list[str | None] | None = vocab.get("licences")
         from recommender.evidence import EvidenceIndex
 
         self.evidence = EvidenceIndex(as_(arrays["ev_model"], np.int64), as_(arrays["ev_dataset"], np.int64),
@@ -355,11 +387,13 @@ class Ranker:
 
     def rank(self, description: str, *, dataset: str | None = None, task: str | None = None, metric: str | None = None,
              top_k: int = 10, candidates: list[Candidate] | None = None, all_models: bool = False,
-             query_vector: np.ndarray | None = None, language: Sequence[str] = ()) -> Ranking:
+             query_vector: np.ndarray | None = None, language: Sequence[str] = (),
+             constraint: ModelFilter | None = None) -> Ranking:
         """`query_vector` replaces the embedding of the description (benchmarks, callers that
         embedded it already); task and metric names must then be given. `language`: the
         `--language` values (names or ISO 639 codes); without them the languages of a named
-        catalogue dataset, else those the description names."""
+        catalogue dataset, else those the description names. `constraint` drops the candidates
+        the user cannot take (size, licence, open weights) before anything is scored."""
         if top_k < 0:
             raise UsageError("--top-k must be 0 (all) or a positive number")
         query, notes, sims = self._resolve(description or "", dataset, task, metric, query_vector)
@@ -371,18 +405,21 @@ class Ranker:
             if all_models:
                 rows = self.known_rows
                 notes.append(f"candidates: all {len(rows):,} models with results in the catalogue")
-                h, u, size, family, numeric = self.h, self.u, self.size, self.family, self.numeric  # no copies
             else:
                 rows = self._default_candidates(task_idx, sims, max(top_k, 10), notes)
+            rows, known, _ = self._filtered(constraint, rows, np.ones(len(rows), bool), None, notes)
+            if rows is self.known_rows:
+                h, u, size, family, numeric = self.h, self.u, self.size, self.family, self.numeric  # no copies
+            else:
                 at = self.compact[rows]
                 h, u, size, family, numeric = self.h[at], self.u[at], self.size[at], self.family[at], self.numeric[at]
             evidence = self.evidence.query_features(sims, task_idx, exclude, rows)
-            known = np.ones(len(rows), bool)
         else:
             candidates, matched = _without_repeats(candidates, [self._match(c.model) for c in candidates], notes)
             known = np.array([m > 0 and self.trained[m] for m in matched], bool)
             candidates = _sizes_from_names(candidates, known, notes)
             rows = np.array([m if k else 0 for m, k in zip(matched, known, strict=True)], np.int64)
+            rows, known, candidates = self._filtered(constraint, rows, known, candidates, notes)
             names = [c.model for c in candidates]
             at = np.where(known, self.compact[rows], 0)
             h, u = self.h[at], self.u[at]
@@ -422,13 +459,55 @@ class Ranker:
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]
+        shown = [candidates[j] for j in order] if candidates is not None else None
+        sizes, licences, openness = self._facts(rows[order], known[order], shown)
         results = [RankedModel(i + 1, names[j] if names is not None else self.models[rows[j] - 1], float(scores[j]), bool(known[j]),
                                self._evidence_for(int(rows[j]), sims, exclude) if known[j] else [],
-                               None if np.isnan(rates[j]) else float(rates[j]))
+                               None if np.isnan(rates[j]) else float(rates[j]),
+                               None if np.isnan(sizes[i]) else float(sizes[i]), licences[i],
+                               None if openness[i] < 0 else bool(openness[i]))
                    for i, j in enumerate(order)]
         query["top_k"] = top_k
         query["candidates"] = len(rows)
+        query["filters"] = (constraint or ModelFilter()).as_json()
         return Ranking(query, self.model_version, results, notes)
+
+    def _facts(self, rows: np.ndarray, known: np.ndarray, candidates: list[Candidate] | None
+               ) -> tuple[np.ndarray, list[str | None], np.ndarray]:
+        """What the filters check, per candidate: parameters (recorded or given, else read from
+        the name; NaN unknown), normalised licence (None unknown), open weights (1 / 0 / -1).
+        A candidates file's values win over the catalogue's: the user may know better."""
+        sizes = self._candidate_sizes(rows, candidates)
+        names = [c.model for c in candidates] if candidates is not None else [self.models[r - 1] for r in rows.tolist()]
+        for i in np.flatnonzero(np.isnan(sizes)):
+            if (size := parameters_from_name(names[i])) is not None:
+                sizes[i] = size
+        licences: list[str | None] = []
+        openness = np.full(len(rows), -1, np.int8)
+        for i, (row, is_known) in enumerate(zip(rows.tolist(), known.tolist(), strict=True)):
+            given = candidates[i] if candidates is not None else None
+            stored = self.licence_of[row - 1] if is_known and self.licence_of is not None else None
+            licences.append(given.licence if given is not None and given.licence else stored)
+            if given is not None and given.open_weights is not None:
+                openness[i] = int(given.open_weights)
+            elif is_known and self.openness is not None:
+                openness[i] = self.openness[row]
+        return sizes, licences, openness
+
+    def _filtered(self, constraint: ModelFilter | None, rows: np.ndarray, known: np.ndarray,
+                  candidates: list[Candidate] | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray, list[Candidate] | None]:
+        if constraint is None or not constraint.active:
+            return rows, known, candidates
+        if known.any() and (self.licence_of is None or self.openness is None) and (constraint.licences or constraint.open_weights):
+            raise NoDataError("this ranker was exported before licences and open weights were kept; retrain it with "
+                              "`lensroute train` to filter by them")
+        outcome = constraint.keep(*self._facts(rows, known, candidates))
+        notes.extend(outcome.notes(constraint))
+        keep = outcome.keep
+        if not keep.any():
+            raise NoDataError(f"no candidate passes the {outcome.notes(constraint)[0]}")
+        kept = [c for c, k in zip(candidates, keep.tolist(), strict=True) if k] if candidates is not None else None
+        return rows[keep], known[keep], kept
 
     def _query_languages(self, description: str, dataset_idx: int, given: Sequence[str], notes: list[str]) -> tuple[str, ...]:
         if given:

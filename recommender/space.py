@@ -46,6 +46,9 @@ class LensSpace:
     n_parameters: np.ndarray = field(default_factory=lambda: np.zeros(0))  # float, NaN unknown
     numeric: np.ndarray = field(default_factory=lambda: np.zeros((0, N_NUMERIC), np.float32))  # see features.model_numeric
     dataset_languages: list[tuple[str, ...]] = field(default_factory=list)  # per dataset key (`recommender.languages`)
+    # what the ranking filters check (`recommender.model_filters`); row 0 unknown
+    licences: list[str | None] = field(default_factory=list)  # normalised; None = none recorded
+    open_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # 1 open, 0 API only, -1 unknown
 
     @property
     def n_models(self) -> int:
@@ -98,6 +101,7 @@ def build_space(catalogue: Catalogue, groups: pl.DataFrame, encode, progress: Pr
                 cancel: CancelToken = NEVER_CANCELLED) -> LensSpace:
     """Vocabularies over everything in the catalogue; text views through `encode(texts)`."""
     from recommender.frames import parse_extra
+    from recommender.model_filters import normalise_licence
 
     models = catalogue.models.sort("model_id")
     extras = [parse_extra(e) for e in models["extra"].to_list()]
@@ -145,7 +149,14 @@ def build_space(catalogue: Catalogue, groups: pl.DataFrame, encode, progress: Pr
         numeric=np.array([[0.0] * N_NUMERIC, *[model_numeric(p, x) for p, x in zip(models["n_parameters"].to_list(), extras, strict=True)]],
                          dtype=np.float32),
         dataset_languages=dataset_languages,
+        licences=[None, *[normalise_licence(x) for x in models["licence"].to_list()]],
+        open_weights=np.array([-1, *[_openness(x) for x in extras]], np.int8),
     )
+
+
+def _openness(extra: dict) -> int:
+    value = extra.get("open_weights")
+    return -1 if not isinstance(value, bool) else int(value)
 
 
 def _as_list(value: object) -> list[str]:

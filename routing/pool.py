@@ -20,30 +20,39 @@ def catalogue_name(model: LocalModel) -> str:
 
 
 def recommend_pool(description: str, top_k: int, *, task: str | None = None, metric: str | None = None,
-                   ranker=None, language: Sequence[str] = ()) -> dict:  # type: ignore[no-untyped-def]
+                   ranker=None, language: Sequence[str] = (), constraint=None) -> dict:  # type: ignore[no-untyped-def]
+    """`constraint` (a `recommender.model_filters.ModelFilter`) applies to the recommendation and
+    to the pool of installed models alike."""
+    from recommender.errors import NoDataError
     from recommender.ranker import Candidate, Ranker
 
     ranker = ranker or Ranker.load()
     local = installed()
     by_key = {model_key(catalogue_name(m)): m for m in local}
-    ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k, language=language)
+    ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k, language=language, constraint=constraint)
     recommended = []
     for result in ranking.results:
         match = by_key.get(model_key(result.model))
         recommended.append({"rank": result.rank, "model": result.model, "score": round(result.score, 6),
-                            "known": result.known, "runnable": match is not None,
+                            "known": result.known, "n_parameters": result.n_parameters, "runnable": match is not None,
                             "local_name": None if match is None else match.name})
     pool: list[dict] = []
+    notes = list(ranking.notes)
     if local:
         candidates = [Candidate(catalogue_name(m), n_parameters=(m.manifest.get("cost") or {}).get("parameters")) for m in local]
-        ranked_local = ranker.rank(description, task=task, metric=metric, top_k=0, candidates=candidates, language=language)
+        try:
+            ranked_local = ranker.rank(description, task=task, metric=metric, top_k=0, candidates=candidates,
+                                       language=language, constraint=constraint).results
+        except NoDataError as exc:  # no installed model passes the filters: the recommendation still stands
+            ranked_local = []
+            notes.append(f"installed models: {exc}")
         name_of = {catalogue_name(m): m for m in local}
-        for result in ranked_local.results[:top_k]:
+        for result in ranked_local[:top_k]:
             model = name_of[result.model]
             pool.append({"rank": len(pool) + 1, "local_name": model.name, "model": result.model, "kind": model.kind,
                          "score": round(result.score, 6), "known": result.known})
     return {"description": description, "top_k": top_k, "query": ranking.query, "recommended": recommended,
             "runnable": [r["local_name"] for r in recommended if r["runnable"]],
             "not_runnable": [r["model"] for r in recommended if not r["runnable"]],
-            "pool": pool, "notes": ranking.notes + ([] if local else ["no local models are installed: "
-                                                                        "run `lensroute models build-builtin`"])}
+            "pool": pool, "notes": notes + ([] if local else ["no local models are installed: "
+                                                                "run `lensroute models build-builtin`"])}

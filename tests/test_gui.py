@@ -242,6 +242,26 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_
     assert "'model' column" in error_boxes(window)[-1].text()
     recommend.candidates.setText("")
 
+    # only models the user can take: a size budget (a bad one is refused before any job starts)
+    from recommender.model_filters import describe_size
+
+    recommend.max_params.setText("lots")
+    assert not recommend.rank()
+    assert any("Max size 'lots'" in box.text() for box in error_boxes(window))
+    recommend.max_params.setText("8B")
+    recommend.require_known.setChecked(True)
+    with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
+        assert recommend.rank()
+    sizes = recommend.model.frame["params (B)"].to_list()
+    assert sizes and all(size is not None and size <= 8 for size in sizes)
+    assert "filters (at most 8B parameters)" in recommend.notes.text()
+    recommend.show_evidence(recommend.model.index(0, 0))
+    assert describe_size(sizes[0] * 1e9) in recommend.evidence.toPlainText()
+    recommend.save_state(settings)
+    assert (settings.max_params, settings.require_known, settings.open_weights) == ("8B", True, False)
+    recommend.max_params.setText("")
+    recommend.require_known.setChecked(False)
+
 
 def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     models = page(window, "Local models")

@@ -401,6 +401,13 @@ def test_pool_marks_recommended_models_that_run_here(local_pool: list[str], rank
     german = run_cli("pool", "--model", str(ranker_dir), "--description", "Science questions", "--language", "German",
                      "--json")
     assert german.returncode == 0 and json.loads(german.stdout)["query"]["languages"] == ["deu"]
+    budget = run_cli("pool", "--model", str(ranker_dir), "--description", "Graduate-level science multiple-choice questions",
+                     "--top-k", "1000", "--max-params", "1B", "--require-known", "--json")
+    assert budget.returncode == 0, budget.stderr
+    limited = json.loads(budget.stdout)
+    assert limited["recommended"] and all(r["n_parameters"] <= 1e9 for r in limited["recommended"])
+    assert limited["runnable"] == ["tiny-llama"]  # SmolLM2-360M fits the budget
+    assert any(note.startswith("filters (at most 1B parameters): dropped") for note in limited["notes"])
 
 
 def test_sizes_stated_in_model_names() -> None:

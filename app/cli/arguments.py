@@ -47,3 +47,25 @@ def non_negative_float(text: str) -> float:
     if not value >= 0.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be 0 or more (got {value:g})")
     return value
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ranking filters, shared by `rank` and `pool` (`recommender.model_filters`)."""
+    parser.add_argument("--max-params", metavar="SIZE", help="only models of at most this many parameters: 350M, 7B, 1.5e9")
+    parser.add_argument("--licence", "--license", action="append", metavar="ID",
+                        help="only models under these licences (apache-2.0, mit, …); repeat or comma-separate")
+    parser.add_argument("--open-weights", action="store_true", help="leave out models recorded as API only")
+    parser.add_argument("--require-known", action="store_true",
+                        help="with a filter: also leave out models whose size / licence / openness is not recorded")
+
+
+def filter_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The `ModelFilter` the options ask for, or None when they ask for none."""
+    from recommender.errors import UsageError
+    from recommender.model_filters import ModelFilter, parse_licences, parse_size
+
+    constraint = ModelFilter(parse_size(args.max_params) if args.max_params is not None else None,
+                             parse_licences(args.licence or ()), args.open_weights, args.require_known)
+    if args.require_known and not constraint.active:
+        raise UsageError("--require-known goes with a filter: --max-params, --licence or --open-weights")
+    return constraint if constraint.active else None

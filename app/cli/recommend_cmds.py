@@ -7,7 +7,12 @@ import math
 import sys
 from pathlib import Path
 
-from app.cli.arguments import non_negative_int, positive_int
+from app.cli.arguments import (
+    add_filter_arguments,
+    filter_from_arguments,
+    non_negative_int,
+    positive_int,
+)
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
 from recommender.errors import EXIT_INTERRUPTED, Cancelled, NoDataError, UsageError
@@ -112,15 +117,17 @@ def print_report(report) -> None:  # type: ignore[no-untyped-def]
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from recommender.model_filters import describe_facts
     from recommender.ranker import Ranker, read_candidates
 
     if not (args.description and args.description.strip()) and not args.dataset:
         raise UsageError("describe the dataset with --description TEXT (or name a catalogued one with --dataset)")
+    constraint = filter_from_arguments(args)
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
     ranker = Ranker.load(args.model, device=args.device)
     ranking = ranker.rank(args.description or "", dataset=args.dataset, task=args.task, metric=args.metric,
                           top_k=args.top_k, candidates=candidates, all_models=args.all_models,
-                          language=args.language or ())
+                          language=args.language or (), constraint=constraint)
     if args.json:
         emit_json(ranking.as_json())
         return 0
@@ -133,7 +140,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     for result in ranking.results:
         flag = "" if result.known else "  [unseen: ranked from its metadata]"
         versus = "" if result.head_to_head is None else f"  head-to-head {result.head_to_head:.2f}"
-        print(f"{result.rank:>4}. {result.model:<60} {result.score:8.3f}{versus}{flag}")
+        facts = " · ".join(describe_facts(result.n_parameters, result.licence, result.open_weights))
+        print(f"{result.rank:>4}. {result.model:<60} {result.score:8.3f}{versus}{flag}" + (f"  [{facts}]" if facts else ""))
         for item in result.evidence[:2]:
             value = "n/a" if item["value"] is None else f"{item['value']:.4g}"
             print(f"        evidence: {item['dataset']} ({item['metric']} {value}, similarity {item['similarity']:.2f})")
@@ -170,9 +178,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                    help="the dataset's language(s): a name or ISO 639 code (French, fr, fra); repeat or comma-separate. "
                         "Default: a catalogued --dataset's languages, else those the description names")
     p.add_argument("--top-k", type=int, default=10, help="how many to show; 0 = all (default 10)")
-    p.add_argument("--candidates", help="CSV or JSONL of models to rank (model, n_parameters, family, release_date, description)")
+    p.add_argument("--candidates", help="CSV or JSONL of models to rank (model; optional n_parameters, family, release_date, description, licence, open_weights)")
     p.add_argument("--all-models", action="store_true",
                    help="rank every model with results, not only those evaluated on this kind of task")
+    add_filter_arguments(p)
     p.add_argument("--model", help="ranker folder (default: the trained one, else the bundled one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ONNX Runtime execution provider")
     p.add_argument("--json", action="store_true")

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli.arguments import non_negative_float, non_negative_int, positive_int
+from app.cli.arguments import (
+    add_filter_arguments,
+    filter_from_arguments,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
 from recommender.errors import EXIT_INTERRUPTED, Cancelled, UsageError
@@ -32,7 +38,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
 
     ranker = Ranker.load(args.model) if args.model else None
     result = recommend_pool(args.description, args.top_k, task=args.task, metric=args.metric, ranker=ranker,
-                            language=args.language or ())
+                            language=args.language or (), constraint=filter_from_arguments(args))
     if args.json:
         emit_json(result)
         return 0
@@ -231,8 +237,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--language", action="append", metavar="LANG",
                    help="the task's language(s), as for `lensroute rank` (default: those the description names)")
     p.add_argument("--model", metavar="DIR", help="ranker folder (default: the trained or bundled one)")
+    add_filter_arguments(p)
     p.add_argument("--json", action="store_true",
-                   help='{"recommended": [{"rank", "model", "score", "known", "runnable", "local_name"}], '
+                   help='{"recommended": [{"rank", "model", "score", "known", "n_parameters", "runnable", "local_name"}], '
                         '"runnable", "not_runnable", "pool", "notes"}')
     p.set_defaults(func=cmd_pool)
 

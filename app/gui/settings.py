@@ -20,6 +20,10 @@ class GuiSettings:
     languages: str = ""
     top_k: int = 20
     candidates: str = ""
+    max_params: str = ""
+    licences: str = ""
+    open_weights: bool = False
+    require_known: bool = False
     cost_weight: float = 0.0
     router_name: str = "default"
     route_question: str = ""

@@ -1,6 +1,7 @@
 """Recommend page: describe a dataset, get the ranked models (score, known/unseen, evidence on
 click) from the catalogue or from your own list of models (a candidates file, as `rank
---candidates`), export them, and see the atlas — the learned model space in 2-D with the query and its
+--candidates`), only those the user can take (size budget, licences, open weights: `rank
+--max-params/--licence/--open-weights`), export them, and see the atlas — the learned model space in 2-D with the query and its
 Top-K highlighted (pyqtgraph: zoom and pan with the mouse, names on hover)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import polars as pl
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QCompleter,
     QFileDialog,
@@ -32,6 +34,8 @@ from PySide6.QtWidgets import (
 
 from app.gui.jobs import Job
 from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
+from recommender.errors import LensrouteError
+from recommender.model_filters import ModelFilter, describe_facts, parse_licences, parse_size
 
 FAMILY_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
                   "#9c755f", "#bab0ac"]
@@ -44,9 +48,12 @@ def ranking_frame(ranking) -> pl.DataFrame:  # type: ignore[no-untyped-def]
         "score": [r.score for r in ranking.results],
         "known": ["known" if r.known else "unseen" for r in ranking.results],
         "head-to-head": [r.head_to_head for r in ranking.results],
+        "params (B)": [None if r.n_parameters is None else r.n_parameters / 1e9 for r in ranking.results],
+        "licence": [r.licence for r in ranking.results],
+        "weights": [None if r.open_weights is None else ("open" if r.open_weights else "API only") for r in ranking.results],
         "evidence": [len(r.evidence) for r in ranking.results],
     }, schema={"rank": pl.Int64, "model": pl.Utf8, "score": pl.Float64, "known": pl.Utf8, "head-to-head": pl.Float64,
-               "evidence": pl.Int64})
+               "params (B)": pl.Float64, "licence": pl.Utf8, "weights": pl.Utf8, "evidence": pl.Int64})
 
 
 class AtlasView(pg.PlotWidget):
@@ -124,9 +131,17 @@ class RecommendPage(QWidget):
         self.top_k.setSpecialValueText("all")
         self.candidates = QLineEdit()
         self.candidates.setPlaceholderText("optional: a CSV or JSONL file of models to rank (column 'model'; optional "
-                                           "n_parameters, family, release_date, description); empty: the catalogue's")
+                                           "n_parameters, family, release_date, description, licence, open_weights); empty: the catalogue's")
         self.candidates.setClearButtonEnabled(True)
         self.candidates_button = QPushButton("Choose…")
+        self.max_params = QLineEdit()
+        self.max_params.setPlaceholderText("any size; e.g. 350M, 7B")
+        self.licences = QLineEdit()
+        self.licences.setPlaceholderText("any licence; e.g. apache-2.0, mit")
+        self.open_weights = QCheckBox("Open weights only")
+        self.open_weights.setToolTip("leave out models recorded as API only")
+        self.require_known = QCheckBox("Only models known to pass")
+        self.require_known.setToolTip("also leave out models whose size, licence or openness is not recorded")
         self.rank_button = QPushButton("Rank models")
         self.rank_button.setShortcut("Ctrl+Return")
         self.export_button = QPushButton("Export…")
@@ -159,6 +174,13 @@ class RecommendPage(QWidget):
         candidates_row.addWidget(self.candidates, 1)
         candidates_row.addWidget(self.candidates_button)
         form.addRow("Candidates", candidates_row)
+        filters_row = QHBoxLayout()
+        for label, widget in (("Max size", self.max_params), ("Licences", self.licences)):
+            filters_row.addWidget(QLabel(label))
+            filters_row.addWidget(widget, 1)
+        filters_row.addWidget(self.open_weights)
+        filters_row.addWidget(self.require_known)
+        form.addRow("Filters", filters_row)
         left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.table)
         left.addWidget(self.evidence)
@@ -188,6 +210,10 @@ class RecommendPage(QWidget):
         self.metric.setEditText(settings.metric)
         self.top_k.setValue(settings.top_k)
         self.candidates.setText(settings.candidates)
+        self.max_params.setText(settings.max_params)
+        self.licences.setText(settings.licences)
+        self.open_weights.setChecked(settings.open_weights)
+        self.require_known.setChecked(settings.require_known)
 
     def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         settings.description = self.description.toPlainText()
@@ -195,6 +221,8 @@ class RecommendPage(QWidget):
         settings.languages = self.languages.text()
         settings.top_k = self.top_k.value()
         settings.candidates = self.candidates.text()
+        settings.max_params, settings.licences = self.max_params.text(), self.licences.text()
+        settings.open_weights, settings.require_known = self.open_weights.isChecked(), self.require_known.isChecked()
 
     def ensure_ranker(self) -> None:
         """Load the ranker and build the atlas off the GUI thread, then fill the task/metric pickers."""
@@ -244,15 +272,29 @@ class RecommendPage(QWidget):
         top_k = self.top_k.value()
         language = [self.languages.text()] if self.languages.text().strip() else []
         file = Path(self.candidates.text().strip()).expanduser() if self.candidates.text().strip() else None
+        try:
+            constraint = self.constraint()
+        except LensrouteError as exc:
+            show_error(self, str(exc))
+            return False
 
         def work(progress, cancel):  # type: ignore[no-untyped-def]
             from recommender.ranker import read_candidates
 
             candidates = read_candidates(file) if file else None  # a bad file fails the job with its reason
             return ranker.rank(text, dataset=dataset, task=task, metric=metric, top_k=top_k, language=language,
-                               candidates=candidates)
+                               candidates=candidates, constraint=constraint)
 
         return self.job.start(work)
+
+    def constraint(self):  # type: ignore[no-untyped-def]
+        """The filters as the CLI reads them (`rank --max-params/--licence/--open-weights/--require-known`)."""
+        size = self.max_params.text().strip()
+        licences = [self.licences.text()] if self.licences.text().strip() else []
+        constraint = ModelFilter(parse_size(size, "Max size") if size else None, parse_licences(licences, "Licences"),
+                                 self.open_weights.isChecked(),
+                                 self.require_known.isChecked())
+        return constraint if constraint.active else None
 
     @Slot()
     def choose_candidates(self) -> None:
@@ -279,6 +321,8 @@ class RecommendPage(QWidget):
         model = self.model.frame["model"][index.row()]
         result = next(r for r in self.ranking.results if r.model == model)
         lines = [f"<b>{model}</b> — score {result.score:.4f}, {'known' if result.known else 'unseen (ranked from its views)'}"]
+        if facts := describe_facts(result.n_parameters, result.licence, result.open_weights):
+            lines.append(" · ".join(facts))
         if result.head_to_head is not None:
             lines.append(f"won {result.head_to_head:.0%} of its weighted meetings with the other top candidates "
                          "on datasets like this one")
