@@ -103,6 +103,11 @@ HUB_MODELS = [
     "ajibawa-2023/Code-13B", "nvidia/stt_ar_fastconformer_hybrid_large_pcd_v1.0", "cl-nagoya/ruri-base",
     "google/text-embedding-005", "dwzhu/e5-base-4k", "HuggingFaceTB/SmolLM2-360M-Instruct", "openai/text-embedding-3-large",
 ]
+# the listing's `tags` as the Hub gives them (licence and weight formats), for the real repositories
+HUB_TAGS = {"cl-nagoya/ruri-base": ["sentence-transformers", "safetensors", "bert", "ja", "license:apache-2.0"],
+            "HuggingFaceTB/SmolLM2-360M-Instruct": ["transformers", "safetensors", "llama", "text-generation", "en",
+                                                    "license:apache-2.0"],
+            "dwzhu/e5-base-4k": ["transformers", "pytorch", "bert", "license:mit"]}
 CARDS = {"ajibawa-2023/Code-13B": FIXTURES / "model_cards/ajibawa-2023__Code-13B/README.md",
          "nvidia/stt_ar_fastconformer_hybrid_large_pcd_v1.0": FIXTURES / "model_cards/nvidia__stt_ar_fastconformer_hybrid_large_pcd_v1.0/README.md"}
 
@@ -112,7 +117,8 @@ def serve_hub(server: LeaderboardServer, shas: dict[str, str], page_size: int = 
         assert "sha" in query.get("expand[]", [])
         cursor = int(query.get("cursor", ["0"])[0])
         page = HUB_MODELS[cursor : cursor + page_size]
-        body = json.dumps([{"id": m, "sha": shas[m], "downloads": 1000 - i, "likes": 3} for i, m in enumerate(page)]).encode()
+        body = json.dumps([{"id": m, "sha": shas[m], "downloads": 1000 - i, "likes": 3, **({"tags": HUB_TAGS[m]} if m in HUB_TAGS else {})}
+                           for i, m in enumerate(page)]).encode()
         headers = {"Content-Type": "application/json", "RateLimit": '"api";r=50;t=60'}
         if cursor + page_size < len(HUB_MODELS):
             headers["Link"] = f'<{server.base_url}/api/models?limit={page_size}&expand[]=sha&cursor={cursor + page_size}>; rel="next"'
@@ -143,6 +149,12 @@ def test_hub_listing_pages_and_cards_only_when_the_sha_changed(tmp_path: Path, s
     with store.engine.connect() as conn:
         downloads = dict(conn.exec_driver_sql("SELECT name, downloads FROM models").all())
     assert downloads["ajibawa-2023/Code-13B"] == 1000
+    with store.engine.connect() as conn:  # what the ranking filters read: licence and open weights from the tags
+        facts = {name: (licence, json.loads(extra or "{}").get("open_weights"))
+                 for name, licence, extra in conn.exec_driver_sql("SELECT name, licence, extra FROM models")}
+    assert facts["cl-nagoya/ruri-base"] == ("apache-2.0", True) and facts["dwzhu/e5-base-4k"] == ("mit", True)
+    assert facts["google/text-embedding-005"] == (None, None)  # no tags: nothing claimed
+    assert facts["ajibawa-2023/Code-13B"][0] == "cc-by-nc-nd-4.0"  # from its card
 
     again = crawl(store, "hf-hub", base_url=server.base_url, politeness=FAST, options={"page_size": 3})
     assert again.status == "done" and again.counts.added == 0

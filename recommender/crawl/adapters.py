@@ -202,14 +202,32 @@ class HubModels:
                                            "extra": {"hf": {k: entry[k] for k in ("likes", "lastModified", "createdAt", "pipeline_tag", "library_name") if entry.get(k) is not None}}}
                 if entry.get("sha") and entry in changed:
                     meta["hub_sha"] = entry["sha"]  # stored with the card's records, in one transaction
+                licence, weights = _listing_facts(entry)
+                if licence:
+                    meta["licence"] = licence
+                if weights:
+                    meta["extra"]["open_weights"] = True  # type: ignore[index]
                 if model_id in card_meta:
-                    meta["licence"] = card_meta[model_id].get("licence")
+                    meta["licence"] = card_meta[model_id].get("licence") or licence
                     meta["extra"]["hf_card"] = (card_meta[model_id].get("extra") or {}).get("hf_card", {})  # type: ignore[index]
                 parsed.models.append({k: v for k, v in meta.items() if v is not None})
             seen += len(listing)
             page_url = next_link(response.headers.get("link"))
             yield CrawlUnit(f"page {seen // max(len(listing), 1)} ({len(listing)} models, {len(changed)} cards)", parsed,
                             {"next_page": page_url, "models_seen": seen} if page_url else None)
+
+
+# Hub tags naming a weights file format: the repository holds the weights themselves
+_WEIGHT_FORMATS = frozenset({"safetensors", "pytorch", "gguf", "onnx", "tf", "jax", "tflite", "coreml", "mlx", "openvino"})
+
+
+def _listing_facts(entry: dict) -> tuple[str | None, bool]:
+    """What a Hub listing entry's tags say for the ranking filters: its licence (`license:…`, the
+    card's own metadata as the Hub indexes it) and whether the repository holds weights. Every
+    listed model gets them, not only those whose card is fetched again."""
+    tags = [t for t in entry.get("tags") or [] if isinstance(t, str)]
+    licence = next((t.split(":", 1)[1] for t in tags if t.startswith("license:") and len(t) > len("license:")), None)
+    return licence, any(t in _WEIGHT_FORMATS for t in tags)
 
 
 def _json_list(body: bytes) -> list:
