@@ -84,8 +84,15 @@ def ranker() -> Check:
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     data = manifest.get("data", {})
     whose = "trained here" if folder == user_ranker_dir() else "shipped"
-    return Check("ranker", True, f"{manifest.get('model_version', '?')} ({whose}, {data.get('records', 0):,} records, "
-                                 f"{data.get('models', 0):,} models) in {folder}")
+    detail = (f"{manifest.get('model_version', '?')} ({whose}, {data.get('records', 0):,} records, "
+              f"{data.get('models', 0):,} models) in {folder}")
+    try:
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        vocab = None  # loading the ranker reports that itself; this check only reads the manifest
+    if isinstance(vocab, dict) and "licences" not in vocab:
+        detail += "; exported before the licence and open-weights filters (`lensroute train` adds them)"
+    return Check("ranker", True, detail)
 
 
 def text_encoder() -> tuple[Check, Path | None]:

@@ -45,6 +45,11 @@ def test_all_needed_parts_present_pass(fixture_store, encoder: Path) -> None:  #
     assert doctor.exit_code(checks) == 0
     assert f"{catalogue_stats(fixture_store).records:,} records" in found["catalogue"].detail
     assert found["ranker"].detail.startswith("abc123 (trained here, 7 records, 3 models)")
+    assert "filters" not in found["ranker"].detail
+    (folder / "vocab.json").write_text(json.dumps({"models": ["a/b"]}))  # a ranker exported before the filters
+    assert "exported before the licence and open-weights filters" in doctor.ranker().detail
+    (folder / "vocab.json").write_text(json.dumps({"models": ["a/b"], "licences": [None]}))
+    assert "filters" not in doctor.ranker().detail
     assert "sessions run on CPU" in found["onnxruntime"].detail  # a real session on the encoder's model
     assert str(encoder) in found["text encoder"].detail
 
