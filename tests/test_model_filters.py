@@ -79,7 +79,7 @@ def test_ranking_keeps_only_the_models_the_user_can_take(filtered_ranker: Path, 
     query = dict(task="code-generation", metric="pass@1", top_k=0, all_models=True)
     every = {r.model: r for r in ranker.rank(CODE, **query).results}
     assert every["gpt-4o"].open_weights is False and every["Qwen/Qwen2.5-7B-Instruct"].licence == "apache-2.0"
-    assert every["WizardLM/WizardCoder-15B-V1.0"].n_parameters == 15e9  # read from the name when none is recorded
+    assert every["WizardLM/WizardCoder-15B-V1.0"].n_parameters == 15e9
 
     open_only = ranker.rank(CODE, **query, constraint=ModelFilter(open_weights=True))
     names = [r.model for r in open_only.results]
@@ -111,6 +111,11 @@ def test_ranking_keeps_only_the_models_the_user_can_take(filtered_ranker: Path, 
                        constraint=ModelFilter(open_weights=True))
     assert sorted(r.model for r in kept.results) == ["acme/new-coder-7b", "gpt-4o"]
     assert {r.model: r.licence for r in kept.results}["acme/new-coder-7b"] == "mit"
+
+    wizard = ranker.compact[ranker._match("WizardLM/WizardCoder-15B-V1.0")]
+    ranker.n_parameters[wizard] = np.nan  # as if no size were recorded: the name says 15B, and the filter uses it
+    kept = ranker.rank(CODE, **query, constraint=ModelFilter(max_parameters=16e9, require_known=True))
+    assert {r.model: r.n_parameters for r in kept.results}["WizardLM/WizardCoder-15B-V1.0"] == 15e9
 
     ranker.licence_of = None  # as a ranker exported before licences were kept: say so, never ignore the filter
     with pytest.raises(NoDataError, match="retrain it with `lensroute train`"):
