@@ -187,10 +187,13 @@ def test_records_search_filter_sort_and_export(qtbot, window, fixture_store, tmp
 
 
 @pytest.mark.slow
-def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture_store, ranker_dir: Path,  # type: ignore[no-untyped-def]
+                                                          tmp_path: Path) -> None:
     from recommender.ranker import Ranker
+    from recommender.store.lookup import model_info
 
     window.context._ranker = Ranker.load(ranker_dir, device="cpu")
+    window.context._store = fixture_store
     recommend = page(window, "Recommend")
     recommend.description.setPlainText("")
     assert not recommend.rank()
@@ -214,6 +217,15 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_
     assert recommend.export_to(tmp_path / "ranking.csv") and pl.read_csv(tmp_path / "ranking.csv").height == 5
     assert "head-to-head" in recommend.model.frame.columns
 
+    # a ranked model's details: everything the catalogue knows of it (`lensroute show model`)
+    recommend.table.selectRow(1)
+    with qtbot.waitSignal(recommend.details_job.succeeded, timeout=60_000):
+        assert recommend.show_details()
+    name = recommend.model.frame["model"][1]
+    assert recommend.details_dialog.isVisible() and name in recommend.details_dialog.header.text()
+    assert recommend.details_dialog.model.rowCount() == len(model_info(fixture_store, name).records) > 0
+    recommend.details_dialog.close()
+
     recommend.languages.setText("Klingonese")  # not a language: the job fails with the reason, nothing crashes
     with qtbot.waitSignal(recommend.job.failed, timeout=60_000):
         assert recommend.rank()
@@ -233,6 +245,10 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, ranker_
     frame = recommend.model.frame
     assert sorted(frame["model"].to_list()) == sorted([known, "acme/brand-new-coder-7b"])
     assert frame.filter(pl.col("model") == "acme/brand-new-coder-7b")["known"].item() == "unseen"
+    recommend.table.selectRow(frame["model"].to_list().index("acme/brand-new-coder-7b"))
+    with qtbot.waitSignal(recommend.details_job.failed, timeout=60_000):  # only your file names it: said so
+        assert recommend.show_details()
+    assert any("'acme/brand-new-coder-7b' is not in the catalogue" in box.text() for box in error_boxes(window))
     settings = type(window.settings)()
     recommend.save_state(settings)
     assert settings.candidates == str(mine)  # kept for the next session, like the other fields

@@ -145,6 +145,9 @@ class RecommendPage(QWidget):
         self.rank_button = QPushButton("Rank models")
         self.rank_button.setShortcut("Ctrl+Return")
         self.export_button = QPushButton("Export…")
+        self.details_button = QPushButton("Details…")
+        self.details_button.setToolTip("everything the catalogue knows of the chosen model (double-click a row)")
+        self.details_dialog = None
         self.notes = QLabel("")
         self.notes.setWordWrap(True)
         self.notes.setObjectName("rankNotes")
@@ -159,6 +162,7 @@ class RecommendPage(QWidget):
         self.atlas = AtlasView()
         self.job = Job("rank", self)
         self.atlas_job = Job("atlas", self)
+        self.details_job = Job("details", self)
 
         form = QFormLayout()
         form.addRow("Description", self.description)
@@ -169,6 +173,7 @@ class RecommendPage(QWidget):
             row.addWidget(widget, 1)
         row.addWidget(self.rank_button)
         row.addWidget(self.export_button)
+        row.addWidget(self.details_button)
         form.addRow(row)
         candidates_row = QHBoxLayout()
         candidates_row.addWidget(self.candidates, 1)
@@ -198,6 +203,10 @@ class RecommendPage(QWidget):
         self.export_button.clicked.connect(self.choose_export)
         self.candidates_button.clicked.connect(self.choose_candidates)
         self.table.clicked.connect(self.show_evidence)
+        self.table.doubleClicked.connect(self.show_details)
+        self.details_button.clicked.connect(self.show_details)
+        self.details_job.succeeded.connect(self.on_details)
+        self.details_job.failed.connect(lambda error: show_error(self, error))
         self.job.succeeded.connect(self.on_ranked)
         self.job.running_changed.connect(self.on_running)
         self.atlas_job.succeeded.connect(self.on_atlas)
@@ -328,6 +337,30 @@ class RecommendPage(QWidget):
                          "on datasets like this one")
         lines += [f"{e['dataset']} · {e['metric']} = {e['value']}" for e in result.evidence] or ["no results on close datasets"]
         self.evidence.setHtml("<br>".join(lines))
+
+    @Slot()
+    def show_details(self, index=None) -> bool:  # type: ignore[no-untyped-def]
+        """Open the chosen model's details (`lensroute show model`), read off the GUI thread."""
+        index = index if index is not None and index.isValid() else self.table.currentIndex()
+        if self.ranking is None or not index.isValid():
+            show_error(self, "choose a model in the ranking first")
+            return False
+        name = self.model.frame["model"][index.row()]
+        context = self.context
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from recommender.store.lookup import model_info
+
+            return model_info(context.store(), name)  # a model only your candidates file names: not found, said so
+
+        return self.details_job.start(work)
+
+    @Slot(object)
+    def on_details(self, info) -> None:  # type: ignore[no-untyped-def]
+        from app.gui.pages.model_dialog import ModelDialog
+
+        self.details_dialog = ModelDialog(info, self)
+        self.details_dialog.show()
 
     @Slot()
     def choose_export(self) -> None:
