@@ -134,15 +134,25 @@ class Results:
     def win_rates(self, candidates: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Per candidate (model index; repeats and unknowns allowed), its weighted win rate against
         the other candidates; 0.5 where it met none of them."""
+        if len(candidates) < 2:
+            return np.full(len(candidates), 0.5)
+        return np.nanmean(self.pairwise(candidates, weights)[0], 1)
+
+    def pairwise(self, candidates: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rate, met, wins): rate[i, j] is i's weighted win rate against j, shrunk by the
+        half-win prior (0.5 where they never met; NaN on the diagonal); met[i, j] the vote weight
+        of the groups where both were measured, wins[i, j] the part of it that i won (a tie is
+        half a win each)."""
         n = len(candidates)
-        rates = np.full(n, 0.5)
+        rate, met, wins = np.full((n, n), 0.5), np.zeros((n, n)), np.zeros((n, n))
+        np.fill_diagonal(rate, np.nan)
         if n < 2:
-            return rates
+            return rate, met, wins
         rows, column = self._voting_rows(candidates, weights)
         groups, inverse, counts = np.unique(self.group[rows], return_inverse=True, return_counts=True)
         shared = counts[inverse] >= 2
         if not shared.any():
-            return rates
+            return rate, met, wins
         row_of = np.cumsum(counts >= 2) - 1
         table = np.full((int((counts >= 2).sum()), n), np.nan, np.float32)
         table[row_of[inverse[shared]], column[shared]] = self.z[rows[shared]]
@@ -160,7 +170,7 @@ class Results:
         wins = 0.5 * (met + beat - beat.T)
         rate = (wins + 0.5 * PRIOR) / (met + PRIOR)
         np.fill_diagonal(rate, np.nan)
-        return np.nanmean(rate, 1)
+        return rate, met, wins
 
     def agreement(self, candidates: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Per group: how well its results agree with the order predicted for the query — the

@@ -258,6 +258,7 @@ class Ranker:
         # a ranker exported before head-to-head has no group per result: (dataset, metric) is one
         group_key = (as_(arrays["ev_group"], np.int64) if "ev_group" in arrays
                      else self.evidence.dataset * (int(self.ev_metric.max(initial=0)) + 1) + self.ev_metric)
+        self.result_group = np.unique(group_key, return_inverse=True)[1]  # per evidence row: its results group
         self.results = head_to_head.Results.from_rows(self.evidence.model, group_key, self.evidence.z,
                                                       self.evidence.dataset, self.evidence.task, self.evidence.base)
         self.languages = (languages.LanguageIndex.from_csr(vocab.get("languages", []), as_(arrays["dataset_lang_ptr"], np.int64),
@@ -318,6 +319,11 @@ class Ranker:
         if (exact and self.trained[exact]) or "/" in key:
             return exact
         return self._by_bare.get(key, exact)
+
+    def match_known(self, name: str) -> int:
+        """The row of a model the ranker has results for (0: none), under any spelling it resolves."""
+        row = self._match(name)
+        return row if row and self.trained[row] else 0
 
     # -- resolving the query ------------------------------------------------------------------------
 
@@ -508,6 +514,17 @@ class Ranker:
             raise NoDataError(f"no candidate passes the {outcome.notes(constraint)[0]}")
         kept = [c for c, k in zip(candidates, keep.tolist(), strict=True) if k] if candidates is not None else None
         return rows[keep], known[keep], kept
+
+    def votes(self, description: str, *, dataset: str | None = None, task: str | None = None, metric: str | None = None,
+              language: Sequence[str] = ()) -> tuple[dict, list[str], np.ndarray, np.ndarray]:
+        """(query, notes, similarity to every dataset, vote of every results group): how
+        head-to-head weighs the evidence for this query, for callers that compare named models."""
+        query, notes, sims = self._resolve(description or "", dataset, task, metric)
+        dataset_idx, task_idx, _, _ = query.pop("_ids")
+        query["languages"] = list(self._query_languages(description or "", dataset_idx, language, notes))
+        exclude = int(self.dataset_base[dataset_idx]) if dataset_idx else None
+        shares = self.languages.sharing(query["languages"]) if self.languages is not None else None
+        return query, notes, sims, self.results.weights(sims, task_idx, exclude, shares)
 
     def _query_languages(self, description: str, dataset_idx: int, given: Sequence[str], notes: list[str]) -> tuple[str, ...]:
         if given:

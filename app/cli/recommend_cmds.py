@@ -148,6 +148,55 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _share(value: float | None, itself: bool = False) -> str:
+    return "—" if itself else "n/a" if value is None else f"{value:.2f}"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from recommender.compare import compare
+    from recommender.ranker import Ranker
+
+    if not (args.description and args.description.strip()) and not args.dataset:
+        raise UsageError("describe the dataset with --description TEXT (or name a catalogued one with --dataset)")
+    if args.datasets < 0:
+        raise UsageError("--datasets must be 0 or more")
+    ranker = Ranker.load(args.model, device=args.device)
+    result = compare(ranker, args.description or "", args.models, dataset=args.dataset, task=args.task, metric=args.metric,
+                     language=args.language or (), datasets_shown=args.datasets)
+    if args.json:
+        emit_json(result.as_json())
+        return 0
+    query = result.query
+    shown_languages = f", languages {', '.join(query['languages'])}" if query.get("languages") else ""
+    print(f"comparing {len(result.models)} models for {query['task']} / {query['metric']}{shown_languages} "
+          f"(ranker {result.model_version})")
+    for note in result.notes:
+        print(f"  note: {note}")
+    tags = {m["model"]: f"[{i + 1}]" for i, m in enumerate(result.models)}
+    rate = {(p["model"], p["versus"]): p["win_rate"] for p in result.pairs}
+    width = min(max(len(m["model"]) for m in result.models), 56)
+    print(f"       {'model':<{width}} {'score':>8} {'wins':>6}   vs " + " ".join(f"{t:>5}" for t in tags.values()))
+    for m in result.models:
+        cells = " ".join(f"{_share(rate.get((m['model'], o)), o == m['model']):>5}" for o in tags)
+        print(f"  {tags[m['model']]:<4} {m['model'][:width]:<{width}} {m['score']:8.3f} {_share(m['win_rate']):>6}      {cells}")
+    position = {m["model"]: i for i, m in enumerate(result.models)}
+    met = [f"{tags[p['model']]}–{tags[p['versus']]} {p['meetings']:,}" for p in result.pairs
+           if position[p["model"]] < position[p["versus"]]]
+    print(f"  meetings (results groups both were measured in): {', '.join(met)}")
+    if result.datasets:
+        print(f"where they met (the {len(result.datasets)} of {result.shared_groups:,} results groups they share that count "
+              "most: similar description, same task type and language; * best there):")
+        label = min(max(len(f"{d['dataset']} · {d['metric']}") for d in result.datasets), 60)
+        for d in result.datasets:
+            measured = {k: v for k, v in d["values"].items() if v is not None}
+            best = (max if d["higher_is_better"] else min)(measured, key=measured.__getitem__) if measured else None
+            cells = "  ".join(f"{tags[k]} {'—' if v is None else format(v, '.4g')}{'*' if k == best else ''}"
+                              for k, v in d["values"].items())
+            where = f"{d['dataset']} · {d['metric']}"
+            print(f"  {where[:label]:<{label}}  similarity {d['similarity']:.2f}   {cells}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("train", parents=[common], help="train the ModelLens ranker on the catalogue")
     p.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping decides; default 60)")
@@ -168,6 +217,22 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--seed", type=non_negative_int, help="split and training seed (default 0)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("compare", parents=[common], help="compare named models head to head on datasets like yours")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="two or more models the catalogue has results for")
+    p.add_argument("--description", help="what the dataset is: domain, language, inputs and outputs")
+    p.add_argument("--dataset", help="its name (a catalogued dataset is recognised, and its own results left out)")
+    p.add_argument("--task", help="task type, e.g. Retrieval, Classification, code-generation")
+    p.add_argument("--metric", help="metric to rank by")
+    p.add_argument("--language", action="append", metavar="LANG", help="the dataset's language(s), as for `rank`")
+    p.add_argument("--datasets", type=int, default=10, help="shared datasets to list, most similar first (default 10)")
+    p.add_argument("--model", help="ranker folder (default: the trained one, else the bundled one)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ONNX Runtime execution provider")
+    p.add_argument("--json", action="store_true",
+                   help='{"query", "model_version", "models": [{"model", "rank", "score", "win_rate"}], "pairs": '
+                        '[{"model", "versus", "win_rate", "met_weight"}], "datasets": [{"dataset", "metric", "similarity", '
+                        '"weight", "higher_is_better", "values"}], "shared_groups", "notes"}')
+    p.set_defaults(func=cmd_compare)
 
     p = commands.add_parser("rank", parents=[common], help="rank models for a dataset you describe")
     p.add_argument("--description", help="what the dataset is: domain, language, inputs and outputs")
