@@ -70,7 +70,7 @@ def test_a_shortlist_head_to_head_with_the_datasets_where_they_met(fixture_store
         compare(ranker, CODE, SHORTLIST[:1], task="code-generation")
     with pytest.raises(UsageError, match="a second time"):
         compare(ranker, CODE, [SHORTLIST[0], SHORTLIST[0].upper()], task="code-generation")
-    with pytest.raises(NotFoundError, match="'acme/never-seen' has no results .*lensroute show model"):
+    with pytest.raises(NotFoundError, match=r"'acme/never-seen' has no results .*lensroute show model"):
         compare(ranker, CODE, [SHORTLIST[0], "acme/never-seen"], task="code-generation")
 
     def cli(*args: str) -> subprocess.CompletedProcess:

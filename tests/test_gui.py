@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("PySide6.QtWidgets", reason="Qt cannot load here (Debian Qt libraries missing?)")
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app.gui.jobs import Job, JobError
@@ -225,6 +225,21 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture
     assert recommend.details_dialog.isVisible() and name in recommend.details_dialog.header.text()
     assert recommend.details_dialog.model.rowCount() == len(model_info(fixture_store, name).records) > 0
     recommend.details_dialog.close()
+
+    # the selected models head to head (`lensroute compare`); one row alone is refused before any job
+    recommend.table.selectRow(0)
+    assert not recommend.compare_selected()
+    assert any("select two or more models" in box.text() for box in error_boxes(window))
+    recommend.table.selectionModel().select(recommend.model.index(2, 0), QItemSelectionModel.SelectionFlag.Select
+                                            | QItemSelectionModel.SelectionFlag.Rows)
+    with qtbot.waitSignal(recommend.compare_job.succeeded, timeout=60_000):
+        assert recommend.compare_selected()
+    compared = recommend.compare_dialog
+    picked = [recommend.model.frame["model"][0], recommend.model.frame["model"][2]]
+    assert compared.isVisible() and sorted(compared.matrix.frame["model"].to_list()) == sorted(picked)
+    assert compared.matrix.frame.columns[-2:] == ["vs [1]", "vs [2]"]
+    assert compared.datasets.frame.columns[-2:] == ["[1]", "[2]"] and compared.datasets.frame.height <= 10
+    compared.close()
 
     recommend.languages.setText("Klingonese")  # not a language: the job fails with the reason, nothing crashes
     with qtbot.waitSignal(recommend.job.failed, timeout=60_000):

@@ -148,6 +148,9 @@ class RecommendPage(QWidget):
         self.details_button = QPushButton("Details…")
         self.details_button.setToolTip("everything the catalogue knows of the chosen model (double-click a row)")
         self.details_dialog = None
+        self.compare_button = QPushButton("Compare…")
+        self.compare_button.setToolTip("the selected models head to head on datasets like yours (Ctrl+click to select several)")
+        self.compare_dialog = None
         self.notes = QLabel("")
         self.notes.setWordWrap(True)
         self.notes.setObjectName("rankNotes")
@@ -163,6 +166,7 @@ class RecommendPage(QWidget):
         self.job = Job("rank", self)
         self.atlas_job = Job("atlas", self)
         self.details_job = Job("details", self)
+        self.compare_job = Job("compare", self)
 
         form = QFormLayout()
         form.addRow("Description", self.description)
@@ -174,6 +178,7 @@ class RecommendPage(QWidget):
         row.addWidget(self.rank_button)
         row.addWidget(self.export_button)
         row.addWidget(self.details_button)
+        row.addWidget(self.compare_button)
         form.addRow(row)
         candidates_row = QHBoxLayout()
         candidates_row.addWidget(self.candidates, 1)
@@ -207,6 +212,9 @@ class RecommendPage(QWidget):
         self.details_button.clicked.connect(self.show_details)
         self.details_job.succeeded.connect(self.on_details)
         self.details_job.failed.connect(lambda error: show_error(self, error))
+        self.compare_button.clicked.connect(self.compare_selected)
+        self.compare_job.succeeded.connect(self.on_compared)
+        self.compare_job.failed.connect(lambda error: show_error(self, error))
         self.job.succeeded.connect(self.on_ranked)
         self.job.running_changed.connect(self.on_running)
         self.atlas_job.succeeded.connect(self.on_atlas)
@@ -361,6 +369,31 @@ class RecommendPage(QWidget):
 
         self.details_dialog = ModelDialog(info, self)
         self.details_dialog.show()
+
+    @Slot()
+    def compare_selected(self) -> bool:
+        """`lensroute compare` on the selected rows, asked as the shown ranking was asked."""
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        if self.ranking is None or len(rows) < 2:
+            show_error(self, "select two or more models in the ranking to compare (Ctrl+click)")
+            return False
+        names = [self.model.frame["model"][r] for r in rows]
+        ranker, query = self.context.ranker(), self.ranking.query
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from recommender.compare import compare
+
+            return compare(ranker, query["description"], names, dataset=query.get("dataset"), task=query["task"],
+                           metric=query["metric"], language=query.get("languages") or ())
+
+        return self.compare_job.start(work)
+
+    @Slot(object)
+    def on_compared(self, result) -> None:  # type: ignore[no-untyped-def]
+        from app.gui.pages.compare_dialog import CompareDialog
+
+        self.compare_dialog = CompareDialog(result, self)
+        self.compare_dialog.show()
 
     @Slot()
     def choose_export(self) -> None:
