@@ -33,6 +33,11 @@ class Comparison:
     shared_groups: int
     notes: list[str]
 
+    def meetings(self) -> list[tuple[str, str, int]]:
+        """(model, other, results groups both were measured in), each pair once, in ranking order."""
+        position = {m["model"]: i for i, m in enumerate(self.models)}
+        return [(p["model"], p["versus"], p["meetings"]) for p in self.pairs if position[p["model"]] < position[p["versus"]]]
+
     def as_json(self) -> dict:
         return {"query": self.query, "model_version": self.model_version, "models": self.models, "pairs": self.pairs,
                 "datasets": self.datasets, "shared_groups": self.shared_groups, "notes": self.notes}

@@ -130,6 +130,15 @@ class ModelFilter:
             outcome.kept_unknown[what] = count
 
 
+def filter_from(max_params: str | None, licences: Sequence[str], open_weights: bool, require_known: bool, *,
+                size_label: str = "--max-params", licence_label: str = "--licence") -> ModelFilter | None:
+    """The filter the user's text asks for (the CLI's options, the GUI's fields), None when it
+    asks for none; bad text is a usage error naming the option or field it came from."""
+    constraint = ModelFilter(parse_size(max_params, size_label) if max_params is not None else None,
+                             parse_licences(licences, licence_label), open_weights, require_known)
+    return constraint if constraint.active else None
+
+
 @dataclass
 class FilterOutcome:
     keep: np.ndarray

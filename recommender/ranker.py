@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -258,7 +259,7 @@ class Ranker:
         # a ranker exported before head-to-head has no group per result: (dataset, metric) is one
         group_key = (as_(arrays["ev_group"], np.int64) if "ev_group" in arrays
                      else self.evidence.dataset * (int(self.ev_metric.max(initial=0)) + 1) + self.ev_metric)
-        self.result_group = np.unique(group_key, return_inverse=True)[1]  # per evidence row: its results group
+        self._group_key = group_key
         self.results = head_to_head.Results.from_rows(self.evidence.model, group_key, self.evidence.z,
                                                       self.evidence.dataset, self.evidence.task, self.evidence.base)
         self.languages = (languages.LanguageIndex.from_csr(vocab.get("languages", []), as_(arrays["dataset_lang_ptr"], np.int64),
@@ -319,6 +320,11 @@ class Ranker:
         if (exact and self.trained[exact]) or "/" in key:
             return exact
         return self._by_bare.get(key, exact)
+
+    @cached_property
+    def result_group(self) -> np.ndarray:
+        """Per evidence row, its results group (`self.results`' numbering); only `compare` needs it."""
+        return np.unique(self._group_key, return_inverse=True)[1]
 
     def match_known(self, name: str) -> int:
         """The row of a model the ranker has results for (0: none), under any spelling it resolves."""

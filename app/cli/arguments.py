@@ -62,10 +62,9 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
 def filter_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The `ModelFilter` the options ask for, or None when they ask for none."""
     from recommender.errors import UsageError
-    from recommender.model_filters import ModelFilter, parse_licences, parse_size
+    from recommender.model_filters import filter_from
 
-    constraint = ModelFilter(parse_size(args.max_params) if args.max_params is not None else None,
-                             parse_licences(args.licence or ()), args.open_weights, args.require_known)
-    if args.require_known and not constraint.active:
+    constraint = filter_from(args.max_params, args.licence or (), args.open_weights, args.require_known)
+    if args.require_known and constraint is None:
         raise UsageError("--require-known goes with a filter: --max-params, --licence or --open-weights")
-    return constraint if constraint.active else None
+    return constraint

@@ -116,12 +116,24 @@ def print_report(report) -> None:  # type: ignore[no-untyped-def]
             print(f"  {method.method}: {method.note}")
 
 
+def _require_description(args: argparse.Namespace) -> None:
+    if not (args.description and args.description.strip()) and not args.dataset:
+        raise UsageError("describe the dataset with --description TEXT (or name a catalogued one with --dataset)")
+
+
+def _print_query(lead: str, query: dict, source: str, notes: list[str]) -> None:
+    """The line saying what was asked (task, metric, languages, which ranker), then the notes."""
+    languages = f", languages {', '.join(query['languages'])}" if query.get("languages") else ""
+    print(f"{lead} {query['task']} / {query['metric']}{languages} ({source})")
+    for note in notes:
+        print(f"  note: {note}")
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     from recommender.model_filters import describe_facts
     from recommender.ranker import Ranker, read_candidates
 
-    if not (args.description and args.description.strip()) and not args.dataset:
-        raise UsageError("describe the dataset with --description TEXT (or name a catalogued one with --dataset)")
+    _require_description(args)
     constraint = filter_from_arguments(args)
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
     ranker = Ranker.load(args.model, device=args.device)
@@ -131,12 +143,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(ranking.as_json())
         return 0
-    query = ranking.query
-    shown_languages = f", languages {', '.join(query['languages'])}" if query.get("languages") else ""
-    print(f"ranking for {query['task']} / {query['metric']}{shown_languages} (ranker {ranking.model_version}, "
-          f"{query['candidates']:,} candidates)")
-    for note in ranking.notes:
-        print(f"  note: {note}")
+    _print_query("ranking for", ranking.query, f"ranker {ranking.model_version}, {ranking.query['candidates']:,} candidates",
+                 ranking.notes)
     for result in ranking.results:
         flag = "" if result.known else "  [unseen: ranked from its metadata]"
         versus = "" if result.head_to_head is None else f"  head-to-head {result.head_to_head:.2f}"
@@ -156,22 +164,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from recommender.compare import compare
     from recommender.ranker import Ranker
 
-    if not (args.description and args.description.strip()) and not args.dataset:
-        raise UsageError("describe the dataset with --description TEXT (or name a catalogued one with --dataset)")
-    if args.datasets < 0:
-        raise UsageError("--datasets must be 0 or more")
+    _require_description(args)
     ranker = Ranker.load(args.model, device=args.device)
     result = compare(ranker, args.description or "", args.models, dataset=args.dataset, task=args.task, metric=args.metric,
                      language=args.language or (), datasets_shown=args.datasets)
     if args.json:
         emit_json(result.as_json())
         return 0
-    query = result.query
-    shown_languages = f", languages {', '.join(query['languages'])}" if query.get("languages") else ""
-    print(f"comparing {len(result.models)} models for {query['task']} / {query['metric']}{shown_languages} "
-          f"(ranker {result.model_version})")
-    for note in result.notes:
-        print(f"  note: {note}")
+    _print_query(f"comparing {len(result.models)} models for", result.query, f"ranker {result.model_version}", result.notes)
     tags = {m["model"]: f"[{i + 1}]" for i, m in enumerate(result.models)}
     rate = {(p["model"], p["versus"]): p["win_rate"] for p in result.pairs}
     width = min(max(len(m["model"]) for m in result.models), 56)
@@ -179,10 +179,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for m in result.models:
         cells = " ".join(f"{_share(rate.get((m['model'], o)), o == m['model']):>5}" for o in tags)
         print(f"  {tags[m['model']]:<4} {m['model'][:width]:<{width}} {m['score']:8.3f} {_share(m['win_rate']):>6}      {cells}")
-    position = {m["model"]: i for i, m in enumerate(result.models)}
-    met = [f"{tags[p['model']]}–{tags[p['versus']]} {p['meetings']:,}" for p in result.pairs
-           if position[p["model"]] < position[p["versus"]]]
-    print(f"  meetings (results groups both were measured in): {', '.join(met)}")
+    met = ", ".join(f"{tags[a]}–{tags[b]} {n:,}" for a, b, n in result.meetings())
+    print(f"  meetings (results groups both were measured in): {met}")
     if result.datasets:
         print(f"where they met (the {len(result.datasets)} of {result.shared_groups:,} results groups they share that count "
               "most: similar description, same task type and language; * best there):")
@@ -225,12 +223,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--task", help="task type, e.g. Retrieval, Classification, code-generation")
     p.add_argument("--metric", help="metric to rank by")
     p.add_argument("--language", action="append", metavar="LANG", help="the dataset's language(s), as for `rank`")
-    p.add_argument("--datasets", type=int, default=10, help="shared datasets to list, most similar first (default 10)")
+    p.add_argument("--datasets", type=non_negative_int, default=10, help="shared datasets to list, those that count most first (default 10)")
     p.add_argument("--model", help="ranker folder (default: the trained one, else the bundled one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ONNX Runtime execution provider")
     p.add_argument("--json", action="store_true",
                    help='{"query", "model_version", "models": [{"model", "rank", "score", "win_rate"}], "pairs": '
-                        '[{"model", "versus", "win_rate", "met_weight"}], "datasets": [{"dataset", "metric", "similarity", '
+                        '[{"model", "versus", "win_rate", "meetings", "met_weight"}], "datasets": [{"dataset", "metric", "similarity", '
                         '"weight", "higher_is_better", "values"}], "shared_groups", "notes"}')
     p.set_defaults(func=cmd_compare)
 

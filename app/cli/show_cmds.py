@@ -25,7 +25,6 @@ def _limited(rows: list[dict], limit: int) -> tuple[list[dict], int]:
 
 
 def cmd_show_model(args: argparse.Namespace) -> int:
-    from recommender.model_filters import describe_facts
     from recommender.store.lookup import model_info
 
     info = model_info(open_store(args), args.name)
@@ -33,13 +32,7 @@ def cmd_show_model(args: argparse.Namespace) -> int:
         emit_json(info.as_json())
         return 0
     print(info.name)
-    facts = describe_facts(float(info.n_parameters) if info.n_parameters else None, info.licence, info.open_weights)
-    facts = [f"{facts[0]} parameters", *facts[1:]] if info.n_parameters else facts
-    facts = [f"licence {f}" if info.licence and f == info.licence else f for f in facts]
-    if info.family:
-        facts.insert(0, f"family {info.family}")
-    if info.release_date:
-        facts.append(f"released {info.release_date}")
+    facts = info.facts()
     if info.downloads is not None:
         facts.append(f"{info.downloads:,} downloads")
     if facts:

@@ -36,6 +36,21 @@ class ModelInfo:
     sources: dict[str, int]  # source → records
     records: list[dict] = field(default_factory=list)
 
+    def facts(self) -> list[str]:
+        """Family, size, licence, openness and release, as far as they are recorded."""
+        from recommender.model_filters import describe_size
+
+        facts = [f"family {self.family}"] if self.family else []
+        if self.n_parameters:
+            facts.append(f"{describe_size(float(self.n_parameters))} parameters")
+        if self.licence:
+            facts.append(f"licence {self.licence}")
+        if self.open_weights is not None:
+            facts.append("open weights" if self.open_weights else "API only")
+        if self.release_date:
+            facts.append(f"released {self.release_date}")
+        return facts
+
     def as_json(self) -> dict:
         return {"model": {"name": self.name, "family": self.family, "n_parameters": self.n_parameters,
                           "release_date": self.release_date, "licence": self.licence, "open_weights": self.open_weights,

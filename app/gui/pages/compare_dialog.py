@@ -45,8 +45,7 @@ class CompareDialog(QDialog):
         query = result.query
         self.setWindowTitle(f"Compare {len(result.models)} models")
         tag = tags(result)
-        meetings = ", ".join(f"{tag[p['model']]}–{tag[p['versus']]} {p['meetings']:,}" for p in result.pairs
-                             if list(tag).index(p["model"]) < list(tag).index(p["versus"]))
+        meetings = ", ".join(f"{tag[a]}–{tag[b]} {n:,}" for a, b, n in result.meetings())
         self.header = QLabel(f"For {query['task']} / {query['metric']}: each cell is the share of the two models' "
                              f"weighted meetings the row's model won. Meetings (results groups both were measured in): "
                              f"{meetings}." + "".join(f"<br>note: {n}" for n in result.notes))

@@ -11,7 +11,6 @@ import polars as pl
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTableView, QVBoxLayout, QWidget
 
 from app.gui.widgets import FrameModel, compact_table, fit_columns
-from recommender.model_filters import describe_facts
 
 COLUMNS = {"dataset": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "split": pl.Utf8, "subset": pl.Utf8,
            "source": pl.Utf8, "variant": pl.Utf8}
@@ -22,11 +21,7 @@ def records_frame(info) -> pl.DataFrame:  # type: ignore[no-untyped-def]
 
 
 def summary(info) -> str:  # type: ignore[no-untyped-def]
-    facts = describe_facts(float(info.n_parameters) if info.n_parameters else None, info.licence, info.open_weights)
-    if info.family:
-        facts.insert(0, f"family {info.family}")
-    if info.release_date:
-        facts.append(f"released {info.release_date}")
+    facts = info.facts()
     sources = ", ".join(f"{name} {count:,}" for name, count in info.sources.items())
     lines = [f"<b>{info.name}</b>", " · ".join(facts) or "no metadata recorded",
              f"{len(info.records):,} results" + (f" ({sources})" if sources else "")]

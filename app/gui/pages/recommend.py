@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from app.gui.jobs import Job
 from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 from recommender.errors import LensrouteError
-from recommender.model_filters import ModelFilter, describe_facts, parse_licences, parse_size
+from recommender.model_filters import describe_facts, filter_from
 
 FAMILY_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
                   "#9c755f", "#bab0ac"]
@@ -306,12 +306,9 @@ class RecommendPage(QWidget):
 
     def constraint(self):  # type: ignore[no-untyped-def]
         """The filters as the CLI reads them (`rank --max-params/--licence/--open-weights/--require-known`)."""
-        size = self.max_params.text().strip()
-        licences = [self.licences.text()] if self.licences.text().strip() else []
-        constraint = ModelFilter(parse_size(size, "Max size") if size else None, parse_licences(licences, "Licences"),
-                                 self.open_weights.isChecked(),
-                                 self.require_known.isChecked())
-        return constraint if constraint.active else None
+        return filter_from(self.max_params.text().strip() or None, [self.licences.text()] if self.licences.text().strip() else [],
+                           self.open_weights.isChecked(), self.require_known.isChecked(),
+                           size_label="Max size", licence_label="Licences")
 
     @Slot()
     def choose_candidates(self) -> None:
