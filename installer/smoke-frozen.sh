@@ -41,6 +41,14 @@ check "rank with the shipped ranker and encoder" 0 "$exe" rank --description \
   "Retrieve passages that answer questions about French legal documents" --top-k 5 --json
 expect "rank results" '"model_version"' "$home/out"
 [ "$(grep -c '"rank":' "$home/out")" = 5 ] || { echo "FAIL rank: expected 5 results"; failures=$((failures + 1)); }
+check "rank with filters" 0 "$exe" rank --description "Write Python functions from docstrings" --top-k 3 \
+  --max-params 20B --open-weights --json
+expect "rank filters" '"max_parameters": 20000000000' "$home/out"
+check "show a model the seed holds" 0 "$exe" show model wizardlm/wizardcoder-15b-v1.0 --json
+expect "show model" '"name": "WizardLM/WizardCoder-15B-V1.0"' "$home/out"
+check "compare two models head to head" 0 "$exe" compare WizardLM/WizardCoder-15B-V1.0 \
+  deepseek-ai/deepseek-coder-6.7b-instruct --description "Write Python functions from docstrings" --json
+expect "compare" '"meetings": [1-9]' "$home/out"
 check "models list shows the shipped encoder" 0 "$exe" models list && expect "models list" 'all-minilm-l6-v2' "$home/out"
 check "doctor: all the main job needs, no PyTorch" 0 "$exe" doctor --json
 expect "doctor ok" '"ok": true' "$home/out"
