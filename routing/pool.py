@@ -29,17 +29,24 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
     ranker = ranker or Ranker.load()
     local = installed()
     by_key = {model_key(catalogue_name(m)): m for m in local}
-    ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k, language=language, constraint=constraint)
+    try:
+        ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k, language=language, constraint=constraint)
+        results, query, notes = ranking.results, ranking.query, list(ranking.notes)
+    except NoDataError as exc:  # nothing in the catalogue passes the filters: the installed pool may still
+        query = ranker.rank(description, task=task, metric=metric, top_k=1, language=language).query
+        query["filters"] = constraint.as_json() if constraint is not None else query.get("filters")
+        results, notes = [], [f"recommended: {exc}"]
     recommended = []
-    for result in ranking.results:
+    for result in results:
         match = by_key.get(model_key(result.model))
         recommended.append({"rank": result.rank, "model": result.model, "score": round(result.score, 6),
                             "known": result.known, "n_parameters": result.n_parameters, "runnable": match is not None,
                             "local_name": None if match is None else match.name})
     pool: list[dict] = []
-    notes = list(ranking.notes)
     if local:
-        candidates = [Candidate(catalogue_name(m), n_parameters=(m.manifest.get("cost") or {}).get("parameters")) for m in local]
+        # an installed model runs here, so its weights are open whatever the catalogue says
+        candidates = [Candidate(catalogue_name(m), n_parameters=(m.manifest.get("cost") or {}).get("parameters"),
+                                open_weights=True) for m in local]
         try:
             ranked_local = ranker.rank(description, task=task, metric=metric, top_k=0, candidates=candidates,
                                        language=language, constraint=constraint).results
@@ -51,7 +58,7 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
             model = name_of[result.model]
             pool.append({"rank": len(pool) + 1, "local_name": model.name, "model": result.model, "kind": model.kind,
                          "score": round(result.score, 6), "known": result.known})
-    return {"description": description, "top_k": top_k, "query": ranking.query, "recommended": recommended,
+    return {"description": description, "top_k": top_k, "query": query, "recommended": recommended,
             "runnable": [r["local_name"] for r in recommended if r["runnable"]],
             "not_runnable": [r["model"] for r in recommended if not r["runnable"]],
             "pool": pool, "notes": notes + ([] if local else ["no local models are installed: "

@@ -408,6 +408,14 @@ def test_pool_marks_recommended_models_that_run_here(local_pool: list[str], rank
     assert limited["recommended"] and all(r["n_parameters"] <= 1e9 for r in limited["recommended"])
     assert limited["runnable"] == ["tiny-llama"]  # SmolLM2-360M fits the budget
     assert any(note.startswith("filters (at most 1B parameters): dropped") for note in limited["notes"])
+    opened = run_cli("pool", "--model", str(ranker_dir), "--description", "Graduate-level science multiple-choice questions",
+                     "--open-weights", "--require-known", "--json")
+    assert opened.returncode == 0, opened.stderr  # installed models run here: their weights are open
+    strict = json.loads(opened.stdout)
+    assert sorted(p["local_name"] for p in strict["pool"]) == sorted(local_pool)
+    # no catalogued model is recorded as open here: the recommendation is empty and says why, the pool stands
+    assert strict["recommended"] == [] and strict["notes"][0].startswith("recommended: no candidate passes the filters")
+    assert strict["query"]["filters"]["open_weights"] is True
 
 
 def test_sizes_stated_in_model_names() -> None:
