@@ -56,9 +56,10 @@ def _rows(ranker: Ranker, names: Sequence[str]) -> list[int]:
     return rows
 
 
-def _meetings(ranker: Ranker, rows: list[int], weights: np.ndarray, sims: np.ndarray) -> dict[int, tuple[int, int, dict[int, float | None]]]:
-    """Results group → (dataset, metric, {position: value as published}) for groups with a vote."""
-    found: dict[int, tuple[int, int, dict[int, float | None]]] = {}
+def _meetings(ranker: Ranker, rows: list[int], weights: np.ndarray) -> dict[int, tuple[int, int, dict[int, float]]]:
+    """Results group → (dataset, metric, {position: value as published}) for groups with a vote
+    (a result without a value is no meeting)."""
+    found: dict[int, tuple[int, int, dict[int, float]]] = {}
     for position, row in enumerate(rows):
         for k in range(int(ranker.evidence.starts[row]), int(ranker.evidence.starts[row + 1])):
             group = int(ranker.result_group[k])
@@ -66,8 +67,10 @@ def _meetings(ranker: Ranker, rows: list[int], weights: np.ndarray, sims: np.nda
                 continue
             metric = int(ranker.ev_metric[k])
             y = float(ranker.evidence.y[k])
-            value = None if np.isnan(y) else (y if ranker.metric_higher[metric - 1] else -y)
-            found.setdefault(group, (int(ranker.evidence.dataset[k]), metric, {}))[2][position] = value
+            if np.isnan(y):
+                continue
+            found.setdefault(group, (int(ranker.evidence.dataset[k]), metric, {}))[2][position] = (
+                y if ranker.metric_higher[metric - 1] else -y)
     return found
 
 
@@ -91,11 +94,11 @@ def compare(ranker: Ranker, description: str, models: Sequence[str], *, dataset:
     ranking = ranker.rank(description, dataset=dataset, task=task, metric=metric, top_k=0, language=language,
                           candidates=[Candidate(name) for name in canonical])
     ranked = {r.model: r for r in ranking.results}
-    meetings = _meetings(ranker, rows, weights, sims)
+    meetings = _meetings(ranker, rows, weights)
     shared = sorted((g for g, (_, _, values) in meetings.items() if len(values) >= 2), key=lambda g: -weights[g])
     count = np.zeros((len(rows), len(rows)), np.int64)
     for group in shared:
-        present = [i for i, v in meetings[group][2].items() if v is not None]
+        present = list(meetings[group][2])
         count[np.ix_(present, present)] += 1
     order = sorted(range(len(rows)), key=lambda i: ranked[canonical[i]].rank)
 
