@@ -249,6 +249,10 @@ class Ranker:
         # what the ranking filters check; a ranker exported before filters existed has neither
         self.openness = as_(arrays["open_weights"], np.int8) if "open_weights" in arrays else None
         self.licence_of: list[str | None] | None = vocab.get("licences")
+        if self.openness is not None and len(self.openness) != len(self.trained):
+            self.openness = None  # not this folder's models (a hand-made copy): as if never exported
+        if self.licence_of is not None and len(self.licence_of) != len(self.models):
+            self.licence_of = None
         from recommender.evidence import EvidenceIndex
 
         self.evidence = EvidenceIndex(as_(arrays["ev_model"], np.int64), as_(arrays["ev_dataset"], np.int64),

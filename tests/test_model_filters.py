@@ -117,6 +117,15 @@ def test_ranking_keeps_only_the_models_the_user_can_take(filtered_ranker: Path, 
     kept = ranker.rank(CODE, **query, constraint=ModelFilter(max_parameters=16e9, require_known=True))
     assert {r.model: r.n_parameters for r in kept.results}["WizardLM/WizardCoder-15B-V1.0"] == 15e9
 
+    # the benchmarks' 50,000-model copy keeps each replica's licence and openness
+    from tests.bench.bench_ranker import scale_ranker
+
+    scale_ranker(filtered_ranker, tmp_path / "scaled", 2_000)
+    scaled = Ranker.load(tmp_path / "scaled", device="cpu")
+    assert len(scaled.licence_of) == len(scaled.models) == 2_000 and len(scaled.openness) == 2_001
+    top = scaled.rank(CODE, **{**query, "top_k": 50}, constraint=ModelFilter(open_weights=True))
+    assert top.results and not any(r.model.startswith("gpt-4o#") for r in top.results)
+
     ranker.licence_of = None  # as a ranker exported before licences were kept: say so, never ignore the filter
     with pytest.raises(NoDataError, match="retrain it with `lensroute train`"):
         ranker.rank(CODE, **query, constraint=ModelFilter(licences=("mit",)))

@@ -36,8 +36,9 @@ def scale_ranker(source: Path, out: Path, n_models: int) -> None:
     reps = -(-n_models // len(known))
     picked = np.tile(known, reps)[:n_models]
     index = np.concatenate([[0], picked])  # new row i+1 copies old row picked[i]
-    for key in ("h", "u", "size", "family", "numeric", "n_parameters"):
-        arrays[key] = arrays[key][index]
+    for key in ("h", "u", "size", "family", "numeric", "n_parameters", "open_weights"):
+        if key in arrays:  # open_weights: rankers exported since the ranking filters
+            arrays[key] = arrays[key][index]
     arrays["trained"] = np.ones(len(index), bool)
     arrays["trained"][0] = False
     # replicas get slightly different features, so no two candidates tie exactly
@@ -55,6 +56,8 @@ def scale_ranker(source: Path, out: Path, n_models: int) -> None:
     arrays["ev_starts"] = np.searchsorted(new_model, np.arange(len(index) + 1))
     np.savez(out / "arrays.npz", **arrays)
     vocab["models"] = [f"{vocab['models'][m - 1]}#{i}" for i, m in enumerate(picked)]
+    if "licences" in vocab:
+        vocab["licences"] = [vocab["licences"][m - 1] for m in picked]
     (out / "vocab.json").write_text(json.dumps(vocab))
 
 
