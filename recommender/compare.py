@@ -89,8 +89,10 @@ def compare(ranker: Ranker, description: str, models: Sequence[str], *, dataset:
     np.fill_diagonal(met, 0.0)  # a model "meets" itself wherever it was measured: not a meeting
     np.fill_diagonal(won, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(met > 0, won / np.where(met > 0, met, 1.0), np.nan)
-    np.fill_diagonal(share, np.nan)
+        share = won / met  # NaN where they never met, the diagonal included
+        pooled = won.sum(1) / met.sum(1)  # against everyone: all of a model's weighted meetings
+    # asked exactly as `rank` is asked (a given task also shapes the description's embedding), so the
+    # scores and ranks are what `rank --candidates` gives; the embedding comes from the encoder's cache
     ranking = ranker.rank(description, dataset=dataset, task=task, metric=metric, top_k=0, language=language,
                           candidates=[Candidate(name) for name in canonical])
     ranked = {r.model: r for r in ranking.results}
@@ -102,14 +104,12 @@ def compare(ranker: Ranker, description: str, models: Sequence[str], *, dataset:
         count[np.ix_(present, present)] += 1
     order = sorted(range(len(rows)), key=lambda i: ranked[canonical[i]].rank)
 
-    def share_of(i: int, j: int | None = None) -> float | None:
-        # against everyone: all of i's weighted meetings pooled
-        value = share[i, j] if j is not None else np.nansum(won[i]) / np.nansum(met[i]) if np.nansum(met[i]) > 0 else np.nan
+    def rounded(value: float) -> float | None:
         return None if np.isnan(value) else round(float(value), 4)
 
     out_models = [{"model": canonical[i], "rank": ranked[canonical[i]].rank, "score": round(ranked[canonical[i]].score, 6),
-                   "win_rate": share_of(i)} for i in order]
-    pairs = [{"model": canonical[i], "versus": canonical[j], "win_rate": share_of(i, j), "meetings": int(count[i, j]),
+                   "win_rate": rounded(pooled[i])} for i in order]
+    pairs = [{"model": canonical[i], "versus": canonical[j], "win_rate": rounded(share[i, j]), "meetings": int(count[i, j]),
               "met_weight": round(float(met[i, j]), 6)} for i in order for j in order if i != j]
     never = [f"{canonical[i]} and {canonical[j]}" for i in range(len(rows)) for j in range(i + 1, len(rows)) if met[i, j] <= 0]
     if never:

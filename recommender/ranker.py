@@ -514,14 +514,16 @@ class Ranker:
                   candidates: list[Candidate] | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray, list[Candidate] | None]:
         if constraint is None or not constraint.active:
             return rows, known, candidates
-        if known.any() and (self.licence_of is None or self.openness is None) and (constraint.licences or constraint.open_weights):
+        missing = (constraint.licences and self.licence_of is None) or (constraint.open_weights and self.openness is None)
+        if known.any() and missing:
             raise NoDataError("this ranker was exported before licences and open weights were kept; retrain it with "
                               "`lensroute train` to filter by them")
         outcome = constraint.keep(*self._facts(rows, known, candidates))
-        notes.extend(outcome.notes(constraint))
+        said = outcome.notes(constraint)
+        notes.extend(said)
         keep = outcome.keep
         if not keep.any():
-            raise NoDataError(f"no candidate passes the {outcome.notes(constraint)[0]}")
+            raise NoDataError(f"no candidate passes the {said[0]}")
         kept = [c for c, k in zip(candidates, keep.tolist(), strict=True) if k] if candidates is not None else None
         return rows[keep], known[keep], kept
 

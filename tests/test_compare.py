@@ -29,6 +29,9 @@ def test_a_shortlist_head_to_head_with_the_datasets_where_they_met(fixture_store
     ranking = ranker.rank(CODE, task="code-generation", metric="pass@1", top_k=0, candidates=[Candidate(m) for m in SHORTLIST])
     assert [m["model"] for m in result.models] == [r.model for r in ranking.results]  # the ranking's order and ranks
     assert [m["rank"] for m in result.models] == [1, 2, 3]
+    untold = compare(ranker, CODE, SHORTLIST)  # no task given: scored as `rank` scores the same question
+    assert [m["score"] for m in untold.models] == [round(r.score, 6) for r in ranker.rank(
+        CODE, top_k=0, candidates=[Candidate(m) for m in SHORTLIST]).results]
 
     pairs = {(p["model"], p["versus"]): p for p in result.pairs}
     assert len(pairs) == 6
