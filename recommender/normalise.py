@@ -16,6 +16,12 @@ _REVISION_SUFFIX = re.compile(r"@[^/@\s]+$")
 _WHITESPACE = re.compile(r"\s+")
 
 
+def fold_term(term: str) -> str:
+    """A task or metric name with case and separators folded and `@` read as "at", so that
+    `NDCG@10`, `ndcg_at_10` and `ndcg at 10` compare equal."""
+    return re.sub(r"[^0-9a-z]+", "", term.casefold().replace("@", "at"))
+
+
 def clean_model_name(name: str) -> str:
     """The display form kept as the canonical name: trimmed, inner whitespace collapsed."""
     return _WHITESPACE.sub(" ", name.strip())

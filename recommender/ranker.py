@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender import cold_prior, head_to_head, languages, paths
+from recommender import cold_prior, head_to_head, languages, paths, query_terms
 from recommender.errors import (
     FormatError,
     NoDataError,
@@ -337,11 +337,23 @@ class Ranker:
 
     # -- resolving the query ------------------------------------------------------------------------
 
-    def _nearest_name(self, wanted: str, known: Sequence[str], kind: str) -> tuple[int, str]:
-        vectors = self.encoder.encode([f"{kind}: {wanted}", *[f"{kind}: {k}" for k in known]])
-        sims = vectors[1:] @ vectors[0]
-        best = int(np.argmax(sims))
-        return best + 1, known[best]
+    def _name_similarity(self, kind: str) -> query_terms.Similarity:
+        def similarity(wanted: str, known: Sequence[str]) -> np.ndarray:
+            vectors = self.encoder.encode([f"{kind}: {wanted}", *[f"{kind}: {k}" for k in known]])
+            return vectors[1:] @ vectors[0]
+
+        return similarity
+
+    def _measured_metrics(self, task_idx: int) -> tuple[list[int], list[int]]:
+        """The metrics (0-based) measured on datasets of this task, and the others; each most
+        results groups first."""
+        def by_use(groups: np.ndarray) -> list[int]:
+            counts = np.bincount(self.group_metric[groups], minlength=len(self.metrics) + 1)[1:]
+            return [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
+
+        measured = by_use(self.group_task == task_idx)
+        taken = set(measured)
+        return measured, [i for i in by_use(np.ones(len(self.group_metric), bool)) if i not in taken]
 
     def _resolve(self, description: str, dataset: str | None, task: str | None, metric: str | None,
                  query_vector: np.ndarray | None = None) -> tuple[dict, list[str], np.ndarray]:
@@ -361,25 +373,35 @@ class Ranker:
         def groups_of(d: int) -> np.ndarray:
             return np.flatnonzero(self.group_dataset == d)
 
-        if task and task in self.tasks:
-            task_idx = self.tasks.index(task) + 1
-        elif task:
-            task_idx, used = self._nearest_name(task, self.tasks, "task")
-            notes.append(f"task {task!r} is unknown to the ranker: using the nearest known task {used!r}")
+        def closest_task() -> int:
+            return int(self.group_task[groups_of(nearest)[0]])
+
+        closest_task_note = f"the task of the closest known dataset {self.datasets[nearest - 1]!r}"
+        if task:
+            task_reading = query_terms.read_task(task, self.tasks, self._name_similarity("task"))
+            task_idx = closest_task() if task_reading.index is None else task_reading.index + 1
+            note = query_terms.describe("task", task, task_reading, self.tasks[task_idx - 1], closest_task_note)
+            notes.extend([note] if note else [])
         else:
-            task_idx = int(self.group_task[groups_of(nearest)[0]])
-            notes.append(f"no task given: using {self.tasks[task_idx - 1]!r}, the task of the closest known dataset "
-                         f"{self.datasets[nearest - 1]!r}")
-        if metric and metric in self.metrics:
-            metric_idx = self.metrics.index(metric) + 1
-        elif metric:
-            metric_idx, used = self._nearest_name(metric, self.metrics, "metric")
-            notes.append(f"metric {metric!r} is unknown to the ranker: using the nearest known metric {used!r}")
+            task_idx = closest_task()
+            notes.append(f"no task given: using {self.tasks[task_idx - 1]!r}, {closest_task_note}")
+        task_name = self.tasks[task_idx - 1]
+        same_task = [g for g in np.argsort(-sims[self.group_dataset]) if self.group_task[g] == task_idx]
+        default_metric = int(self.group_metric[same_task[0]]) if same_task else int(self.group_metric[groups_of(nearest)[0]])
+        default_note = f"the metric of the closest {task_name!r} dataset"
+        if metric:
+            measured, elsewhere = self._measured_metrics(task_idx)
+            metric_reading = query_terms.read_metric(metric, self.metrics, measured, elsewhere,
+                                                     self._name_similarity("metric"))
+            metric_idx = default_metric if metric_reading.index is None else metric_reading.index + 1
+            note = query_terms.describe("metric", metric, metric_reading, self.metrics[metric_idx - 1], default_note)
+            notes.extend([note] if note else [])
+            if metric_reading.index is not None and metric_reading.index not in measured:
+                notes.append(f"metric {self.metrics[metric_idx - 1]!r} was never measured on a {task_name!r} dataset in "
+                             "the ranker's catalogue, so its scores extrapolate")
         else:
-            same_task = [g for g in np.argsort(-sims[self.group_dataset]) if self.group_task[g] == task_idx]
-            metric_idx = int(self.group_metric[same_task[0]]) if same_task else int(self.group_metric[groups_of(nearest)[0]])
-            notes.append(f"no metric given: using {self.metrics[metric_idx - 1]!r}, the metric of the closest "
-                         f"{self.tasks[task_idx - 1]!r} dataset")
+            metric_idx = default_metric
+            notes.append(f"no metric given: using {self.metrics[metric_idx - 1]!r}, {default_note}")
         resolved = {"description": description, "dataset": dataset, "task": self.tasks[task_idx - 1],
                     "metric": self.metrics[metric_idx - 1], "dataset_known": bool(dataset_idx)}
         resolved["_ids"] = (dataset_idx, task_idx, metric_idx, query_vector)

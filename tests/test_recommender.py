@@ -262,14 +262,53 @@ def test_ranker_reorders_its_top_candidates_head_to_head(ranker_dir: Path) -> No
     assert any(abs(r.head_to_head - plain_rates[r.model]) > 1e-6 for r in sharpened.results if r.head_to_head is not None)
 
 
-def test_unknown_task_and_metric_fall_back_and_say_so(ranker_dir: Path) -> None:
+def test_typed_task_and_metric_names_are_read_or_fall_back_and_say_so(ranker_dir: Path) -> None:
     from recommender.ranker import Ranker
 
-    ranking = Ranker.load(ranker_dir, device="cpu").rank("Summarise legal contracts", task="contract-summarisation",
-                                                        metric="rouge-lsum", top_k=3)
-    assert any("nearest known task" in note for note in ranking.notes)
-    assert any("nearest known metric" in note for note in ranking.notes)
-    assert ranking.query["task"] != "contract-summarisation"
+    ranker = Ranker.load(ranker_dir, device="cpu")
+    description = "Write Python functions from docstrings that pass unit tests"
+
+    def ask(**query: str):  # type: ignore[no-untyped-def]
+        ranking = ranker.rank(description, top_k=3, **query)
+        return ranking.query["task"], ranking.query["metric"], ranking.notes
+
+    plain_task, plain_metric, _ = ask()
+    assert ask(task="Code Generation", metric="PASS@1")[:2] == ("code-generation", "pass@1")
+    assert "task 'Code Generation' read as 'code-generation'" in ask(task="Code Generation")[2]
+    task, metric, notes = ask(task="code-editing", metric="pass rate")  # contains: the most measured of that name
+    assert (task, metric) == ("code-editing", "pass_rate_1")
+    assert any("'pass rate' read as 'pass_rate_1', the most measured" in note for note in notes)
+    # Nonsense never reads as some nearest name: it takes what the description alone would give.
+    task, metric, notes = ask(task="Nope", metric="zzz")
+    assert (task, metric) == (plain_task, plain_metric)
+    assert any(note.startswith("task 'Nope' matches no task the ranker knows")
+               and f"using {plain_task!r}, the task of the closest known dataset" in note for note in notes)
+    assert any(note.startswith("metric 'zzz' matches no metric") for note in notes)
+    task, metric, notes = ask(task="code-generation", metric="acc")  # known, but never measured for the task
+    assert metric == "acc" and any("never measured on a 'code-generation' dataset" in note for note in notes)
+
+
+def test_reading_typed_names_by_meaning_keeps_to_close_ones() -> None:
+    from recommender.query_terms import fold, read_metric, read_task
+
+    assert fold("NDCG@10") == fold("ndcg_at_10") == fold("ndcg at 10")
+    tasks = ["Retrieval", "unknown", "STS"]
+    close = {"question answering": [0.65, 0.9, 0.3], "xyz": [0.52, 0.9, 0.4]}
+
+    def similarity(wanted: str, known: list[str]) -> np.ndarray:
+        table = dict(zip(tasks, close[wanted], strict=True))
+        return np.array([table[k] for k in known])
+
+    qa = read_task("question answering", tasks, similarity)
+    assert (qa.index, qa.how, qa.similarity) == (0, "meaning", 0.65)  # the placeholder 'unknown' is never a reading
+    xyz = read_task("xyz", tasks, similarity)
+    assert (xyz.index, xyz.how, xyz.closest) == (None, "none", "Retrieval")
+    metrics = ["map_at_10", "NDCG@10", "ndcg_at_10", "map_at_1000"]
+    never = lambda wanted, known: np.zeros(len(known))  # noqa: E731
+    assert read_metric("ndcg@10", metrics, [2, 0], [1, 3], never).index == 2  # measured for the task first
+    assert read_metric("ndcg@10", metrics, [0], [3, 1, 2], never).index == 1
+    assert read_metric("map", metrics, [2], [3, 0, 1], never).index == 3  # the most used elsewhere
+    assert read_metric("q", metrics, [2], [0], never).index is None  # one letter contains nothing
 
 
 def test_ranker_bad_input(ranker_dir: Path, tmp_path: Path) -> None:
