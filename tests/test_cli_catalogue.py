@@ -71,6 +71,21 @@ def test_unknown_format_and_missing_file_are_one_line_errors(tmp_path: Path) -> 
     assert bad_db.stderr.startswith("lensroute: error: cannot open database")
 
 
+def test_reading_commands_leave_no_empty_catalogue_behind(tmp_path: Path) -> None:
+    """A mistyped --db used to create an empty catalogue there and report zeros."""
+    db = tmp_path / "typo" / "catalogue.db"
+    for command in (["stats"], ["show", "model", "bge-m3"], ["export", str(tmp_path / "out.csv")], ["train"]):
+        done = lensroute("--db", str(db), *command)
+        assert done.returncode == 4, (command, done.stderr)
+        assert done.stderr.strip() == (f"lensroute: error: no catalogue at {db}: create it with `lensroute init --db {db}` "
+                                       f"(the bundled seed) or fill it with `lensroute import --db {db} PATH`")
+    listing = lensroute("--db", str(db), "crawl", "--list")
+    assert listing.returncode == 0 and "never crawled" in listing.stdout
+    assert not db.exists() and not db.parent.exists()
+    assert lensroute("--db", str(db), "import", str(FIXTURES / "raw/aider")).returncode == 0  # writing creates it
+    assert json.loads(lensroute("--db", str(db), "stats", "--json").stdout)["records"] > 0
+
+
 def test_forced_format_that_does_not_fit_fails_cleanly(tmp_path: Path) -> None:
     done = lensroute("--db", str(tmp_path / "c.db"), "import", "--format", "amlb-csv",
                      str(FIXTURES / "raw/alpaca_eval/alpaca_eval/leaderboards/data_AlpacaEval_2/weighted_alpaca_eval_gpt4_turbo_leaderboard.csv"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender.errors import NotFoundError
+from recommender.errors import NotFoundError, UsageError
 from recommender.store.lookup import dataset_info, model_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +44,13 @@ def test_a_model_under_any_spelling_with_its_metadata_and_results(fixture_store)
     missing = show("model", "no-such-model-anywhere", db=fixture_store.url)
     assert missing.returncode == 3 and "not in the catalogue" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
+    # A blank name used to resolve, as an empty bare name, to a stored model named like 'org/'.
+    with fixture_store.writing() as conn:
+        conn.exec_driver_sql("INSERT INTO models (name, updated_at) VALUES ('my_model/', '2026-01-01')")
+    with pytest.raises(UsageError, match="name the model to show"):
+        model_info(fixture_store, " ")
+    blank = show("model", "", db=fixture_store.url)
+    assert blank.returncode == 2 and blank.stderr.strip() == "lensroute: error: name the model to show"
 
 
 def test_a_dataset_lists_its_models_best_first_whatever_the_direction(fixture_store) -> None:  # type: ignore[no-untyped-def]
@@ -58,6 +65,9 @@ def test_a_dataset_lists_its_models_best_first_whatever_the_direction(fixture_st
 
     only = dataset_info(fixture_store, "aider-polyglot", metric="total_cost")
     assert {r["metric"] for r in only.records} == {"total_cost"}
+    assert dataset_info(fixture_store, "aider-polyglot", metric="Total Cost").records == only.records  # spelt loosely
+    with pytest.raises(UsageError, match="name the dataset to show"):
+        dataset_info(fixture_store, "")
     with pytest.raises(NotFoundError, match=r"no results under metric 'bleu'; it has: .*total_cost"):
         dataset_info(fixture_store, "aider-polyglot", metric="bleu")
 

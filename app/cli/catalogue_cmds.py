@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING
 
 from app.cli.progress import progress_and_cancel
 from recommender import paths, unchanged_files
-from recommender.errors import EXIT_INTERRUPTED, LensrouteError, NotFoundError, UsageError
+from recommender.errors import (
+    EXIT_INTERRUPTED,
+    LensrouteError,
+    NoDataError,
+    NotFoundError,
+    UsageError,
+)
 from recommender.store import Store
+from recommender.store.engine import sqlite_path
 from recommender.store.queries import EXPORT_FORMATS, catalogue_stats
 
 if TYPE_CHECKING:
@@ -26,8 +33,24 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 
 
-def open_store(args: argparse.Namespace) -> Store:
+def open_store(args: argparse.Namespace, *, must_exist: bool = False) -> Store:
+    """Commands that only read pass `must_exist`: a mistyped `--db` path used to leave a new,
+    empty catalogue behind and report zeros as if that were the answer."""
+    missing = missing_catalogue(args) if must_exist else None
+    if missing is not None:
+        raise NoDataError(f"no catalogue at {missing}: create it with `lensroute init{_db_option(args)}` "
+                          f"(the bundled seed) or fill it with `lensroute import{_db_option(args)} PATH`")
     return Store.open(args.db)
+
+
+def missing_catalogue(args: argparse.Namespace) -> Path | None:
+    """The SQLite file the command would open, when it does not exist yet (None otherwise)."""
+    path = sqlite_path(paths.database_url(args.db))
+    return path if path is not None and not path.exists() else None
+
+
+def _db_option(args: argparse.Namespace) -> str:
+    return f" --db {args.db}" if args.db else ""
 
 
 def emit_json(payload: dict | list) -> None:
@@ -165,7 +188,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = open_store(args, must_exist=True)
     stats = catalogue_stats(store)
     if args.json:
         emit_json(stats.as_json())
@@ -184,7 +207,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from recommender.store.export import export_format_for, export_records
 
     export_format_for(Path(args.path), args.format)  # a bad name is a usage error before any work
-    store = open_store(args)
+    store = open_store(args, must_exist=True)
     path = Path(args.path).expanduser()
     count = export_records(store, path, args.format, args.source or None)
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from app.cli.arguments import positive_int
-from app.cli.catalogue_cmds import emit_json, open_store
+from app.cli.catalogue_cmds import emit_json, missing_catalogue, open_store
 from app.cli.progress import progress_and_cancel
 from recommender.errors import EXIT_INTERRUPTED
 
@@ -48,7 +48,7 @@ def list_sources(args: argparse.Namespace) -> int:
     from recommender.crawl.runner import source_names
     from recommender.crawl.state import recent_runs
 
-    runs = recent_runs(open_store(args))
+    runs = [] if missing_catalogue(args) else recent_runs(open_store(args))  # listing creates no catalogue
     last = {}
     for run in runs:
         last.setdefault(run["source"], run)

@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recommender.pipeline import train_ranker
     from recommender.ranker import user_ranker_dir
 
-    store = open_store(args)
+    store = open_store(args, must_exist=True)
     out = Path(args.out).expanduser() if args.out else user_ranker_dir()
     try:
         with progress_and_cancel("train", args.quiet) as (bar, token):
@@ -74,7 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         unknown = [m for m in methods if m != "modellens" and m not in BASELINES]
         if unknown:
             raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: modellens, {', '.join(BASELINES)}")
-    store = open_store(args)
+    store = open_store(args, must_exist=True)
     splits = list(SPLITS) if args.split == "all" else [args.split]
     try:
         with progress_and_cancel(f"evaluate {args.split}", args.quiet) as (bar, token):

@@ -27,7 +27,7 @@ def _limited(rows: list[dict], limit: int) -> tuple[list[dict], int]:
 def cmd_show_model(args: argparse.Namespace) -> int:
     from recommender.store.lookup import model_info
 
-    info = model_info(open_store(args), args.name)
+    info = model_info(open_store(args, must_exist=True), args.name)
     if args.json:
         emit_json(info.as_json())
         return 0
@@ -59,7 +59,7 @@ def cmd_show_model(args: argparse.Namespace) -> int:
 def cmd_show_dataset(args: argparse.Namespace) -> int:
     from recommender.store.lookup import dataset_info
 
-    info = dataset_info(open_store(args), args.name, metric=args.metric)
+    info = dataset_info(open_store(args, must_exist=True), args.name, metric=args.metric)
     if args.json:
         emit_json(info.as_json())
         return 0

@@ -38,6 +38,18 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file behind an SQLite URL (None for another backend, an in-memory database or a bad URL)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
 def create_engine(url: str) -> sa.Engine:
     try:
         parsed = make_url(url)

@@ -15,8 +15,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from recommender.errors import NotFoundError
-from recommender.normalise import bare_key, model_key
+from recommender.errors import NotFoundError, UsageError
+from recommender.normalise import bare_key, fold_term, model_key
 from recommender.store.engine import Store
 
 SUGGESTIONS = 5
@@ -101,7 +101,7 @@ def _model_id(conn, wanted: str) -> int | None:  # type: ignore[no-untyped-def]
         row = conn.exec_driver_sql(f"SELECT id FROM models WHERE name = {q}", (wanted,)).first()
     if row is not None:
         found = int(row[0])
-    if "/" in key or (found is not None and _has_records(conn, found)):
+    if "/" in key or not key or (found is not None and _has_records(conn, found)):
         return found
     owners = [mid for mid, name in conn.exec_driver_sql(f"SELECT id, name FROM models WHERE LOWER(name) LIKE {q}",
                                                          (f"%/{key}",))
@@ -137,6 +137,8 @@ def _record(row: tuple) -> dict:
 
 def model_info(store: Store, wanted: str) -> ModelInfo:
     """Everything the catalogue holds on one model; NotFoundError (with suggestions) otherwise."""
+    if not wanted.strip():
+        raise UsageError("name the model to show")
     with store.engine.connect() as conn:
         model_id = _model_id(conn, wanted.strip())
         if model_id is None:
@@ -157,7 +159,10 @@ def model_info(store: Store, wanted: str) -> ModelInfo:
 
 def dataset_info(store: Store, wanted: str, metric: str | None = None) -> DatasetInfo:
     """One dataset's metadata and every result on it, best first within each metric (a metric
-    where lower is better is sorted that way; one of unknown direction keeps higher first)."""
+    where lower is better is sorted that way; one of unknown direction keeps higher first).
+    `metric` may be spelt loosely (`ndcg@10` for `ndcg_at_10`) when that picks one of its metrics."""
+    if not wanted.strip():
+        raise UsageError("name the dataset to show")
     with store.engine.connect() as conn:
         q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         found = conn.exec_driver_sql(
@@ -172,6 +177,8 @@ def dataset_info(store: Store, wanted: str, metric: str | None = None) -> Datase
         rows = [_record(r) for r in conn.exec_driver_sql(_RECORD_COLUMNS + f"WHERE r.dataset_id = {q}", (dataset_id,))]
     if metric is not None:
         metrics = sorted({r["metric"] for r in rows})
+        spelt = [m for m in metrics if fold_term(m) == fold_term(metric)]
+        metric = spelt[0] if metric not in metrics and len(spelt) == 1 else metric
         if metric not in metrics:
             raise NotFoundError(f"dataset {name!r} has no results under metric {metric!r}; it has: {', '.join(metrics) or 'none'}")
         rows = [r for r in rows if r["metric"] == metric]
