@@ -67,6 +67,9 @@ def conform(frame: pl.DataFrame, *, default_source: str, rejected: Rejected) -> 
         elif name in RECORD_SCHEMA:
             columns.append(pl.lit(None, dtype=dtype).alias(name))
     out = frame.select(columns)
+    # A value that was given but does not read as a number is a different mistake from a missing
+    # one (a unit suffix, a stray word), and the report names it so the user can fix the file.
+    unreadable = frame["value"].is_not_null() & out["value"].is_null()
     out = out.with_columns(
         pl.col("source").fill_null(default_source),
         *(pl.col(c).str.strip_chars() for c in ("model", "dataset", "metric")),
@@ -76,5 +79,6 @@ def conform(frame: pl.DataFrame, *, default_source: str, rejected: Rejected) -> 
         pl.col(c).is_null() | (pl.col(c) == "") for c in ("model", "dataset", "metric")
     )
     rejected.add("missing model, dataset or metric", out.filter(missing_key).height)
-    rejected.add("value missing, NaN or infinite", out.filter(~missing_key & bad_value).height)
+    rejected.add("value not a number", out.filter(~missing_key & unreadable).height)
+    rejected.add("value missing, NaN or infinite", out.filter(~missing_key & bad_value & ~unreadable).height)
     return out.filter(~missing_key & ~bad_value)
