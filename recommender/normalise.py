@@ -22,6 +22,13 @@ def fold_term(term: str) -> str:
     return re.sub(r"[^0-9a-z]+", "", term.casefold().replace("@", "at"))
 
 
+def fold_name(name: str) -> str:
+    """A model or dataset name with case and separators folded, so `bge m3` finds `BAAI/bge-m3`
+    and `nf corpus` finds `NFCorpus`; unlike `fold_term`, signs such as `+` stay (HumanEval+ is
+    not HumanEval)."""
+    return re.sub(r"[\s_\-./]+", "", name.casefold())
+
+
 def clean_model_name(name: str) -> str:
     """The display form kept as the canonical name: trimmed, inner whitespace collapsed."""
     return _WHITESPACE.sub(" ", name.strip())

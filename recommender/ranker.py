@@ -8,6 +8,7 @@ and scores all candidates in one ONNX Runtime call.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import math
 from collections import Counter
@@ -35,7 +36,13 @@ from recommender.features import (
     size_bucket,
 )
 from recommender.model_filters import ModelFilter, normalise_licence
-from recommender.normalise import bare_key, family_from_name, model_key, parameters_from_name
+from recommender.normalise import (
+    bare_key,
+    family_from_name,
+    fold_name,
+    model_key,
+    parameters_from_name,
+)
 
 RANKER_DIR_NAME = "ranker"
 EVIDENCE_PER_RESULT = 3
@@ -344,6 +351,26 @@ class Ranker:
 
         return similarity
 
+    @cached_property
+    def _datasets_by_spelling(self) -> dict[str, list[int]]:
+        rows: dict[str, list[int]] = {}
+        for name, row in self._datasets.items():
+            rows.setdefault(fold_name(name), []).append(row)
+        return rows
+
+    def _dataset_row(self, dataset: str | None, notes: list[str]) -> int:
+        """The catalogued dataset a `--dataset` name means (0: none): as written, else the one
+        whose name folds the same (`nfcorpus`, `NF Corpus` for NFCorpus)."""
+        if not dataset:
+            return 0
+        row = self._datasets.get(dataset, 0)
+        if not row:
+            spelt = self._datasets_by_spelling.get(fold_name(dataset), [])
+            row = spelt[0] if len(spelt) == 1 else 0
+            notes.append(f"dataset {dataset!r} read as {self.datasets[row - 1]!r}" if row else
+                         f"dataset {dataset!r} is not in the catalogue: ranked as a new dataset from its description")
+        return row
+
     def _measured_metrics(self, task_idx: int) -> tuple[list[int], list[int]]:
         """The metrics (0-based) measured on datasets of this task, and the others; each most
         results groups first."""
@@ -358,11 +385,16 @@ class Ranker:
     def _resolve(self, description: str, dataset: str | None, task: str | None, metric: str | None,
                  query_vector: np.ndarray | None = None) -> tuple[dict, list[str], np.ndarray]:
         notes: list[str] = []
-        dataset_idx = self._datasets.get(dataset or "", 0)
-        if dataset and not dataset_idx:
-            notes.append(f"dataset {dataset!r} is not in the catalogue: ranked as a new dataset from its description")
+        dataset_idx = self._dataset_row(dataset, notes)
+        if dataset and dataset_idx:
+            dataset = self.datasets[dataset_idx - 1]
         text = dataset_text(dataset or "user dataset", task, description, {}) if description.strip() else None
         if text is None and not dataset_idx:
+            if dataset:
+                by_case = {name.casefold(): name for name in self.datasets}
+                close = [by_case[c] for c in difflib.get_close_matches(dataset.casefold(), list(by_case), n=3, cutoff=0.6)]
+                hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+                raise NotFoundError(f"dataset {dataset!r} is not in the ranker's catalogue{hint}; describe it with --description TEXT")
             raise UsageError("describe the dataset (--description TEXT) or name a catalogued one (--dataset NAME)")
         if query_vector is None:
             query_vector = self.encoder.encode([text])[0] if text else self.dataset_text[dataset_idx]

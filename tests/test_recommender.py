@@ -12,7 +12,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recommender.errors import FormatError, NoDataError, RuntimeUnavailableError, UsageError
+from recommender.errors import (
+    FormatError,
+    NoDataError,
+    NotFoundError,
+    RuntimeUnavailableError,
+    UsageError,
+)
 from recommender.frames import load_catalogue, ranking_groups
 from recommender.ingest import import_paths
 from recommender.metrics import hit_at_k, ndcg_at_k, recall_at_k, weighted_kendall_tau
@@ -286,6 +292,13 @@ def test_typed_task_and_metric_names_are_read_or_fall_back_and_say_so(ranker_dir
     assert any(note.startswith("metric 'zzz' matches no metric") for note in notes)
     task, metric, notes = ask(task="code-generation", metric="acc")  # known, but never measured for the task
     assert metric == "acc" and any("never measured on a 'code-generation' dataset" in note for note in notes)
+
+    named = ranker.rank("", dataset="HumanEval+", top_k=3)  # a catalogued dataset, case folded; not 'humaneval'
+    assert named.query["dataset"] == "humaneval+" and named.query["dataset_known"]
+    assert "dataset 'HumanEval+' read as 'humaneval+'" in named.notes
+    with pytest.raises(NotFoundError, match=r"dataset 'humanevl' is not in the ranker's catalogue \(did you mean "
+                                            r"'humaneval'.*\); describe it with --description TEXT"):
+        ranker.rank("", dataset="humanevl")
 
 
 def test_reading_typed_names_by_meaning_keeps_to_close_ones() -> None:
