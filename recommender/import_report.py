@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Rejected:
-    """Rows an importer could not use, each with a reason the user can act on."""
+    """Rows an importer could not use, each with a reason the user can act on, and the first
+    such row as an example: "12 value not a number" alone does not say which rows to fix."""
 
     reasons: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)  # reason → the first row rejected for it
 
-    def add(self, reason: str, count: int = 1) -> None:
+    def add(self, reason: str, count: int = 1, example: str | None = None) -> None:
         if count:
             self.reasons[reason] = self.reasons.get(reason, 0) + count
+            if example is not None:
+                self.examples.setdefault(reason, example)
 
     @property
     def total(self) -> int:
@@ -26,7 +30,13 @@ class Rejected:
 
     def merge(self, other: Rejected) -> None:
         for reason, count in other.reasons.items():
-            self.add(reason, count)
+            self.add(reason, count, other.examples.get(reason))
+
+    def describe(self, most: int = 3) -> str:
+        """The commonest reasons with their counts and an example each, for one line of a report."""
+        top = sorted(self.reasons.items(), key=lambda kv: -kv[1])[:most]
+        return "; ".join(f"{n:,} {reason}" + (f", e.g. {self.examples[reason]}" if reason in self.examples else "")
+                         for reason, n in top)
 
 
 @dataclass
@@ -55,6 +65,7 @@ class WriteCounts:
             "unchanged": self.unchanged,
             "rejected": self.rejected.total,
             "rejected_reasons": dict(self.rejected.reasons),
+            "rejected_examples": dict(self.rejected.examples),
             "models_added": self.models_added,
             "datasets_added": self.datasets_added,
         }

@@ -46,6 +46,16 @@ def records_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={**RECORD_SCHEMA, **extra}, strict=False)
 
 
+def _example(out: pl.DataFrame, raw_values: pl.Series, mask: pl.Series) -> str | None:
+    """The first masked row as `model · dataset · metric = value`, the value as the file wrote it."""
+    rows = mask.arg_true()
+    if rows.is_empty():
+        return None
+    row = out.row(int(rows[0]), named=True)
+    names = " · ".join(str(row[c]) if row[c] else "(none)" for c in ("model", "dataset", "metric"))
+    return f"{names} = {raw_values[int(rows[0])]!r}"
+
+
 def conform(frame: pl.DataFrame, *, default_source: str, rejected: Rejected) -> pl.DataFrame:
     """Cast a frame to the unified schema, fill defaults, and drop unusable rows (counted).
 
@@ -78,7 +88,10 @@ def conform(frame: pl.DataFrame, *, default_source: str, rejected: Rejected) -> 
     missing_key = pl.any_horizontal(
         pl.col(c).is_null() | (pl.col(c) == "") for c in ("model", "dataset", "metric")
     )
-    rejected.add("missing model, dataset or metric", out.filter(missing_key).height)
-    rejected.add("value not a number", out.filter(~missing_key & unreadable).height)
-    rejected.add("value missing, NaN or infinite", out.filter(~missing_key & bad_value & ~unreadable).height)
-    return out.filter(~missing_key & ~bad_value)
+    flags = out.select(missing_key.alias("key"), bad_value.alias("value"))
+    no_key, no_value = flags["key"], flags["value"] & ~flags["key"]
+    for reason, mask in (("missing model, dataset or metric", no_key),
+                         ("value not a number", no_value & unreadable),
+                         ("value missing, NaN or infinite", no_value & ~unreadable)):
+        rejected.add(reason, int(mask.sum()), _example(out, frame["value"], mask))
+    return out.filter(~flags["key"] & ~flags["value"])

@@ -162,6 +162,13 @@ def test_catalogue_import_of_a_bad_file_is_logged_not_fatal(qtbot, window, tmp_p
     log = catalogue.log.toPlainText()
     assert "broken.jsonl" in log and ("FAILED" in log or "skipped" in log), log
 
+    partly = tmp_path / "partly.csv"  # the rows it can use go in; the log names why the rest did not, with an example
+    partly.write_text("model,dataset,metric,value\nm1,d1,accuracy,0.5\nm2,d1,accuracy,85%\n")
+    with qtbot.waitSignal(catalogue.job.succeeded, timeout=60_000):
+        assert catalogue.start_import([partly])
+    assert "partly.csv: added 1, updated 0, unchanged 0, rejected 1 (1 value not a number, e.g. m2 · d1 · accuracy = '85%')" \
+        in catalogue.log.toPlainText()
+
 
 def test_records_search_filter_sort_and_export(qtbot, window, fixture_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from recommender.store.export import records_frame

@@ -113,6 +113,10 @@ def test_rows_without_value_or_key_are_rejected_with_reasons() -> None:
     assert kept["model"].to_list() == ["a"]
     assert rejected.reasons == {"missing model, dataset or metric": 1, "value missing, NaN or infinite": 1,
                                 "value not a number": 1}
+    assert rejected.examples == {"missing model, dataset or metric": "(none) · d · m = '0.1'",
+                                 "value missing, NaN or infinite": "b · d · m = 'nan'",
+                                 "value not a number": "c · d · m = 'abc'"}
+    assert rejected.describe(most=1).startswith("1 ") and ", e.g. " in rejected.describe()
 
 
 def test_a_failing_write_rolls_back_the_whole_unit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

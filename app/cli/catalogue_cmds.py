@@ -64,8 +64,7 @@ def emit_json(payload: dict | list) -> None:
 def _counts_line(counts: WriteCounts) -> str:
     line = f"added {counts.added:,}, updated {counts.updated:,}, unchanged {counts.unchanged:,}, rejected {counts.rejected.total:,}"
     if counts.rejected.reasons:
-        top = sorted(counts.rejected.reasons.items(), key=lambda kv: -kv[1])[:3]
-        line += " (" + "; ".join(f"{n} {reason}" for reason, n in top) + ")"
+        line += f" ({counts.rejected.describe()})"
     return line
 
 

@@ -150,6 +150,7 @@ class CataloguePage(QWidget):
                 c = unit.counts
                 self.log.appendPlainText(f"  {unit.label}: added {c.added:,}, updated {c.updated:,}, "
                                          f"unchanged {c.unchanged:,}, rejected {c.rejected.total:,}"
+                                         + (f" ({c.rejected.describe()})" if c.rejected.reasons else "")
                                          + (" (same bytes as its last import: not read again)" if unit.not_read else ""))
             else:
                 self.log.appendPlainText(f"  {unit.label}: FAILED ({unit.error}) — rolled back")
