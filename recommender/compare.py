@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recommender.errors import NotFoundError, UsageError
+from recommender.normalise import close_names
 from recommender.ranker import Candidate, Ranker
 
 MAX_MODELS = 12
@@ -48,8 +49,10 @@ def _rows(ranker: Ranker, names: Sequence[str]) -> list[int]:
     for name in names:
         row = ranker.match_known(name)
         if not row:
-            raise NotFoundError(f"{name!r} has no results in the ranker's catalogue "
-                                f"(`lensroute show model {name!r}` suggests close names)")
+            known = [m for m, trained in zip(ranker.models, ranker.trained[1:], strict=True) if trained]
+            close = close_names(name, known, 3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise NotFoundError(f"{name!r} has no results in the ranker's catalogue{hint}")
         if row in rows:
             raise UsageError(f"{name!r} names {ranker.models[row - 1]!r} a second time")
         rows.append(row)

@@ -6,6 +6,7 @@ is folded to, which metrics are known to be lower-is-better, and how a scale is 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,21 @@ def fold_name(name: str) -> str:
     and `nf corpus` finds `NFCorpus`; unlike `fold_term`, signs such as `+` stay (HumanEval+ is
     not HumanEval)."""
     return re.sub(r"[\s_\-./]+", "", name.casefold())
+
+
+def close_names(wanted: str, names: Iterable[str], most: int = 5) -> list[str]:
+    """The names a user most likely meant: those containing what was typed (folded, shortest
+    first), then close spellings (case folded)."""
+    folded = fold_name(wanted)
+    by_case: dict[str, str] = {}
+    containing = []
+    for name in names:
+        by_case.setdefault(name.casefold(), name)
+        if folded and folded in fold_name(name):
+            containing.append(name)
+    containing.sort(key=lambda n: (len(n), n))
+    close = [by_case[c] for c in difflib.get_close_matches(wanted.casefold(), list(by_case), n=most, cutoff=0.6)]
+    return list(dict.fromkeys([*containing[:most], *close]))[:most]
 
 
 def clean_model_name(name: str) -> str:

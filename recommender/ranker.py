@@ -8,7 +8,6 @@ and scores all candidates in one ONNX Runtime call.
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import math
 from collections import Counter
@@ -38,6 +37,7 @@ from recommender.features import (
 from recommender.model_filters import ModelFilter, normalise_licence
 from recommender.normalise import (
     bare_key,
+    close_names,
     family_from_name,
     fold_name,
     model_key,
@@ -391,8 +391,7 @@ class Ranker:
         text = dataset_text(dataset or "user dataset", task, description, {}) if description.strip() else None
         if text is None and not dataset_idx:
             if dataset:
-                by_case = {name.casefold(): name for name in self.datasets}
-                close = [by_case[c] for c in difflib.get_close_matches(dataset.casefold(), list(by_case), n=3, cutoff=0.6)]
+                close = close_names(dataset, self.datasets, 3)
                 hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
                 raise NotFoundError(f"dataset {dataset!r} is not in the ranker's catalogue{hint}; describe it with --description TEXT")
             raise UsageError("describe the dataset (--description TEXT) or name a catalogued one (--dataset NAME)")

@@ -73,8 +73,11 @@ def test_a_shortlist_head_to_head_with_the_datasets_where_they_met(fixture_store
         compare(ranker, CODE, SHORTLIST[:1], task="code-generation")
     with pytest.raises(UsageError, match="a second time"):
         compare(ranker, CODE, [SHORTLIST[0], SHORTLIST[0].upper()], task="code-generation")
-    with pytest.raises(NotFoundError, match=r"'acme/never-seen' has no results .*lensroute show model"):
+    with pytest.raises(NotFoundError, match=r"^'acme/never-seen' has no results in the ranker's catalogue$"):
         compare(ranker, CODE, [SHORTLIST[0], "acme/never-seen"], task="code-generation")
+    typo = SHORTLIST[1].split("/")[-1].replace("-", " ")  # the bare name, spaced: close names are offered
+    with pytest.raises(NotFoundError, match=rf"has no results in the ranker's catalogue; did you mean '{SHORTLIST[1]}'"):
+        compare(ranker, CODE, [SHORTLIST[0], typo], task="code-generation")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "app", "compare", "--model", str(ranker_dir), *args], capture_output=True,

@@ -10,12 +10,11 @@ Plain SQL, no polars: `lensroute show` starts as fast as `stats`.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 
 from recommender.errors import NotFoundError, UsageError
-from recommender.normalise import bare_key, fold_name, fold_term, model_key
+from recommender.normalise import bare_key, close_names, fold_term, model_key
 from recommender.store.engine import Store
 
 SUGGESTIONS = 5
@@ -74,12 +73,7 @@ class DatasetInfo:
 
 
 def _not_found(kind: str, wanted: str, names: list[str]) -> NotFoundError:
-    """The names a user most likely meant: those containing what was typed, then close spellings."""
-    folded = fold_name(wanted)
-    containing = [n for n in names if folded in fold_name(n)]
-    containing.sort(key=lambda n: (len(n), n))
-    close = difflib.get_close_matches(wanted, names, n=SUGGESTIONS, cutoff=0.6)
-    suggestions = list(dict.fromkeys([*containing[:SUGGESTIONS], *close]))[:SUGGESTIONS]
+    suggestions = close_names(wanted, names, SUGGESTIONS)
     hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
     return NotFoundError(f"{kind} {wanted!r} is not in the catalogue{hint}")
 
