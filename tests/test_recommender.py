@@ -189,6 +189,11 @@ def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path
     flags = {r.model: r.known for r in mixed.results}
     assert flags == {"WizardLM/WizardCoder-15B-V1.0": True, "acme/brand-new-coder-7b": False}
     assert len(mixed.results) == 2
+    assert not any("named like catalogued models" in note for note in mixed.notes)
+    typo = ranker.rank("Python code generation", task="code-generation", top_k=0,
+                       candidates=[*candidates, Candidate("wizardcoder 15b v1.0")])  # a typo is named, still ranked
+    assert ("never-seen candidates named like catalogued models, ranked from their names alone: 'wizardcoder 15b v1.0' "
+            "(did you mean 'WizardLM/WizardCoder-15B-V1.0'?)") in typo.notes and len(typo.results) == 3
 
     # never-seen candidates that differ only in size: the size prior orders them, known ones keep their score
     twins = [Candidate("WizardLM/WizardCoder-15B-V1.0"), *(Candidate(f"acme/twin-{i}", n_parameters=n, description="A code model")
