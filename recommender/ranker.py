@@ -372,6 +372,20 @@ class Ranker:
                          f"dataset {dataset!r} is not in the catalogue: ranked as a new dataset from its description")
         return row
 
+    @property
+    def task_names(self) -> list[str]:
+        """The tasks a user can ask for (the catalogue's `unknown` placeholder is none of them)."""
+        return [t for t in self.tasks if t not in query_terms.PLACEHOLDER_TASKS]
+
+    def metrics_for(self, task: str | None) -> tuple[list[str], list[str]]:
+        """(metrics measured on datasets of this task, the others), each most used first; with no
+        known task, every metric as measured."""
+        if task in self.tasks:
+            measured, elsewhere = self._measured_metrics(self.tasks.index(task) + 1)
+        else:
+            measured, elsewhere = self._measured_metrics(0)[1], []
+        return [self.metrics[i] for i in measured], [self.metrics[i] for i in elsewhere]
+
     def _measured_metrics(self, task_idx: int) -> tuple[list[int], list[int]]:
         """The metrics (0-based) measured on datasets of this task, and the others; each most
         results groups first."""

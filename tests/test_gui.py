@@ -218,6 +218,16 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture
     assert recommend.model.frame["model"][0] in recommend.evidence.toPlainText()
     qtbot.waitUntil(lambda: recommend.atlas.atlas is not None, timeout=60_000)
     assert recommend.atlas.highlight(recommend.ranking) >= 1
+    # the metric picker follows the task: its measured metrics first, the others after a separator
+    items = [recommend.metric.itemText(i) for i in range(recommend.metric.count())]
+    recommend.task.setCurrentText("code-editing")
+    measured = window.context.ranker().metrics_for("code-editing")[0]
+    assert [recommend.metric.itemText(i) for i in range(1, len(measured) + 1)] == measured
+    assert "pass_rate_2" in measured and "pass@1" not in measured
+    assert sorted(filter(None, (recommend.metric.itemText(i) for i in range(recommend.metric.count())))) == \
+        sorted(filter(None, items))
+    assert "unknown" not in [recommend.task.itemText(i) for i in range(recommend.task.count())]
+    recommend.task.setCurrentText("")
     out = tmp_path / "ranking.json"
     assert recommend.export_to(out)
     assert len(json.loads(out.read_text())["results"]) == 5

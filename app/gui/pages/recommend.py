@@ -7,6 +7,7 @@ Top-K highlighted (pyqtgraph: zoom and pan with the mouse, names on hover)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,7 @@ class RecommendPage(QWidget):
         super().__init__(parent)
         self.context = context
         self.ranking = None
+        self._ranker_terms = None  # the loaded ranker, once the pickers are filled from it
         self.description = QPlainTextEdit()
         self.description.setPlaceholderText("Describe your dataset: what the inputs are, what is predicted, the language…")
         self.description.setMaximumHeight(90)
@@ -218,6 +220,7 @@ class RecommendPage(QWidget):
         self.job.succeeded.connect(self.on_ranked)
         self.job.running_changed.connect(self.on_running)
         self.atlas_job.succeeded.connect(self.on_atlas)
+        self.task.currentTextChanged.connect(self.fill_metrics)
 
     def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         self.description.setPlainText(settings.description)
@@ -260,18 +263,37 @@ class RecommendPage(QWidget):
         if loaded is None:
             return
         ranker, atlas = loaded
-        for combo, values in ((self.task, ranker.tasks), (self.metric, ranker.metrics)):
-            text = combo.currentText()
-            combo.addItem("")
-            combo.addItems(values)
-            completer = QCompleter(values, combo)
-            completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-            completer.setFilterMode(Qt.MatchFlag.MatchContains)
-            combo.setCompleter(completer)
-            combo.setEditText(text)
+        self._ranker_terms = ranker
+        self._fill(self.task, ranker.task_names)
+        self.fill_metrics()
         self.atlas.set_atlas(atlas)
         if self.ranking is not None:
             self.atlas.highlight(self.ranking)
+
+    @staticmethod
+    def _fill(combo: QComboBox, values: Sequence[str], more: Sequence[str] = ()) -> None:
+        """Offer `values`, then after a separator `more`, keeping whatever the user typed."""
+        text = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("")
+        combo.addItems(list(values))
+        if more:
+            combo.insertSeparator(combo.count())
+            combo.addItems(list(more))
+        completer = QCompleter([*values, *more], combo)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        combo.setCompleter(completer)
+        combo.setEditText(text)
+        combo.blockSignals(False)
+
+    @Slot()
+    def fill_metrics(self) -> None:
+        """The metric picker follows the task: metrics measured on datasets of that task first
+        (most used first), the rest after a separator, since they would only extrapolate."""
+        if self._ranker_terms is not None:
+            self._fill(self.metric, *self._ranker_terms.metrics_for(self.task.currentText().strip() or None))
 
     @Slot()
     def rank(self) -> bool:
