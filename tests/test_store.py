@@ -58,6 +58,20 @@ def test_a_newer_schema_than_this_program_is_refused(db_url: str) -> None:
         Store(db_url)
 
 
+def test_a_database_of_another_program_is_refused_and_left_as_it_was(db_url: str) -> None:
+    """A mistyped --db used to get the catalogue's tables added to someone else's database."""
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # SQLite: any table is another program's; PostgreSQL: a clash of names
+        conn.exec_driver_sql("CREATE TABLE models (name TEXT)")
+        conn.exec_driver_sql("INSERT INTO models VALUES ('theirs')")
+    with pytest.raises(StoreError, match=r"holds tables lensroute did not create \(models\); .* a database of its own"):
+        Store(db_url)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == ["models"]
+        assert conn.exec_driver_sql("SELECT name FROM models").scalars().all() == ["theirs"]
+    engine.dispose()
+
+
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     with store.engine.connect() as conn:

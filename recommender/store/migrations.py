@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from recommender.errors import StoreError
+from recommender.store.schema import metadata
 
 
 def _now() -> str:
@@ -218,6 +219,22 @@ def current_version(conn: sa.Connection) -> int:
     return int(value or 0)
 
 
+def _refuse_a_foreign_database(conn: sa.Connection) -> None:
+    """A database without our version table is new to lensroute: adding the catalogue's tables
+    to another program's SQLite file (a mistyped --db), or over same-named tables in a shared
+    PostgreSQL database, would change data that is not ours. Refuse, naming what is there."""
+    names = set(sa.inspect(conn).get_table_names())
+    if "schema_migrations" in names:  # another lensroute has just created it (see `upgrade`)
+        return
+    ours = {table.name for table in metadata.sorted_tables}
+    foreign = sorted(names & ours if conn.dialect.name != "sqlite" else names)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        where = conn.engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"{where} holds tables lensroute did not create ({shown}); lensroute keeps its catalogue in "
+                         "a database of its own: choose a new file or an empty database")
+
+
 def upgrade(engine: sa.Engine, target: int = LATEST_VERSION) -> list[int]:
     """Apply every missing migration up to `target`; returns the versions applied.
 
@@ -228,6 +245,8 @@ def upgrade(engine: sa.Engine, target: int = LATEST_VERSION) -> list[int]:
     """
     with engine.connect() as conn:
         have = current_version(conn)
+        if have == 0:
+            _refuse_a_foreign_database(conn)
     if have > LATEST_VERSION:
         raise StoreError(
             f"the database has schema version {have}, newer than this lensroute ({LATEST_VERSION}); "
