@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from recommender.errors import NotFoundError, UsageError
-from recommender.normalise import close_names
 from recommender.ranker import Candidate, Ranker
 
 MAX_MODELS = 12
@@ -49,8 +48,7 @@ def _rows(ranker: Ranker, names: Sequence[str]) -> list[int]:
     for name in names:
         row = ranker.match_known(name)
         if not row:
-            known = [m for m, trained in zip(ranker.models, ranker.trained[1:], strict=True) if trained]
-            close = close_names(name, known, 3)
+            close = ranker.close_known(name, 3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise NotFoundError(f"{name!r} has no results in the ranker's catalogue{hint}")
         if row in rows:

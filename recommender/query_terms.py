@@ -67,8 +67,8 @@ def read_metric(wanted: str, metrics: Sequence[str], measured: Sequence[int], el
         by_spelling = [i for i in tier if fold(metrics[i]) == folded]
         if by_spelling:
             return Reading(by_spelling[0], "spelling")
-    for tier in (measured, elsewhere):
-        containing = [i for i in tier if len(folded) >= 2 and folded in fold(metrics[i])]
+    for tier in (measured, elsewhere) if len(folded) >= 2 else ():  # one letter is in too many names
+        containing = [i for i in tier if folded in fold(metrics[i])]
         if containing:
             return Reading(containing[0], "contains")
     readings = [_by_meaning(wanted, metrics, list(tier), similarity, METRIC_SIMILARITY) for tier in (measured, elsewhere)]

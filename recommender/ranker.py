@@ -460,11 +460,11 @@ class Ranker:
         """(folded name, name) of every model with results."""
         return [(fold_name(name), name) for name, trained in zip(self.models, self.trained[1:], strict=True) if trained]
 
-    def _close_known(self, name: str) -> list[str]:
+    def close_known(self, name: str, most: int = 1) -> list[str]:
         """`close_names` among models with results, over those sharing the first three letters of
         the name's last part: a typo seldom starts wrong, and it makes a check ~1 ms, not ~35."""
         stem = fold_name(name.rsplit("/", 1)[-1])[:3]
-        return close_names(name, [known for folded, known in self._names_with_results if stem in folded], 1)
+        return close_names(name, [known for folded, known in self._names_with_results if stem in folded], most)
 
     def _note_near_misses(self, candidates: list[Candidate], known: np.ndarray, notes: list[str]) -> None:
         """A candidate the ranker has never seen whose name is close to one it has results for is
@@ -474,7 +474,7 @@ class Ranker:
         if not unseen or len(unseen) > NEAR_MISSES_CHECKED:
             return
         hits = [f"{name!r} (did you mean {close[0]!r}?)" for name in unseen
-                if (close := self._close_known(name))]
+                if (close := self.close_known(name))]
         if hits:
             notes.append(f"never-seen candidates named like catalogued models, ranked from their names alone: {', '.join(hits)}")
 
