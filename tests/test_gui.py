@@ -131,7 +131,7 @@ def test_window_has_every_page_a_status_bar_and_restores_its_state(qtbot, window
     again.close()
 
 
-def test_catalogue_import_shows_counts_and_log(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+def test_catalogue_import_shows_counts_log_and_deletes_a_source(qtbot, window, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     catalogue = page(window, "Catalogue")
     with qtbot.waitSignal(catalogue.job.succeeded, timeout=120_000):
         assert catalogue.start_import([RAW / "aider"])
@@ -151,6 +151,22 @@ def test_catalogue_import_shows_counts_and_log(qtbot, window) -> None:  # type: 
         assert catalogue.start_import([RAW / "aider"])
     assert done.args[0].totals().updated == frame["records"].sum()
     assert "every row compared" in catalogue.log.toPlainText()
+
+    # delete the source again (`lensroute delete --source`), after a confirmation that says how much goes
+    asked: list[str] = []
+    answer = QMessageBox.StandardButton.No
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or answer)
+    catalogue.table.clearSelection()
+    assert not catalogue.delete_selected() and "select the source" in error_boxes(window)[-1].text()
+    catalogue.table.selectRow(catalogue.model.frame["source"].to_list().index("aider"))
+    assert not catalogue.delete_selected()  # answered No: nothing goes
+    n = int(frame["records"].sum())
+    assert asked[-1].startswith(f"Delete the {n:,} records of source 'aider'") and "aider" in catalogue.model.frame["source"]
+    answer = QMessageBox.StandardButton.Yes
+    with qtbot.waitSignal(catalogue.job.succeeded, timeout=60_000):
+        assert catalogue.delete_selected()
+    assert "aider" not in catalogue.model.frame["source"].to_list()
+    assert f"deleted {n:,} records of aider" in catalogue.log.toPlainText()
 
 
 def test_catalogue_import_of_a_bad_file_is_logged_not_fatal(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

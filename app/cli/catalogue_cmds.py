@@ -216,6 +216,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- delete ---------------------------------------------------------------------------------------
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from recommender.store.removal import remove_records
+
+    store = open_store(args, must_exist=True)
+    planned = remove_records(store, args.source, args.model, dry_run=True)
+    whose = f"model {planned.model!r} from " if planned.model else ""
+    what = (f"{_count(planned.records, 'record')} of {whose}source {planned.source!r} ({_count(planned.models, 'model')}, "
+            f"{_count(planned.datasets, 'dataset')}; {_count(planned.history, 'superseded value')} kept for them)")
+    if not args.dry_run and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"this would delete {what}; pass --yes to delete without asking (--dry-run only counts)")
+        print(f"delete {what}? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    done = planned if args.dry_run else remove_records(store, args.source, args.model)
+    if args.json:
+        emit_json(done.as_json())
+    elif args.dry_run:
+        print(f"would delete {what}; nothing changed (--dry-run)")
+    else:
+        print(f"deleted {what}; `lensroute train` makes rankings forget them")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("init", parents=[common], help="create the catalogue and load the bundled seed")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -244,6 +276,18 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--source", action="append", help="only this source (repeatable)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser(
+        "delete", parents=[common], help="delete a source's records (or one model's) from the catalogue",
+        description="Undo a wrong import: delete every record of a source, or only one model's, with the superseded "
+                    "values kept for them. Models and datasets stay; re-importing the same file puts the records back.")
+    p.add_argument("--source", required=True, help="the source whose records go (see `lensroute stats`)")
+    p.add_argument("--model", help="only this model's records from the source")
+    p.add_argument("--dry-run", action="store_true", help="count what would go and change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask (needed when not on a terminal)")
+    p.add_argument("--json", action="store_true",
+                   help='{"source", "model", "records", "history", "models", "datasets", "applied"}')
+    p.set_defaults(func=cmd_delete)
 
 
 __all__ = ["LensrouteError", "ensure_seeded", "open_store", "register"]

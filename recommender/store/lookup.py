@@ -72,13 +72,13 @@ class DatasetInfo:
                 "sources": self.sources, "records": self.records}
 
 
-def _not_found(kind: str, wanted: str, names: list[str]) -> NotFoundError:
+def not_found(kind: str, wanted: str, names: list[str]) -> NotFoundError:
     suggestions = close_names(wanted, names, SUGGESTIONS)
     hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
     return NotFoundError(f"{kind} {wanted!r} is not in the catalogue{hint}")
 
 
-def _model_id(conn, wanted: str) -> int | None:  # type: ignore[no-untyped-def]
+def model_id_of(conn, wanted: str) -> int | None:  # type: ignore[no-untyped-def]
     """The model a name means. A bare name that is stored on its own without results (a metadata
     or routing entry) gives way to the one `org/name` that has results, as in the ranker."""
     q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -128,9 +128,9 @@ def model_info(store: Store, wanted: str) -> ModelInfo:
     if not wanted.strip():
         raise UsageError("name the model to show")
     with store.engine.connect() as conn:
-        model_id = _model_id(conn, wanted.strip())
+        model_id = model_id_of(conn, wanted.strip())
         if model_id is None:
-            raise _not_found("model", wanted, [n for (n,) in conn.exec_driver_sql("SELECT name FROM models")])
+            raise not_found("model", wanted, [n for (n,) in conn.exec_driver_sql("SELECT name FROM models")])
         q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         name, family, n_parameters, release_date, licence, downloads, description, extra = conn.exec_driver_sql(
             "SELECT name, family, n_parameters, release_date, licence, downloads, description, extra FROM models "
@@ -160,7 +160,7 @@ def dataset_info(store: Store, wanted: str, metric: str | None = None) -> Datase
                 f"SELECT id, name, task_type, main_metric, description, extra FROM datasets WHERE LOWER(name) = LOWER({q})",
                 (wanted.strip(),)).first()
         if found is None:
-            raise _not_found("dataset", wanted, [n for (n,) in conn.exec_driver_sql("SELECT name FROM datasets")])
+            raise not_found("dataset", wanted, [n for (n,) in conn.exec_driver_sql("SELECT name FROM datasets")])
         dataset_id, name, task_type, main_metric, description, extra = found
         rows = [_record(r) for r in conn.exec_driver_sql(_RECORD_COLUMNS + f"WHERE r.dataset_id = {q}", (dataset_id,))]
     if metric is not None:

@@ -52,7 +52,8 @@ def catalogue_stats(store: Store) -> CatalogueStats:
         ).scalar()
         metrics = conn.exec_driver_sql("SELECT COUNT(DISTINCT metric_id) FROM records").scalar()
         version = current_version(conn)
-    sources = {name: int(per_source.get(name, 0)) for name in sorted(names.values())}
+    # A source whose records were all deleted keeps its row (its generation must not restart) but is no source of results.
+    sources = {name: int(per_source[name]) for name in sorted(names.values()) if per_source.get(name)}
     return CatalogueStats(
         models=int(models or 0), datasets=int(datasets or 0), metrics=int(metrics or 0),
         records=int(sum(sources.values())), sources=sources, schema_version=version,

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTableView,
@@ -23,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
-from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns
+from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 
 
 def sources_frame(store) -> pl.DataFrame:  # type: ignore[no-untyped-def]
@@ -62,6 +63,9 @@ class CataloguePage(QWidget):
         self.import_files_button = QPushButton("Import files…")
         self.import_folder_button = QPushButton("Import folder…")
         self.refresh_button = QPushButton("Refresh")
+        self.delete_button = QPushButton("Delete source…")
+        self.delete_button.setToolTip("delete the selected source's records (undo a wrong import); "
+                                      "importing its files again puts them back")
         self.force_check = QCheckBox("Read unchanged files again")
         self.force_check.setToolTip("compare every row, even of files unchanged since their last import "
                                     "(after editing the database by hand, say)")
@@ -79,7 +83,8 @@ class CataloguePage(QWidget):
         self.job = Job("import", self)
         self.job_bar = JobBar(self.job)
         buttons = QHBoxLayout()
-        for button in (self.import_files_button, self.import_folder_button, self.force_check, self.refresh_button):
+        for button in (self.import_files_button, self.import_folder_button, self.force_check, self.refresh_button,
+                       self.delete_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(QLabel("Crawl"))
@@ -96,6 +101,7 @@ class CataloguePage(QWidget):
         self.import_files_button.clicked.connect(self.choose_files)
         self.import_folder_button.clicked.connect(self.choose_folder)
         self.refresh_button.clicked.connect(self.refresh)
+        self.delete_button.clicked.connect(self.delete_selected)
         self.crawl_button.clicked.connect(self.crawl)
         self.job.succeeded.connect(self.on_imported)
         self.job.cancelled.connect(self.on_cancelled)
@@ -135,8 +141,40 @@ class CataloguePage(QWidget):
         self.log.appendPlainText(f"crawling {source}" + (f" from {base_url}" if base_url else ""))
         return self.job.start(lambda progress, cancel: crawl(store, source, base_url=base_url, progress=progress, cancel=cancel))
 
+    @Slot()
+    def delete_selected(self) -> bool:
+        """`lensroute delete --source` for the selected row, after a confirmation that says how much goes."""
+        from recommender.errors import LensrouteError
+        from recommender.store.removal import remove_records
+
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            show_error(self, "select the source whose records should go first")
+            return False
+        source, store = str(self.model.frame["source"][rows[0].row()]), self.context.store()
+        try:
+            planned = remove_records(store, source, dry_run=True)
+        except LensrouteError as exc:
+            show_error(self, str(exc))
+            return False
+        asked = QMessageBox.question(
+            self, "Delete source", f"Delete the {planned.records:,} records of source {source!r} "
+            f"({planned.models:,} models, {planned.datasets:,} datasets) and the {planned.history:,} superseded values "
+            "kept for them? Models and datasets stay; importing the same files again puts the records back.")
+        if asked != QMessageBox.StandardButton.Yes:
+            return False
+        self.log.appendPlainText(f"deleting the records of {source}")
+        return self.job.start(lambda progress, cancel: remove_records(store, source))
+
     @Slot(object)
     def on_imported(self, report) -> None:  # type: ignore[no-untyped-def]
+        from recommender.store.removal import Removal
+
+        if isinstance(report, Removal):
+            self.log.appendPlainText(f"deleted {report.records:,} records of {report.source} and {report.history:,} "
+                                     "superseded values; train again for rankings to forget them")
+            self.refresh()
+            return
         if hasattr(report, "base_url"):  # a crawl
             c = report.counts
             self.log.appendPlainText(f"{report.source}: {report.status}; {report.units} units, added {c.added:,}, "
@@ -167,7 +205,7 @@ class CataloguePage(QWidget):
 
     @Slot(bool)
     def on_running(self, running: bool) -> None:
-        for button in (self.import_files_button, self.import_folder_button, self.crawl_button):
+        for button in (self.import_files_button, self.import_folder_button, self.crawl_button, self.delete_button):
             button.setEnabled(not running)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
