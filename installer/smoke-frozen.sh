@@ -56,6 +56,8 @@ expect "doctor torch" 'cannot train' "$home/out"
 check "export" 0 "$exe" -q export "$home/records.parquet"
 check "import what was exported: nothing new" 0 "$exe" -q import "$home/records.parquet"
 expect "re-import" 'added 0, updated 0' "$home/out"
+check "delete --dry-run counts and keeps everything" 0 "$exe" delete --source aider --dry-run --json \
+  && expect "delete dry run" '"applied": false' "$home/out"
 check "calibrate a pool with the LightGBM router" 0 "$exe" -q route calibrate --pool all-minilm-l6-v2 \
   --data "$(dirname "$exe")/_internal/share/lensroute/resources/calibration/general_mc.jsonl" --router lgbm
 expect "calibrate" 'cross-validated accuracy' "$home/out"
