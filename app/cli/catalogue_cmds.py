@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli.progress import progress_and_cancel
-from recommender import paths, unchanged_files
+from recommender import paths
 from recommender.errors import (
     EXIT_INTERRUPTED,
     LensrouteError,
@@ -22,12 +22,11 @@ from recommender.errors import (
     NotFoundError,
     UsageError,
 )
-from recommender.store import Store
-from recommender.store.engine import sqlite_path
-from recommender.store.queries import EXPORT_FORMATS, catalogue_stats
+from recommender.interchange import EXPORT_FORMATS
 
 if TYPE_CHECKING:
     from recommender.import_report import ImportReport, UnitResult, WriteCounts
+    from recommender.store import Store
 
 
 SCHEMA_VERSION = 1
@@ -36,6 +35,8 @@ SCHEMA_VERSION = 1
 def open_store(args: argparse.Namespace, *, must_exist: bool = False) -> Store:
     """Commands that only read pass `must_exist`: a mistyped `--db` path used to leave a new,
     empty catalogue behind and report zeros as if that were the answer."""
+    from recommender.store import Store  # SQLAlchemy: only for commands that open the catalogue
+
     missing = missing_catalogue(args) if must_exist else None
     if missing is not None:
         raise NoDataError(f"no catalogue at {missing}: create it with `lensroute init{_db_option(args)}` "
@@ -45,6 +46,8 @@ def open_store(args: argparse.Namespace, *, must_exist: bool = False) -> Store:
 
 def missing_catalogue(args: argparse.Namespace) -> Path | None:
     """The SQLite file the command would open, when it does not exist yet (None otherwise)."""
+    from recommender.store.engine import sqlite_path
+
     path = sqlite_path(paths.database_url(args.db))
     return path if path is not None and not path.exists() else None
 
@@ -132,6 +135,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     # Files unchanged since their last import are answered from the store before the data
     # libraries are even loaded (see recommender.unchanged_files).
     targets = [Path(p).expanduser() for p in args.paths]
+    from recommender import unchanged_files
+
     checked = unchanged_files.check(store, targets, forced, args.source, look_up=not args.force)
     if checked.complete:
         report = checked.report()
@@ -159,6 +164,8 @@ def seed_dir() -> Path:
 
 def ensure_seeded(store: Store, quiet: bool = True) -> ImportReport | None:
     """Load the bundled seed catalogue into an empty store (so a fresh install works offline)."""
+    from recommender.store.queries import catalogue_stats
+
     if catalogue_stats(store).records:
         return None
     if not (seed_dir() / "manifest.json").exists():
@@ -170,6 +177,8 @@ def ensure_seeded(store: Store, quiet: bool = True) -> ImportReport | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from recommender.store.queries import catalogue_stats
+
     store = open_store(args)
     report = ensure_seeded(store, args.quiet)
     stats = catalogue_stats(store)
@@ -187,6 +196,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from recommender.store.queries import catalogue_stats
+
     store = open_store(args, must_exist=True)
     stats = catalogue_stats(store)
     if args.json:

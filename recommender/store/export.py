@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 
 from recommender.errors import NotFoundError, UsageError
+from recommender.interchange import EXPORT_FORMATS
 from recommender.records import RECORD_SCHEMA
 from recommender.store.engine import Store
-from recommender.store.queries import EXPORT_FORMATS
 
 _EXPORT_SQL = """
 SELECT s.name, m.name, r.variant, d.name, r.task, me.name, r.value, me.higher_is_better,

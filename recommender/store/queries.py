@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from recommender.interchange import EXPORT_FORMATS
 from recommender.store.engine import Store
 from recommender.store.migrations import current_version
-
-EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 
 
 @dataclass(frozen=True)
@@ -74,3 +73,6 @@ def source_generations(conn: sa.Connection, names: Iterable[str]) -> dict[str, i
         {"names": wanted},
     )
     return {name: int(generation) for name, generation in rows}
+
+
+__all__ = ["EXPORT_FORMATS", "CatalogueStats", "catalogue_stats", "source_generations"]
