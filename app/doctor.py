@@ -61,14 +61,17 @@ def catalogue(db: str | None) -> Check:
     url = paths.database_url(db)
     parsed = make_url(url)
     shown = parsed.render_as_string(hide_password=True)
+    db_option = f" --db {db}" if db else ""  # the fix must name the catalogue the check looked at
     if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
-        return Check("catalogue", False, f"no catalogue at {parsed.database}", "lensroute init", exit_code=EXIT_NO_DATA)
+        return Check("catalogue", False, f"no catalogue at {parsed.database}", f"lensroute init{db_option}",
+                     exit_code=EXIT_NO_DATA)
     with Store(url) as store:
         stats = catalogue_stats(store)
     detail = (f"{shown}: {stats.records:,} records, {stats.models:,} models, {stats.datasets:,} datasets, "
               f"schema {stats.schema_version}")
     empty = stats.records == 0
-    return Check("catalogue", not empty, detail, "lensroute init (or lensroute import PATH)" if empty else None,
+    return Check("catalogue", not empty, detail,
+                 f"lensroute init{db_option} (or lensroute import{db_option} PATH)" if empty else None,
                  exit_code=EXIT_NO_DATA)
 
 

@@ -27,6 +27,8 @@ def test_a_fresh_home_names_each_missing_part_and_its_fix(isolated_home: Path) -
     assert found["data folder"].ok
     assert not found["catalogue"].ok and found["catalogue"].fix == "lensroute init"
     assert not (isolated_home / "catalogue.db").exists()  # reported, not created
+    elsewhere = isolated_home / "team" / "catalogue.db"  # a --db catalogue: the fix names it too
+    assert doctor.catalogue(str(elsewhere)).fix == f"lensroute init --db {elsewhere}"
     assert not found["ranker"].ok and found["ranker"].fix == "lensroute train"
     assert not found["local models"].ok and not found["local models"].needed  # optional: fails nothing
     assert doctor.exit_code(checks) == 4  # no data
