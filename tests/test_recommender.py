@@ -329,6 +329,44 @@ def test_reading_typed_names_by_meaning_keeps_to_close_ones() -> None:
     assert read_metric("q", metrics, [2], [0], never).index is None  # one letter contains nothing
 
 
+def test_many_queries_in_one_run_match_single_rankings_and_keep_going_past_a_bad_one(ranker_dir: Path, tmp_path: Path,
+                                                                                      encoder: Path) -> None:
+    from recommender.batch_queries import rank_queries, read_queries
+    from recommender.ranker import Ranker
+
+    ranker = Ranker.load(ranker_dir, device="cpu")
+    file = tmp_path / "queries.jsonl"
+    file.write_text('{"id": "py", "description": "Write Python functions from docstrings", "top_k": 2}\n\n'
+                    '{"id": 2, "dataset": "HumanEval+"}\n'
+                    '{"description": "Grade-school math word problems", "task": "text generation", "language": ["fr"]}\n'
+                    '{"dataset": "no-such-benchmark"}\n')
+    queries = read_queries(file)
+    assert [q.line for q in queries] == [1, 3, 4, 5]
+    out = list(rank_queries(ranker, queries, top_k=3, metric="Exact Match"))
+    assert [(o["line"], o["id"]) for o in out] == [(1, "py"), (3, 2), (4, None), (5, None)]
+    alone = ranker.rank("Write Python functions from docstrings", top_k=2, metric="Exact Match").as_json()
+    assert {k: v for k, v in out[0].items() if k not in ("line", "id")} == alone  # the same ranking as one at a time
+    assert out[1]["query"]["dataset"] == "humaneval+" and len(out[1]["results"]) == 3  # the command's --top-k
+    assert out[2]["query"]["task"] == "text-generation" and out[2]["query"]["languages"] == ["fra"]
+    assert "no-such-benchmark" in out[3]["error"] and "results" not in out[3]
+
+    for text, message in (('{"descripton": "x"}', r"q.jsonl:1: unknown field\(s\) 'descripton'"),
+                          ('{"task": "STS"}', "q.jsonl:1: give a description"),
+                          ('{"description": "x", "top_k": -1}', "top_k must be 0"),
+                          ('["x"]', "must be a JSON object"), ("{oops", "q.jsonl:1: not JSON"), ("\n", "holds no queries")):
+        (tmp_path / "q.jsonl").write_text(text + "\n")
+        with pytest.raises(FormatError, match=message):
+            read_queries(tmp_path / "q.jsonl")
+
+    env = {"LENSROUTE_ENCODER_DIR": str(encoder)}
+    done = run_cli("rank", "--model", str(ranker_dir), "--queries", str(file), "-q", env=env)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1 and [line["line"] for line in lines] == [1, 3, 4, 5]
+    assert done.stderr.strip() == 'lensroute: error: 1 of 4 queries could not be ranked (see their "error")'
+    mixed = run_cli("rank", "--model", str(ranker_dir), "--queries", str(file), "--description", "x", env=env)
+    assert mixed.returncode == 2 and "drop --description" in mixed.stderr
+
+
 def test_ranker_bad_input(ranker_dir: Path, tmp_path: Path) -> None:
     from recommender.ranker import Ranker, read_candidates
 

@@ -129,10 +129,43 @@ def _print_query(lead: str, query: dict, source: str, notes: list[str]) -> None:
         print(f"  note: {note}")
 
 
+def _rank_queries(args: argparse.Namespace) -> int:
+    """`rank --queries FILE`: a JSON line per query, written as each is ranked."""
+    import json
+
+    from recommender.batch_queries import rank_queries, read_queries
+    from recommender.ranker import Ranker, read_candidates
+
+    if args.description or args.dataset:
+        raise UsageError("--queries gives each query its description and dataset; drop --description and --dataset")
+    queries = read_queries(Path(args.queries).expanduser())
+    constraint = filter_from_arguments(args)
+    candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
+    ranker = Ranker.load(args.model, device=args.device)
+    failed = 0
+    try:
+        with progress_and_cancel("rank", args.quiet) as (bar, token):
+            for line in rank_queries(ranker, queries, top_k=args.top_k, task=args.task, metric=args.metric,
+                                     language=tuple(args.language or ()), candidates=candidates,
+                                     all_models=args.all_models, constraint=constraint, progress=bar, cancel=token):
+                failed += "error" in line
+                sys.stdout.write(json.dumps(line, default=str) + "\n")
+                sys.stdout.flush()
+    except Cancelled:
+        print("lensroute: cancelled; the rankings written above are complete", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if failed:
+        print(f"lensroute: error: {failed} of {len(queries)} queries could not be ranked (see their \"error\")",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     from recommender.model_filters import describe_facts
     from recommender.ranker import Ranker, read_candidates
 
+    if args.queries:
+        return _rank_queries(args)
     _require_description(args)
     constraint = filter_from_arguments(args)
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
@@ -245,6 +278,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--all-models", action="store_true",
                    help="rank every model with results, not only those evaluated on this kind of task")
     add_filter_arguments(p)
+    p.add_argument("--queries", metavar="FILE",
+                   help='many rankings in one run: a JSONL file, a line per query {"description", "dataset"?, "task"?, '
+                        '"metric"?, "language"?, "top_k"?, "id"?}; writes a JSON line per query (rank --json\'s shape '
+                        'plus "line" and "id", or "error"). --task, --metric, --language and --top-k hold where a line '
+                        'gives none')
     p.add_argument("--model", help="ranker folder (default: the trained one, else the bundled one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ONNX Runtime execution provider")
     p.add_argument("--json", action="store_true")
