@@ -9,7 +9,7 @@ later re-import of the same file compares row by row and puts the records back, 
 answered "unchanged" from a digest of records that are gone. Models, datasets and metrics stay:
 their metadata may come from elsewhere, and statistics count only what has records.
 
-Plain SQL on both engines, no polars: `lensroute remove` starts as fast as `stats`.
+Plain SQL on both engines, no polars: `lensroute delete` starts as fast as `stats`.
 """
 
 from __future__ import annotations
