@@ -6,12 +6,16 @@ ranked (a typo in line 19 should not cost eighteen rankings first); a query that
 ranking (a named dataset the ranker does not know, say) becomes an `error` line and the others
 go on, so one bad query does not lose a batch. Output lines keep the input order and carry the
 line number and the query's own `id`, whatever it is.
+
+`--queries -` reads standard input as a stream instead: each line is answered as soon as it
+arrives, so another program can keep one lensroute process open and ask it query after query;
+a bad line is answered with an `error` line like a failed query, since there is no "before".
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +69,15 @@ def _query(line: int, item: object, where: str) -> Query:
                  _text(item.get("metric"), "metric", where), tuple(language), top_k, item.get("id"))
 
 
+def parse_line(number: int, raw: str, where: str) -> Query:
+    """One query from one line of JSON; FormatError naming `where`."""
+    try:
+        item = json.loads(raw)
+    except ValueError as exc:
+        raise FormatError(f"{where}: not JSON ({exc.msg})") from None
+    return _query(number, item, where)
+
+
 def read_queries(path: Path) -> list[Query]:
     """Every query of a JSONL file (blank lines skipped); FormatError naming the first bad line."""
     if not path.is_file():
@@ -74,27 +87,38 @@ def read_queries(path: Path) -> list[Query]:
         for number, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
-            where = f"{path.name}:{number}"
-            try:
-                item = json.loads(raw)
-            except ValueError as exc:
-                raise FormatError(f"{where}: not JSON ({exc.msg})") from None
-            queries.append(_query(number, item, where))
+            queries.append(parse_line(number, raw, f"{path.name}:{number}"))
     if not queries:
         raise FormatError(f"{path.name} holds no queries (one JSON object per line: description, dataset, task, …)")
     return queries
 
 
-def rank_queries(ranker: Ranker, queries: list[Query], *, top_k: int, task: str | None = None, metric: str | None = None,
+def stream_queries(lines: Iterable[str]) -> Iterator[Query | dict]:
+    """Queries from a stream as they arrive; a bad line comes out as its `error` object instead."""
+    for number, raw in enumerate(lines, 1):
+        if raw.strip():
+            try:
+                yield parse_line(number, raw, f"line {number}")
+            except FormatError as exc:
+                yield {"line": number, "id": None, "error": str(exc)}
+
+
+def rank_queries(ranker: Ranker, queries: Iterable[Query | dict], *, top_k: int, task: str | None = None, metric: str | None = None,
                  language: tuple[str, ...] = (), candidates: list[Candidate] | None = None, all_models: bool = False,
                  constraint: ModelFilter | None = None, progress: Progress = no_progress,
                  cancel: CancelToken = NEVER_CANCELLED) -> Iterator[dict]:
     """One output object per query, in order: `rank --json`'s shape plus `line` and `id`, or
     `line`, `id` and `error` for a query that could not be ranked. `top_k`, `task`, `metric` and
-    `language` hold for every query that does not give its own."""
+    `language` hold for every query that does not give its own. `queries` may be a stream
+    (`stream_queries`), whose error objects pass through in their place."""
+    total = len(queries) if isinstance(queries, list) else None
+    done = 0
     for done, query in enumerate(queries):
         cancel.raise_if_cancelled()
-        progress(done, len(queries), f"line {query.line}")
+        if isinstance(query, dict):
+            yield query
+            continue
+        progress(done, total, f"line {query.line}")
         head = {"line": query.line, "id": query.id}
         try:
             ranking = ranker.rank(query.description, dataset=query.dataset, task=query.task or task,
@@ -105,4 +129,4 @@ def rank_queries(ranker: Ranker, queries: list[Query], *, top_k: int, task: str 
             yield {**head, "error": str(exc)}
             continue
         yield {**head, **ranking.as_json()}
-    progress(len(queries), len(queries), "done")
+    progress(total or done, total, "done")

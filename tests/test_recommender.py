@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -365,6 +366,28 @@ def test_many_queries_in_one_run_match_single_rankings_and_keep_going_past_a_bad
     assert done.stderr.strip() == 'lensroute: error: 1 of 4 queries could not be ranked (see their "error")'
     mixed = run_cli("rank", "--model", str(ranker_dir), "--queries", str(file), "--description", "x", env=env)
     assert mixed.returncode == 2 and "drop --description" in mixed.stderr
+
+    # `--queries -`: one process answers each line as it arrives (the reply comes before the next question)
+    server = subprocess.Popen([sys.executable, "-m", "app", "rank", "--model", str(ranker_dir), "--queries", "-"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**os.environ, **env})
+    timer = threading.Timer(240, server.kill)
+    timer.start()
+    try:
+        assert server.stdin is not None and server.stdout is not None
+        for number, question in enumerate(('{"id": "a", "description": "Python code generation", "top_k": 1}',
+                                           '{"descripton": "typo"}', '{"id": "c", "dataset": "humaneval+"}'), 1):
+            server.stdin.write(question + "\n")
+            server.stdin.flush()
+            reply = json.loads(server.stdout.readline())
+            assert reply["line"] == number
+        assert reply["id"] == "c" and reply["query"]["dataset"] == "humaneval+"
+        server.stdin.close()
+        assert server.wait(timeout=60) == 1  # the typo was answered with an error line
+        assert "1 of 3 queries could not be ranked" in server.stderr.read()  # type: ignore[union-attr]
+    finally:
+        timer.cancel()
+        server.kill()
 
 
 def test_ranker_bad_input(ranker_dir: Path, tmp_path: Path) -> None:

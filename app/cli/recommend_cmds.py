@@ -133,29 +133,29 @@ def _rank_queries(args: argparse.Namespace) -> int:
     """`rank --queries FILE`: a JSON line per query, written as each is ranked."""
     import json
 
-    from recommender.batch_queries import rank_queries, read_queries
+    from recommender.batch_queries import rank_queries, read_queries, stream_queries
     from recommender.ranker import Ranker, read_candidates
 
     if args.description or args.dataset:
         raise UsageError("--queries gives each query its description and dataset; drop --description and --dataset")
-    queries = read_queries(Path(args.queries).expanduser())
+    queries = stream_queries(iter(sys.stdin.readline, "")) if args.queries == "-" else read_queries(Path(args.queries).expanduser())
     constraint = filter_from_arguments(args)
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
     ranker = Ranker.load(args.model, device=args.device)
-    failed = 0
+    failed = answered = 0
     try:
-        with progress_and_cancel("rank", args.quiet) as (bar, token):
+        with progress_and_cancel("rank", args.quiet or args.queries == "-") as (bar, token):
             for line in rank_queries(ranker, queries, top_k=args.top_k, task=args.task, metric=args.metric,
                                      language=tuple(args.language or ()), candidates=candidates,
                                      all_models=args.all_models, constraint=constraint, progress=bar, cancel=token):
-                failed += "error" in line
+                failed, answered = failed + ("error" in line), answered + 1
                 sys.stdout.write(json.dumps(line, default=str) + "\n")
                 sys.stdout.flush()
     except Cancelled:
         print("lensroute: cancelled; the rankings written above are complete", file=sys.stderr)
         return EXIT_INTERRUPTED
     if failed:
-        print(f"lensroute: error: {failed} of {len(queries)} queries could not be ranked (see their \"error\")",
+        print(f"lensroute: error: {failed} of {answered} queries could not be ranked (see their \"error\")",
               file=sys.stderr)
     return 1 if failed else 0
 
@@ -282,7 +282,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                    help='many rankings in one run: a JSONL file, a line per query {"description", "dataset"?, "task"?, '
                         '"metric"?, "language"?, "top_k"?, "id"?}; writes a JSON line per query (rank --json\'s shape '
                         'plus "line" and "id", or "error"). --task, --metric, --language and --top-k hold where a line '
-                        'gives none')
+                        'gives none. "-" reads standard input and answers each line as it arrives (one process, many '
+                        'queries)')
     p.add_argument("--model", help="ranker folder (default: the trained one, else the bundled one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="ONNX Runtime execution provider")
     p.add_argument("--json", action="store_true")
