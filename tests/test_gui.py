@@ -167,6 +167,7 @@ def test_catalogue_import_shows_counts_log_and_deletes_a_source(qtbot, window, m
         assert catalogue.delete_selected()
     assert "aider" not in catalogue.model.frame["source"].to_list()
     assert f"deleted {n:,} records of aider" in catalogue.log.toPlainText()
+    assert catalogue.job.name == "delete" and catalogue.job_bar.status.text() == "delete done"  # the bar says which job
 
 
 def test_catalogue_import_of_a_bad_file_is_logged_not_fatal(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -130,8 +130,8 @@ class CataloguePage(QWidget):
 
         store, force = self.context.store(), self.force_check.isChecked()
         self.log.appendPlainText(f"importing {', '.join(str(t) for t in targets)}" + (" (every row compared)" if force else ""))
-        return self.job.start(
-            lambda progress, cancel: import_paths(store, targets, force=force, progress=progress, cancel=cancel))
+        return self._start("import", lambda progress, cancel: import_paths(store, targets, force=force, progress=progress,
+                                                                           cancel=cancel))
 
     @Slot()
     def crawl(self) -> bool:
@@ -139,7 +139,8 @@ class CataloguePage(QWidget):
 
         store, source, base_url = self.context.store(), self.crawl_source.currentText(), self.crawl_url.text().strip() or None
         self.log.appendPlainText(f"crawling {source}" + (f" from {base_url}" if base_url else ""))
-        return self.job.start(lambda progress, cancel: crawl(store, source, base_url=base_url, progress=progress, cancel=cancel))
+        return self._start("crawl", lambda progress, cancel: crawl(store, source, base_url=base_url, progress=progress,
+                                                                   cancel=cancel))
 
     @Slot()
     def delete_selected(self) -> bool:
@@ -164,7 +165,14 @@ class CataloguePage(QWidget):
         if asked != QMessageBox.StandardButton.Yes:
             return False
         self.log.appendPlainText(f"deleting the records of {source}")
-        return self.job.start(lambda progress, cancel: remove_records(store, source))
+        return self._start("delete", lambda progress, cancel: remove_records(store, source))
+
+    def _start(self, name: str, work) -> bool:  # type: ignore[no-untyped-def]
+        """The page's one job runs imports, crawls and deletes; its bar says which ("crawl failed")."""
+        if self.job.running:
+            return False
+        self.job.name = name
+        return self.job.start(work)
 
     @Slot(object)
     def on_imported(self, report) -> None:  # type: ignore[no-untyped-def]
