@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def lensroute(*args: str) -> subprocess.CompletedProcess:
                           env=dict(os.environ), cwd=REPO, stdin=subprocess.DEVNULL)
 
 
-def test_delete_from_the_command_line_asks_for_yes_off_a_terminal(fixture_store: Store) -> None:
+def test_delete_from_the_command_line_asks_for_yes_off_a_terminal(fixture_store: Store, tmp_path: Path) -> None:
     db = fixture_store.url
     n = catalogue_stats(fixture_store).sources["aider"]
     datasets = scalar(fixture_store, f"SELECT COUNT(DISTINCT dataset_id) FROM records WHERE source_id = {AIDER_ID}")
@@ -84,3 +85,6 @@ def test_delete_from_the_command_line_asks_for_yes_off_a_terminal(fixture_store:
     assert "aider" not in catalogue_stats(fixture_store).sources
     gone = lensroute("--db", db, "delete", "--source", "aider", "--yes")
     assert gone.returncode == 3 and "no source named 'aider'" in gone.stderr and "Traceback" not in gone.stderr
+    export = lensroute("--db", db, "export", "--source", "aider", str(tmp_path / "aider.csv"))
+    assert export.returncode == 3 and "no source named 'aider'" in export.stderr  # not an empty file called a success
+    assert not (tmp_path / "aider.csv").exists()

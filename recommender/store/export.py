@@ -62,7 +62,8 @@ def export_format_for(path: Path, explicit: str | None) -> str:
 def _check_sources(store: Store, sources: Sequence[str]) -> None:
     """A misspelt --source would otherwise export an empty file and call it a success."""
     with store.engine.connect() as conn:
-        known = sorted(row[0] for row in conn.exec_driver_sql("SELECT name FROM sources"))
+        known = sorted(row[0] for row in conn.exec_driver_sql(  # a source whose records were deleted is no source
+            "SELECT name FROM sources s WHERE EXISTS (SELECT 1 FROM records r WHERE r.source_id = s.id)"))
     unknown = [name for name in sources if name not in known]
     if unknown:
         raise NotFoundError(f"no source named {', '.join(map(repr, unknown))} in the catalogue "
