@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recommender.errors import NotFoundError
+from recommender.errors import NotFoundError, UsageError
 from recommender.ingest import import_paths
 from recommender.store import Store
 from recommender.store.queries import catalogue_stats
@@ -56,6 +56,8 @@ def test_deleting_a_model_then_a_source_takes_their_history_and_a_reimport_puts_
     assert scalar(store, f"SELECT COUNT(*) FROM metric_scales WHERE source_id = {AIDER_ID}") == 0
     with pytest.raises(NotFoundError, match=r"no source named 'nope' in the catalogue \(it has: evalplus\)"):
         remove_records(store, "nope")
+    with pytest.raises(UsageError, match="name the model"):
+        remove_records(store, "evalplus", " ")
 
     # the same file again is compared row by row, not answered "unchanged" from its old digest
     again = import_paths(store, [RAW / "aider"])

@@ -366,6 +366,8 @@ def test_many_queries_in_one_run_match_single_rankings_and_keep_going_past_a_bad
     assert done.stderr.strip() == 'lensroute: error: 1 of 4 queries could not be ranked (see their "error")'
     mixed = run_cli("rank", "--model", str(ranker_dir), "--queries", str(file), "--description", "x", env=env)
     assert mixed.returncode == 2 and "drop --description" in mixed.stderr
+    negative = run_cli("rank", "--model", str(ranker_dir), "--queries", str(file), "--top-k", "-1", env=env)
+    assert negative.returncode == 2 and negative.stdout == "" and "--top-k must be 0" in negative.stderr
 
     # `--queries -`: one process answers each line as it arrives (the reply comes before the next question)
     server = subprocess.Popen([sys.executable, "-m", "app", "rank", "--model", str(ranker_dir), "--queries", "-"],

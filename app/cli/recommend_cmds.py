@@ -138,6 +138,8 @@ def _rank_queries(args: argparse.Namespace) -> int:
 
     if args.description or args.dataset:
         raise UsageError("--queries gives each query its description and dataset; drop --description and --dataset")
+    if args.top_k < 0:  # checked once here, not answered as an error on every line
+        raise UsageError("--top-k must be 0 (all) or a positive number")
     queries = stream_queries(iter(sys.stdin.readline, "")) if args.queries == "-" else read_queries(Path(args.queries).expanduser())
     constraint = filter_from_arguments(args)
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None

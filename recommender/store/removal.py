@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from recommender import normalise
-from recommender.errors import NotFoundError
+from recommender.errors import NotFoundError, UsageError
 from recommender.store.engine import Store
 from recommender.store.lookup import model_id_of, not_found
 
@@ -56,7 +56,9 @@ def remove_records(store: Store, source: str, model: str | None = None, *, dry_r
         where, params = f"source_id = {q}", (source_id,)
         model_name = None
         if model is not None:
-            model_id = model_id_of(conn, model.strip()) if model.strip() else None
+            if not model.strip():
+                raise UsageError("name the model whose records should go (or leave out --model)")
+            model_id = model_id_of(conn, model.strip())
             if model_id is None:
                 raise not_found("model", model, [n for (n,) in conn.exec_driver_sql("SELECT name FROM models")])
             model_name = conn.exec_driver_sql(f"SELECT name FROM models WHERE id = {q}", (model_id,)).scalar_one()
