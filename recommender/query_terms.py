@@ -71,11 +71,17 @@ def read_metric(wanted: str, metrics: Sequence[str], measured: Sequence[int], el
         containing = [i for i in tier if folded in fold(metrics[i])]
         if containing:
             return Reading(containing[0], "contains")
-    readings = [_by_meaning(wanted, metrics, list(tier), similarity, METRIC_SIMILARITY) for tier in (measured, elsewhere)]
-    found = [r for r in readings if r.index is not None]
-    if found:
-        return found[0]
-    return max(readings, key=lambda r: -1.0 if r.similarity is None else r.similarity)
+    among = [*measured, *elsewhere]
+    if not among:
+        return Reading(None, "none")
+    sims = np.asarray(similarity(wanted, [metrics[i] for i in among]), dtype=np.float64)  # one encoder call
+    for start, stop in ((0, len(measured)), (len(measured), len(among))):  # measured ones first
+        if stop > start:
+            best = start + int(np.argmax(sims[start:stop]))
+            if sims[best] >= METRIC_SIMILARITY:
+                return Reading(among[best], "meaning", float(sims[best]), metrics[among[best]])
+    best = int(np.argmax(sims))
+    return Reading(None, "none", float(sims[best]), metrics[among[best]])
 
 
 def _by_meaning(wanted: str, known: Sequence[str], among: list[int], similarity: Similarity, threshold: float) -> Reading:

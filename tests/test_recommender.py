@@ -328,6 +328,10 @@ def test_reading_typed_names_by_meaning_keeps_to_close_ones() -> None:
     assert read_metric("ndcg@10", metrics, [0], [3, 1, 2], never).index == 1
     assert read_metric("map", metrics, [2], [3, 0, 1], never).index == 3  # the most used elsewhere
     assert read_metric("q", metrics, [2], [0], never).index is None  # one letter contains nothing
+    close_to = {"map_at_10": 0.85, "NDCG@10": 0.95, "ndcg_at_10": 0.5, "map_at_1000": 0.3}
+    by_meaning = read_metric("mean avg precision", metrics, [2, 0], [1, 3],
+                             lambda wanted, known: np.array([close_to[k] for k in known]))
+    assert (by_meaning.index, by_meaning.how) == (0, "meaning")  # a close measured one beats a closer one elsewhere
 
 
 def test_many_queries_in_one_run_match_single_rankings_and_keep_going_past_a_bad_one(ranker_dir: Path, tmp_path: Path,
