@@ -47,7 +47,8 @@ def save_router(name: str, router: Router, cost_model: CostModel, meta: dict) ->
 def load_router(name: str = DEFAULT_NAME) -> SavedRouter:
     folder = routers_dir() / name
     if not (folder / "router.json").is_file() or not (folder / "router.npz").is_file():
-        raise NotFoundError(f"no trained router {name!r}; run `lensroute route calibrate --pool NAMES --data FILE.jsonl` first")
+        raise NotFoundError(f"no trained router {name!r}: run `lensroute route calibrate{'' if name == DEFAULT_NAME else ' --name ' + name}` "
+                            "first (every installed model on the bundled questions; --pool NAMES --data FILE.jsonl for your own)")
     try:
         meta = json.loads((folder / "router.json").read_text(encoding="utf-8"))
         with np.load(folder / "router.npz", allow_pickle=False) as data:

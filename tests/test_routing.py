@@ -325,6 +325,8 @@ def test_calibrate_answer_and_batch_route_over_the_local_pool(local_pool: list[s
 
 @pytest.mark.builtin_models
 def test_route_commands_from_the_cli(local_pool: list[str], tmp_path: Path) -> None:
+    from routing.answering import bundled_questions
+
     data = small_mc_set(tmp_path, 12)
     done = run_cli("route", "calibrate", "--pool", ",".join(local_pool), "--data", str(data), "--device", "cpu", "--json")
     assert done.returncode == 0, done.stderr
@@ -342,13 +344,21 @@ def test_route_commands_from_the_cli(local_pool: list[str], tmp_path: Path) -> N
     results = json.loads(batch.stdout)
     assert len(results) == 12 and all("correct" in r for r in results)
     assert "accuracy" in batch.stderr and "12/12 questions routed" in batch.stderr
+    # with neither --pool nor --data: every installed model on the bundled questions, and it says so
+    bundled = run_cli("route", "calibrate", "--name", "first", "--device", "cpu", "--json")
+    assert bundled.returncode == 0, bundled.stderr
+    summary = json.loads(bundled.stdout)
+    assert summary["pool"] == sorted(local_pool) and summary["questions"] == 64
+    assert summary["data"] == str(bundled_questions())
+    assert "every installed model" in bundled.stderr and "64 bundled" in bundled.stderr
 
 
 @pytest.mark.builtin_models
 def test_route_bad_input_is_one_line_and_non_zero(local_pool: list[str], tmp_path: Path) -> None:
     data = small_mc_set(tmp_path, 12)
     cases = [
-        (("route", "answer", "Hello?"), 3, "route calibrate"),  # nothing calibrated yet
+        (("route", "answer", "Hello?"), 3, "run `lensroute route calibrate` first"),  # nothing calibrated yet
+        (("route", "answer", "Hello?", "--router", "mine"), 3, "`lensroute route calibrate --name mine`"),
         (("route", "calibrate", "--pool", " , ", "--data", str(data)), 2, "pool is empty"),
         (("route", "calibrate", "--pool", "tiny-llama,gpt-17", "--data", str(data)), 3, "gpt-17"),
         (("route", "calibrate", "--pool", "tiny-llama", "--data", str(tmp_path / "none.jsonl")), 3, "no such file"),
@@ -378,6 +388,9 @@ def test_calibration_checks_the_pool_before_running_anything() -> None:
         check_pool(["a", "a"])
     with pytest.raises(NotFoundError, match="nope"):
         check_pool(["nope"])
+    nothing_installed = run_cli("route", "calibrate")  # no --pool, and no local model to make one of
+    assert nothing_installed.returncode == 3 and "`lensroute models build-builtin`" in nothing_installed.stderr
+    assert len(nothing_installed.stderr.strip().splitlines()) == 1, nothing_installed.stderr
 
 
 # --- pools from the recommender -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from app.cli.arguments import (
 )
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
-from recommender.errors import EXIT_INTERRUPTED, Cancelled, UsageError
+from recommender.errors import EXIT_INTERRUPTED, Cancelled, NotFoundError, UsageError
 
 ROUTER_CHOICES = ("all", "knn", "mlp", "lgbm", "cluster")
 
@@ -131,15 +131,33 @@ def _pool_names(values: list[str]) -> list[str]:
     return [name for value in values for name in value.split(",")]
 
 
+def _default_pool() -> list[str]:
+    """Every installed local model: what a first `route calibrate` with no --pool routes over."""
+    from routing.local_models import installed
+
+    names = [model.name for model in installed()]
+    if not names:
+        raise NotFoundError("no local models are installed to make a pool of: run `lensroute models build-builtin` "
+                            "(or `lensroute models add FOLDER`), or name them with --pool")
+    return names
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from routing.answering import read_questions
+    from routing.answering import bundled_questions, read_questions
     from routing.calibrate import calibrate, describe
 
-    questions = read_questions(Path(args.data), labelled=True)
+    pool = _pool_names(args.pool) if args.pool else _default_pool()
+    data = Path(args.data).expanduser() if args.data else bundled_questions()
+    questions = read_questions(data, labelled=True)
+    if not args.pool or not args.data:
+        chosen = [f"pool: every installed model ({', '.join(pool)})" if not args.pool else "",
+                  f"questions: the {len(questions)} bundled general-knowledge ones (--data FILE.jsonl for "
+                  "questions like yours)" if not args.data else ""]
+        print("note: " + "; ".join(c for c in chosen if c), file=sys.stderr)
     try:
         with progress_and_cancel("route calibrate", args.quiet) as (bar, token):
-            summary = calibrate(_pool_names(args.pool), questions, kind=args.router, name=args.name,
-                                device=args.device, data_file=Path(args.data), seed=args.seed, progress=bar, cancel=token)
+            summary = calibrate(pool, questions, kind=args.router, name=args.name,
+                                device=args.device, data_file=data, seed=args.seed, progress=bar, cancel=token)
     except Cancelled:
         print("calibration cancelled: no router saved (the previous one, if any, is untouched)", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -268,9 +286,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.set_defaults(func=cmd_pool_experiment)
 
     p = sub.add_parser("calibrate", parents=[common], help="run the pool on labelled questions and train its router")
-    p.add_argument("--pool", action="append", required=True, metavar="NAMES",
-                   help="installed local models, comma-separated or repeated")
-    p.add_argument("--data", required=True, metavar="FILE.jsonl", help='lines {"question", "choices", "answer"}')
+    p.add_argument("--pool", action="append", metavar="NAMES",
+                   help="installed local models, comma-separated or repeated (default: every installed one)")
+    p.add_argument("--data", metavar="FILE.jsonl",
+                   help='lines {"question", "choices", "answer"} (default: the 64 bundled general-knowledge questions)')
     p.add_argument("--router", choices=ROUTER_CHOICES[1:], default="knn")
     p.add_argument("--name", default="default", help="save the router under this name")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
