@@ -15,8 +15,19 @@ BUILTIN_CATALOGUE_NAMES = {
 }
 
 
+# what a local model of each kind can answer when routed to (`routing.answering`): an encoder only
+# scores given options against the question, a causal LM can also write an answer
+ANSWERS = {"embedding": "multiple choice", "causal-lm": "free text and multiple choice"}
+
+
 def catalogue_name(model: LocalModel) -> str:
     return str(model.manifest.get("catalogue_name") or BUILTIN_CATALOGUE_NAMES.get(model.name) or model.name)
+
+
+def runs_here(models: Sequence[str]) -> dict[str, str]:
+    """Which of these catalogue names an installed local model is (name → local name)."""
+    by_key = {model_key(catalogue_name(m)): m.name for m in installed()}
+    return {name: by_key[model_key(name)] for name in models if model_key(name) in by_key}
 
 
 def recommend_pool(description: str, top_k: int, *, task: str | None = None, metric: str | None = None,
@@ -28,7 +39,6 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
 
     ranker = ranker or Ranker.load()
     local = installed()
-    by_key = {model_key(catalogue_name(m)): m for m in local}
     try:
         ranking = ranker.rank(description, task=task, metric=metric, top_k=top_k, language=language, constraint=constraint)
         results, query, notes = ranking.results, ranking.query, list(ranking.notes)
@@ -36,12 +46,10 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
         query = ranker.rank(description, task=task, metric=metric, top_k=1, language=language).query
         query["filters"] = constraint.as_json() if constraint is not None else query.get("filters")
         results, notes = [], [f"recommended: {exc}"]
-    recommended = []
-    for result in results:
-        match = by_key.get(model_key(result.model))
-        recommended.append({"rank": result.rank, "model": result.model, "score": round(result.score, 6),
-                            "known": result.known, "n_parameters": result.n_parameters, "runnable": match is not None,
-                            "local_name": None if match is None else match.name})
+    here = runs_here([result.model for result in results])
+    recommended = [{"rank": result.rank, "model": result.model, "score": round(result.score, 6), "known": result.known,
+                    "n_parameters": result.n_parameters, "runnable": result.model in here,
+                    "local_name": here.get(result.model)} for result in results]
     pool: list[dict] = []
     if local:
         # an installed model runs here, so its weights are open whatever the catalogue says
@@ -57,7 +65,7 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
         for result in ranked_local[:top_k]:
             model = name_of[result.model]
             pool.append({"rank": len(pool) + 1, "local_name": model.name, "model": result.model, "kind": model.kind,
-                         "score": round(result.score, 6), "known": result.known})
+                         "answers": ANSWERS[model.kind], "score": round(result.score, 6), "known": result.known})
     return {"description": description, "top_k": top_k, "query": query, "recommended": recommended,
             "runnable": [r["local_name"] for r in recommended if r["runnable"]],
             "not_runnable": [r["model"] for r in recommended if not r["runnable"]],

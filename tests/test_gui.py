@@ -212,7 +212,7 @@ def test_records_search_filter_sort_and_export(qtbot, window, fixture_store, tmp
 
 @pytest.mark.slow
 def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture_store, ranker_dir: Path,  # type: ignore[no-untyped-def]
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, local_pool: list[str]) -> None:
     from recommender.ranker import Ranker
     from recommender.store.lookup import model_info
 
@@ -305,6 +305,17 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture
     with qtbot.waitSignal(recommend.job.failed, timeout=60_000):
         assert recommend.rank()
     assert "'model' column" in error_boxes(window)[-1].text()
+    # a ranked model that is installed here says so: it can join the Route page's pool
+    mine.write_text("model\nHuggingFaceTB/SmolLM2-360M-Instruct\nacme/brand-new-coder-7b\n")
+    with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
+        assert recommend.rank()
+    frame = recommend.model.frame
+    assert dict(zip(frame["model"], frame["runs here"], strict=True)) == {
+        "HuggingFaceTB/SmolLM2-360M-Instruct": "tiny-llama", "acme/brand-new-coder-7b": None}
+    recommend.show_evidence(recommend.model.index(frame["model"].to_list().index("HuggingFaceTB/SmolLM2-360M-Instruct"), 0))
+    assert "installed here as tiny-llama" in recommend.evidence.toPlainText()
+    assert recommend.export_to(tmp_path / "mine_ranked.csv")
+    assert pl.read_csv(tmp_path / "mine_ranked.csv")["runs here"].to_list().count("tiny-llama") == 1
     recommend.candidates.setText("")
 
     # only models the user can take: a size budget (a bad one is refused before any job starts)

@@ -51,7 +51,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
     if result["pool"]:
         print("pool of installed models, by the same ranker (for `lensroute route calibrate --pool`):")
         for p in result["pool"]:
-            print(f"  {p['rank']:>3}. {p['local_name']:<28} {p['kind']:<10} {p['score']:>9.4f}")
+            print(f"  {p['rank']:>3}. {p['local_name']:<28} {p['kind']:<10} {p['score']:>9.4f}  answers {p['answers']}")
     return 0
 
 

@@ -42,7 +42,10 @@ FAMILY_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc94
                   "#9c755f", "#bab0ac"]
 
 
-def ranking_frame(ranking) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+def ranking_frame(ranking, runs_here: dict[str, str] | None = None) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """The ranking as a table; `runs_here` maps a ranked model to the installed local model that
+    is it (`lensroute pool`'s "runs here as"), so the user sees which picks can be routed to now."""
+    runs_here = runs_here or {}
     return pl.DataFrame({
         "rank": [r.rank for r in ranking.results],
         "model": [r.model for r in ranking.results],
@@ -53,8 +56,9 @@ def ranking_frame(ranking) -> pl.DataFrame:  # type: ignore[no-untyped-def]
         "licence": [r.licence for r in ranking.results],
         "weights": [None if r.open_weights is None else ("open" if r.open_weights else "API only") for r in ranking.results],
         "evidence": [len(r.evidence) for r in ranking.results],
+        "runs here": [runs_here.get(r.model) for r in ranking.results],
     }, schema={"rank": pl.Int64, "model": pl.Utf8, "score": pl.Float64, "known": pl.Utf8, "head-to-head": pl.Float64,
-               "params (B)": pl.Float64, "licence": pl.Utf8, "weights": pl.Utf8, "evidence": pl.Int64})
+               "params (B)": pl.Float64, "licence": pl.Utf8, "weights": pl.Utf8, "evidence": pl.Int64, "runs here": pl.Utf8})
 
 
 class AtlasView(pg.PlotWidget):
@@ -115,6 +119,7 @@ class RecommendPage(QWidget):
         super().__init__(parent)
         self.context = context
         self.ranking = None
+        self.runs_here: dict[str, str] = {}  # ranked model → installed local model that is it
         self._ranker_terms = None  # the loaded ranker, once the pickers are filled from it
         self.description = QPlainTextEdit()
         self.description.setPlaceholderText("Describe your dataset: what the inputs are, what is predicted, the language…")
@@ -319,10 +324,12 @@ class RecommendPage(QWidget):
 
         def work(progress, cancel):  # type: ignore[no-untyped-def]
             from recommender.ranker import read_candidates
+            from routing.pool import runs_here
 
             candidates = read_candidates(file) if file else None  # a bad file fails the job with its reason
-            return ranker.rank(text, dataset=dataset, task=task, metric=metric, top_k=top_k, language=language,
-                               candidates=candidates, constraint=constraint)
+            ranking = ranker.rank(text, dataset=dataset, task=task, metric=metric, top_k=top_k, language=language,
+                                  candidates=candidates, constraint=constraint)
+            return ranking, runs_here([r.model for r in ranking.results])
 
         return self.job.start(work)
 
@@ -339,9 +346,10 @@ class RecommendPage(QWidget):
             self.candidates.setText(path)
 
     @Slot(object)
-    def on_ranked(self, ranking) -> None:  # type: ignore[no-untyped-def]
+    def on_ranked(self, ranked) -> None:  # type: ignore[no-untyped-def]
+        ranking, self.runs_here = ranked
         self.ranking = ranking
-        self.model.set_frame(ranking_frame(ranking))
+        self.model.set_frame(ranking_frame(ranking, self.runs_here))
         self.notes.setText("  ·  ".join(ranking.notes))
         self.evidence.clear()
         self.atlas.highlight(ranking)
@@ -359,6 +367,8 @@ class RecommendPage(QWidget):
         lines = [f"<b>{model}</b> — score {result.score:.4f}, {'known' if result.known else 'unseen (ranked from its views)'}"]
         if facts := describe_facts(result.n_parameters, result.licence, result.open_weights):
             lines.append(" · ".join(facts))
+        if model in self.runs_here:
+            lines.append(f"installed here as <b>{self.runs_here[model]}</b>: a pool member for the Route page")
         if result.head_to_head is not None:
             lines.append(f"won {result.head_to_head:.0%} of its weighted meetings with the other top candidates "
                          "on datasets like this one")
@@ -428,7 +438,7 @@ class RecommendPage(QWidget):
             if path.suffix.lower() == ".json":
                 path.write_text(json.dumps(self.ranking.as_json(), indent=2), encoding="utf-8")
             else:
-                ranking_frame(self.ranking).write_csv(path)
+                ranking_frame(self.ranking, self.runs_here).write_csv(path)
         except OSError as exc:
             show_error(self, f"cannot write {path}: {exc.strerror or exc}")
             return False
