@@ -130,6 +130,35 @@ def local_models() -> Check:
                  needed=False)
 
 
+def routers() -> Check:
+    """Calibrated routers (what `route answer` needs) and whether their pools are still installed:
+    a member removed since calibration makes that router fail at its first question."""
+    from recommender.errors import LensrouteError
+    from routing.local_models import installed
+    from routing.router_store import DEFAULT_NAME, load_router, saved_names
+
+    names = saved_names()
+    if not names:
+        return Check("routers", False, "none calibrated (route answer needs one)", "lensroute route calibrate", needed=False)
+    here = {m.name for m in installed()}
+    described, broken = [], []
+    for name in names:
+        try:
+            saved = load_router(name)
+        except LensrouteError as exc:
+            broken.append((name, str(exc)))
+            continue
+        gone = [member for member in saved.pool if member not in here]
+        if gone:
+            broken.append((name, f"router {name!r} routes over {', '.join(gone)}, no longer installed"))
+        described.append(f"{name} ({saved.meta.get('kind')}: {', '.join(saved.pool)})")
+    if broken:
+        name, reason = broken[0]
+        fix = "lensroute route calibrate" + ("" if name == DEFAULT_NAME else f" --name {name}")
+        return Check("routers", False, reason, fix, needed=False)
+    return Check("routers", True, "; ".join(described), needed=False)
+
+
 def _importable(name: str) -> bool:
     """Whether `import name` would find it, without importing it (PyTorch takes a second). The
     frozen app may carry a package's metadata without the package, so metadata is no proof."""
@@ -184,6 +213,7 @@ def run_checks(db: str | None = None) -> list[Check]:
         encoder_check,
         _guarded("onnxruntime", lambda: onnx_runtime(model)),
         _guarded("local models", local_models),
+        _guarded("routers", routers),
         _guarded("PyTorch", torch),
         _guarded("desktop window", window),
     ]

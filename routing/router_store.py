@@ -33,6 +33,12 @@ def routers_dir() -> Path:
     return paths.home_dir() / "routers"
 
 
+def saved_names() -> list[str]:
+    """Names of the routers saved here, sorted (what `route answer --router` and the Route page offer)."""
+    folder = routers_dir()
+    return sorted(p.name for p in folder.iterdir() if (p / "router.json").is_file()) if folder.is_dir() else []
+
+
 def save_router(name: str, router: Router, cost_model: CostModel, meta: dict) -> Path:
     folder = routers_dir() / name
     folder.mkdir(parents=True, exist_ok=True)

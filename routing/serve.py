@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recommender.errors import UsageError
+from recommender.errors import NotFoundError, UsageError
 from routing.answering import Answer, Answerer, Question
 from routing.calibrate import query_text
-from routing.local_models import get
-from routing.router_store import SavedRouter
+from routing.local_models import LocalModel, get
+from routing.router_store import DEFAULT_NAME, SavedRouter
 from routing.routers import decide
 
 
@@ -35,13 +35,22 @@ class RoutingSession:
         if cost_weight < 0:
             raise UsageError("--cost-weight must be 0 or more")
         self.saved, self.cost_weight, self.device = saved, cost_weight, device
-        self.models = [get(n) for n in saved.pool]  # a pool member removed since calibration is named here
+        self.models = [self._member(n) for n in saved.pool]
         if encoder is None:
             from recommender.text_encoder import default_encoder
 
             encoder = default_encoder()
         self.encoder = encoder
         self._answerers: dict[str, Answerer] = {}
+
+    def _member(self, name: str) -> LocalModel:
+        """A pool member, or a NotFoundError saying which router needs it and how to mend that."""
+        try:
+            return get(name)
+        except NotFoundError as exc:
+            again = "" if self.saved.name == DEFAULT_NAME else f" --name {self.saved.name}"
+            raise NotFoundError(f"router {self.saved.name!r} routes over {name!r}, which is no longer installed ({exc}): "
+                                f"install it again, or calibrate a new pool with `lensroute route calibrate{again}`") from exc
 
     def decide(self, question: Question) -> Decision:
         started = time.perf_counter()

@@ -13,7 +13,8 @@ import pytest
 from app import doctor
 from tests.conftest import REPO
 
-NAMES = ["data folder", "catalogue", "ranker", "text encoder", "onnxruntime", "local models", "PyTorch", "desktop window"]
+NAMES = ["data folder", "catalogue", "ranker", "text encoder", "onnxruntime", "local models", "routers", "PyTorch",
+         "desktop window"]
 
 
 def by_name(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
@@ -31,6 +32,7 @@ def test_a_fresh_home_names_each_missing_part_and_its_fix(isolated_home: Path) -
     assert doctor.catalogue(str(elsewhere)).fix == f"lensroute init --db {elsewhere}"
     assert not found["ranker"].ok and found["ranker"].fix == "lensroute train"
     assert not found["local models"].ok and not found["local models"].needed  # optional: fails nothing
+    assert not found["routers"].ok and not found["routers"].needed and found["routers"].fix == "lensroute route calibrate"
     assert doctor.exit_code(checks) == 4  # no data
 
 

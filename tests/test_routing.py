@@ -222,6 +222,24 @@ def test_saved_router_that_is_missing_or_corrupt_says_what_to_do() -> None:
         load_router("broken")
 
 
+def test_a_router_whose_pool_member_was_removed_says_which_and_how_to_mend_it() -> None:
+    from app import doctor
+    from routing.router_store import load_router, save_router, saved_names
+    from routing.routers import CostModel, make_router
+    from routing.serve import RoutingSession
+
+    x, scores = clustered_problem(60)
+    save_router("team", make_router("knn").fit(x, scores), CostModel().fit(np.ones(60), np.ones((60, 3))),
+                {"pool": ["gone-model", "b", "c"]})
+    assert saved_names() == ["team"]
+    with pytest.raises(NotFoundError, match=r"router 'team' routes over 'gone-model', which is no longer installed.*"
+                                            r"`lensroute route calibrate --name team`"):
+        RoutingSession(load_router("team"), encoder=object())
+    check = doctor.routers()
+    assert not check.ok and not check.needed and "routes over gone-model, b, c, no longer installed" in check.detail
+    assert check.fix == "lensroute route calibrate --name team"
+
+
 # --- evaluation -----------------------------------------------------------------------------------
 
 

@@ -130,10 +130,9 @@ class RoutePage(QWidget):
         settings.route_question = self.question.text()
 
     def refresh_routers(self, wanted: str = "default") -> None:
-        from routing.router_store import routers_dir
+        from routing.router_store import saved_names
 
-        folder = routers_dir()
-        names = sorted(p.name for p in folder.iterdir() if (p / "router.json").is_file()) if folder.is_dir() else []
+        names = saved_names()
         self.router_name.blockSignals(True)
         self.router_name.clear()
         self.router_name.addItems(names)
