@@ -39,6 +39,19 @@ def saved_names() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / "router.json").is_file()) if folder.is_dir() else []
 
 
+def routing_over(model: str) -> list[str]:
+    """The saved routers whose pool holds `model` (removing it leaves them unable to answer)."""
+    using = []
+    for name in saved_names():
+        try:
+            meta = json.loads((routers_dir() / name / "router.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and model in (meta.get("pool") or []):
+            using.append(name)
+    return using
+
+
 def save_router(name: str, router: Router, cost_model: CostModel, meta: dict) -> Path:
     folder = routers_dir() / name
     folder.mkdir(parents=True, exist_ok=True)

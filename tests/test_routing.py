@@ -395,6 +395,12 @@ def test_route_bad_input_is_one_line_and_non_zero(local_pool: list[str], tmp_pat
     assert "trained on" in embedding_only.stdout and "all-minilm-l6-v2" in embedding_only.stdout
     free = run_cli("route", "answer", "Tell me a story.")
     assert free.returncode == 2 and "--choices" in free.stderr
+    # removing a pool member warns that the router needs it, and the router then says so itself
+    removed = run_cli("models", "remove", "all-minilm-l6-v2")
+    assert removed.returncode == 0 and "router 'default' routes over all-minilm-l6-v2" in removed.stderr
+    orphaned = run_cli("route", "answer", "Hello?", "--choices", "a", "b")
+    assert orphaned.returncode == 3 and "routes over 'all-minilm-l6-v2', which is no longer installed" in orphaned.stderr
+    assert len(orphaned.stderr.strip().splitlines()) == 1, orphaned.stderr
 
 
 def test_calibration_checks_the_pool_before_running_anything() -> None:
