@@ -134,6 +134,19 @@ def add(folder: Path) -> LocalModel:
     return model
 
 
+def removal_effect(name: str) -> str:
+    """What `remove(name)` would do, as a sentence, before anything is done (the GUI asks with it);
+    a model that cannot be removed raises as `remove` would."""
+    if name in _registered():
+        return f"Its folder {_registered()[name]} stays: lensroute only forgets it"
+    model = get(name)
+    if model.path.parent == local_dir():
+        return f"Its built files in {model.path} are deleted (building the built-ins makes them again)"
+    if model.path.parent == paths.bundled_models_dir():
+        raise UsageError(f"{name!r} ships with this lensroute ({model.path}) and cannot be removed")
+    raise RuntimeUnavailableError(f"{name!r} is not registered and not a built-in")
+
+
 def remove(name: str) -> Path:
     """Forget a registered model (its files stay); built-ins are deleted from the data folder."""
     entries = _registered()
@@ -141,12 +154,9 @@ def remove(name: str) -> Path:
         location = Path(entries.pop(name))
         _save_registry(entries)
         return location
-    model = get(name)
-    if model.path.parent == local_dir():
-        import shutil
+    removal_effect(name)  # raises for a shipped model or one it cannot place
+    import shutil
 
-        shutil.rmtree(model.path)
-        return model.path
-    if model.path.parent == paths.bundled_models_dir():
-        raise UsageError(f"{name!r} ships with this lensroute ({model.path}) and cannot be removed")
-    raise RuntimeUnavailableError(f"{name!r} is not registered and not a built-in")
+    model = get(name)
+    shutil.rmtree(model.path)
+    return model.path

@@ -655,3 +655,25 @@ def test_models_page_benchmarks_the_selected_model_and_shows_the_table(qtbot, wi
     assert again.bench_model.frame.equals(frame) and "saved" in again.bench_label.text()
     again.table.selectRow(again.model.frame["name"].to_list().index("tiny-llama"))
     assert again.bench_model.frame.is_empty() and "none saved for tiny-llama" in again.bench_label.text()
+
+    # Remove… (`lensroute models remove`): only the selected row, after a confirmation naming the routers it breaks
+    import numpy as np
+
+    from routing.router_store import save_router
+    from routing.routers import CostModel, make_router
+
+    save_router("default", make_router("knn").fit(np.eye(4, dtype=np.float32), np.eye(4)[:, :2]),
+                CostModel().fit(np.ones(4), np.ones((4, 2))), {"pool": ["tiny-llama", "all-minilm-l6-v2"]})
+    models.refresh()
+    asked: list[str] = []
+    answer = QMessageBox.StandardButton.No
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or answer)
+    models.table.clearSelection()
+    assert not models.remove_selected() and "select the model to remove" in error_boxes(window)[-1].text()
+    models.table.selectRow(models.model.frame["name"].to_list().index("tiny-llama"))
+    assert not models.remove_selected() and "tiny-llama" in models.model.frame["name"].to_list()  # answered No
+    assert asked[-1].startswith("Remove tiny-llama? Its folder") and "stays: lensroute only forgets it" in asked[-1]
+    assert "The router default routes over it" in asked[-1]
+    answer = QMessageBox.StandardButton.Yes
+    assert models.remove_selected()
+    assert models.model.frame["name"].to_list() == ["all-minilm-l6-v2"]

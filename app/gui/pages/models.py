@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -54,6 +55,8 @@ class ModelsPage(QWidget):
         fit_columns(self.table)
         self.build_button = QPushButton("Build the built-ins")
         self.add_button = QPushButton("Add a model folder…")
+        self.remove_button = QPushButton("Remove…")
+        self.remove_button.setToolTip("remove the selected model (`lensroute models remove`), after a confirmation")
         self.sparsity = QDoubleSpinBox()
         self.sparsity.setRange(0.0, 0.9)
         self.sparsity.setSingleStep(0.125)
@@ -67,7 +70,8 @@ class ModelsPage(QWidget):
         fit_columns(self.bench_table)
         self.job = Job("local models", self)
         buttons = QHBoxLayout()
-        for w in (self.build_button, self.add_button, QLabel("sparsity"), self.sparsity, self.bench_button):
+        for w in (self.build_button, self.add_button, self.remove_button, QLabel("sparsity"), self.sparsity,
+                  self.bench_button):
             buttons.addWidget(w)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -79,6 +83,7 @@ class ModelsPage(QWidget):
         layout.addWidget(JobBar(self.job))
         self.build_button.clicked.connect(self.build_builtins)
         self.add_button.clicked.connect(self.choose_folder)
+        self.remove_button.clicked.connect(self.remove_selected)
         self.bench_button.clicked.connect(self.bench)
         self.job.succeeded.connect(self.on_done)
         self.table.selectionModel().selectionChanged.connect(self.show_saved_bench)
@@ -151,6 +156,38 @@ class ModelsPage(QWidget):
             add(folder)
         except LensrouteError as exc:
             show_error(self, str(exc))
+            return False
+        self.refresh()
+        return True
+
+    @Slot()
+    def remove_selected(self) -> bool:
+        """`lensroute models remove` for the selected row (never a guessed one), after a confirmation
+        that says what goes and which calibrated routers would lose a pool member."""
+        from recommender.errors import LensrouteError
+        from routing.local_models import removal_effect, remove
+        from routing.router_store import routing_over
+
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            show_error(self, "select the model to remove first")
+            return False
+        name = str(self.model.frame["name"][rows[0].row()])
+        try:
+            effect = removal_effect(name)
+        except LensrouteError as exc:
+            show_error(self, str(exc))
+            return False
+        routers = routing_over(name)
+        warning = (f" The router{'s' if len(routers) > 1 else ''} {', '.join(routers)} route{'' if len(routers) > 1 else 's'} "
+                   "over it and cannot answer until it is back or a new pool is calibrated.") if routers else ""
+        asked = QMessageBox.question(self, "Remove model", f"Remove {name}? {effect}.{warning}")
+        if asked != QMessageBox.StandardButton.Yes:
+            return False
+        try:
+            remove(name)
+        except (LensrouteError, OSError) as exc:
+            show_error(self, f"cannot remove {name}: {exc}")
             return False
         self.refresh()
         return True
