@@ -588,15 +588,18 @@ def test_training_again_keeps_the_previous_version_and_can_switch_back(tmp_path:
 @pytest.mark.slow
 def test_train_page_evaluates_every_split_and_keeps_the_tables(qtbot, window, fixture_store, encoder: Path) -> None:  # type: ignore[no-untyped-def]
     from app.gui.main import AppContext, MainWindow
-    from app.gui.pages.train import ALL_SPLITS
+    from app.gui.pages.train import ALL_SPLITS, NO_EVALUATION
 
     window.context._store = fixture_store
     train = page(window, "Train & evaluate")
+    train.refresh()
+    assert train.model.frame.is_empty() and train.eval_note.text() == NO_EVALUATION  # says how to fill the table
     train.epochs.setValue(2)
     train.split.setCurrentText(ALL_SPLITS)
     with qtbot.waitSignal(train.job.succeeded, timeout=600_000):
         assert train.evaluate()
     frame = train.model.frame
+    assert NO_EVALUATION not in train.eval_note.text()
     ran = set(frame["split"].to_list())
     skipped = train.eval_note.text()
     # every split either has its table or says why this catalogue cannot make it

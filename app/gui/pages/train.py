@@ -55,6 +55,10 @@ def evaluation_frame(reports: dict[str, dict]) -> pl.DataFrame:
     return pl.DataFrame([{k: row.get(k) for k in keys} for row in rows], infer_schema_length=None)
 
 
+NO_EVALUATION = ("no evaluation yet: pick a split and press Evaluate to see ModelLens against every baseline on it "
+                 "(as `lensroute evaluate --split …`)")
+
+
 class TrainPage(QWidget):
     title = "Train & evaluate"
 
@@ -225,6 +229,8 @@ class TrainPage(QWidget):
         self.refresh_versions()
         if not self.job.running:
             self.model.set_frame(evaluation_frame(load_reports()))
+            if self.model.frame.is_empty() and not self.eval_note.text():
+                self.eval_note.setText(NO_EVALUATION)
         ranker = self.context.ranker()
         if ranker is not None:
             from recommender.head_to_head import describe_choice
