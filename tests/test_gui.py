@@ -197,6 +197,10 @@ def test_records_search_filter_sort_and_export(qtbot, window, fixture_store, tmp
     records.filters["source"].setCurrentText("aider")
     assert 0 < records.model.rowCount() < frame.height
     assert set(records.model.frame["source"].to_list()) == {"aider"}
+    assert [records.filters[name].itemText(0) for name in ("source", "family")] == ["(all sources)", "(all families)"]
+    records.filters["source"].setCurrentIndex(0)  # the filter off again, as its first item says
+    assert records.model.rowCount() == frame.height
+    records.filters["source"].setCurrentText("aider")
     records.search.setText("gpt-4")
     shown = records.model.frame
     assert shown.height and all("gpt-4" in m.lower() or "gpt-4" in d.lower() for m, d in zip(shown["model"], shown["dataset"], strict=True))

@@ -24,15 +24,15 @@ from PySide6.QtWidgets import (
 from app.gui.jobs import Job
 from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 
-ALL = "(all)"
+FILTERS = {"source": "(all sources)", "task": "(all tasks)", "metric": "(all metrics)", "family": "(all families)"}
 SHOWN = ["model", "dataset", "task", "metric", "value", "source", "split", "subset"]
 
 
 def filter_records(frame: pl.DataFrame, text: str, source: str, task: str, metric: str, family: str) -> pl.DataFrame:
-    """Case-insensitive search over model and dataset, plus exact filters (ALL = no filter)."""
+    """Case-insensitive search over model and dataset, plus exact filters (empty = no filter)."""
     out = frame
     for column, value in (("source", source), ("task", task), ("metric", metric), ("family", family)):
-        if value and value != ALL and column in out.columns:
+        if value and column in out.columns:
             out = out.filter(pl.col(column) == value)
     if text.strip():
         needle = text.strip().lower()
@@ -50,7 +50,7 @@ class RecordsPage(QWidget):
         self.full = pl.DataFrame()
         self.search = QLineEdit()
         self.search.setPlaceholderText("search models and datasets")
-        self.filters = {name: QComboBox() for name in ("source", "task", "metric", "family")}
+        self.filters = {name: QComboBox() for name in FILTERS}  # item 0 says which filter, and that it is off
         self.count = QLabel("")
         self.count.setObjectName("recordsCount")
         self.load_button = QPushButton("Load records")
@@ -66,7 +66,7 @@ class RecordsPage(QWidget):
         bar.addWidget(self.search, 2)
         for name, combo in self.filters.items():
             combo.setToolTip(f"filter by {name}")
-            combo.addItem(ALL)
+            combo.addItem(FILTERS[name])
             bar.addWidget(combo, 1)
             combo.currentTextChanged.connect(self.apply_filters)
         bar.addWidget(self.load_button)
@@ -117,7 +117,7 @@ class RecordsPage(QWidget):
         for name, combo in self.filters.items():
             combo.blockSignals(True)
             combo.clear()
-            combo.addItem(ALL)
+            combo.addItem(FILTERS[name])
             if name in self.full.columns:
                 combo.addItems(sorted(v for v in self.full[name].drop_nulls().unique().to_list() if v))
             combo.blockSignals(False)
@@ -127,7 +127,7 @@ class RecordsPage(QWidget):
     def apply_filters(self) -> None:
         if self.full.is_empty():
             return
-        values = {name: combo.currentText() for name, combo in self.filters.items()}
+        values = {name: combo.currentText() if combo.currentIndex() > 0 else "" for name, combo in self.filters.items()}
         shown = filter_records(self.full, self.search.text(), **values)
         self.model.set_frame(shown)
         self.count.setText(f"{shown.height:,} of {self.full.height:,} records")
