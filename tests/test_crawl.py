@@ -299,6 +299,9 @@ def test_crawl_command_line(tmp_path: Path, server: LeaderboardServer) -> None:
     server.fault("/results.json", *["500"] * 20)
     failed = lensroute("--db", db, "crawl", "evalplus", "--base-url", server.base_url, "--restart")
     assert failed.returncode == 1 and "gave up" in failed.stderr and "Traceback" not in failed.stderr
+    listing = lensroute("--db", db, "crawl", "--list")  # the last run's failure, with its reason
+    line = next(line for line in listing.stdout.splitlines() if line.startswith("evalplus"))
+    assert "last run failed at" in line and "gave up after" in line
 
 
 def test_ctrl_c_during_a_cli_crawl_keeps_what_was_stored_and_the_rerun_resumes(tmp_path: Path, server: LeaderboardServer) -> None:

@@ -468,6 +468,13 @@ def test_catalogue_crawls_a_source_from_a_local_server(qtbot, window) -> None:  
     frame = catalogue.model.frame
     row = frame.filter(pl.col("source") == "evalplus")
     assert row.height == 1 and row["records"][0] > 0 and row["state"][0] == "done" and row["last crawl"][0]
+    assert row["why"][0] is None
+    with catalogue.context.store().engine.begin() as conn:  # a later run that failed: the table says why
+        conn.exec_driver_sql("INSERT INTO crawl_runs (source, base_url, status, error, started_at) VALUES "
+                             "('evalplus', 'http://x', 'failed', 'gave up after 6 attempts', '2026-01-01T00:00:00')")
+    catalogue.refresh()
+    row = catalogue.model.frame.filter(pl.col("source") == "evalplus")
+    assert row["state"][0] == "failed" and row["why"][0] == "gave up after 6 attempts"
 
 
 @pytest.mark.slow

@@ -60,6 +60,8 @@ def list_sources(args: argparse.Namespace) -> int:
     for name in source_names():
         run = last.get(name)
         state = f"last run {run['status']} at {run['finished_at'] or run['started_at']}" if run else "never crawled"
+        if run and run["status"] == "failed" and run.get("error"):
+            state += f": {run['error']}"  # why, so the fix is in sight (a typo'd --base-url, no network, …)
         print(f"{name:<22} {ADAPTERS[name].description} [{state}]")
     return 0
 

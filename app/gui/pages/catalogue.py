@@ -28,22 +28,24 @@ from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show
 
 
 def sources_frame(store) -> pl.DataFrame:  # type: ignore[no-untyped-def]
-    """One row per source: records, last crawl start, its state."""
+    """One row per source: records, last crawl start, its state, and why it failed when it did."""
     from recommender.store.queries import catalogue_stats
 
     stats = catalogue_stats(store)
     with store.engine.connect() as conn:
         runs = conn.exec_driver_sql(
-            "SELECT source, status, started_at FROM crawl_runs WHERE id IN (SELECT MAX(id) FROM crawl_runs GROUP BY source)"
+            "SELECT source, status, started_at, error FROM crawl_runs "
+            "WHERE id IN (SELECT MAX(id) FROM crawl_runs GROUP BY source)"
         ).fetchall()
-    last = {source: (status, started) for source, status, started in runs}
+    last = {source: (status, started, error if status == "failed" else None) for source, status, started, error in runs}
     names = sorted(set(stats.sources) | set(last))
     return pl.DataFrame({
         "source": names,
         "records": [stats.sources.get(n, 0) for n in names],
-        "last crawl": [last.get(n, (None, None))[1] for n in names],
-        "state": [last.get(n, ("imported", None))[0] for n in names],
-    }, schema={"source": pl.Utf8, "records": pl.Int64, "last crawl": pl.Utf8, "state": pl.Utf8})
+        "last crawl": [last.get(n, (None, None, None))[1] for n in names],
+        "state": [last.get(n, ("imported", None, None))[0] for n in names],
+        "why": [last.get(n, (None, None, None))[2] for n in names],
+    }, schema={"source": pl.Utf8, "records": pl.Int64, "last crawl": pl.Utf8, "state": pl.Utf8, "why": pl.Utf8})
 
 
 class CataloguePage(QWidget):
