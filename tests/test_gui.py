@@ -216,7 +216,7 @@ def test_records_search_filter_sort_and_export(qtbot, window, fixture_store, tmp
 
 @pytest.mark.slow
 def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture_store, ranker_dir: Path,  # type: ignore[no-untyped-def]
-                                                          tmp_path: Path, local_pool: list[str]) -> None:
+                                                          tmp_path: Path, local_pool: list[str], monkeypatch) -> None:
     from recommender.ranker import Ranker
     from recommender.store.lookup import model_info
 
@@ -231,6 +231,8 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture
     with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
         assert recommend.rank()
     assert recommend.model.rowCount() == 5
+    assert recommend.model.frame["runs here"].null_count() == 5  # no top coder is installed here, so no pool
+    assert not recommend.route_with_ranked() and "none of the ranked models is installed here" in error_boxes(window)[-1].text()
     column = recommend.model.frame.columns.index("model")  # sized to the names, not cut short
     longest = max(recommend.model.frame["model"].to_list(), key=recommend.table.fontMetrics().horizontalAdvance)
     assert recommend.table.columnWidth(column) >= min(recommend.table.fontMetrics().horizontalAdvance(longest), 420)
@@ -320,6 +322,16 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture
     assert "installed here as tiny-llama" in recommend.evidence.toPlainText()
     assert recommend.export_to(tmp_path / "mine_ranked.csv")
     assert pl.read_csv(tmp_path / "mine_ranked.csv")["runs here"].to_list().count("tiny-llama") == 1
+    # Route with these…: the Route page opens its calibration with the ranked models that run here ticked
+    from app.gui.pages.calibrate_dialog import CalibrateDialog
+
+    monkeypatch.setattr(CalibrateDialog, "exec", lambda dialog: CalibrateDialog.DialogCode.Rejected)
+    assert recommend.route_with_ranked()
+    route = page(window, "Route")
+    assert window.stack.currentWidget() is route and route.calibrate_dialog is not None
+    assert route.calibrate_dialog.choice().pool == ["tiny-llama"]  # the installed MiniLM was not ranked: unticked
+    assert route.calibrate_dialog.models.count() == len(local_pool)
+    window.nav.setCurrentRow(window.pages.index(recommend))
     recommend.candidates.setText("")
 
     # only models the user can take: a size budget (a bad one is refused before any job starts)

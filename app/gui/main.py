@@ -97,8 +97,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("lensroute")
         self.context = context or AppContext()
         self.settings = GuiSettings.load()
+        self.recommend_page, self.route_page = RecommendPage(self.context), RoutePage(self.context)
         self.pages = [CataloguePage(self.context), RecordsPage(self.context), TrainPage(self.context),
-                      RecommendPage(self.context), RoutePage(self.context), ModelsPage(self.context)]
+                      self.recommend_page, self.route_page, ModelsPage(self.context)]
         self.nav = QListWidget()
         self.nav.setMaximumWidth(170)
         self.stack = QStackedWidget()
@@ -118,6 +119,7 @@ class MainWindow(QMainWindow):
         self.status_job = Job("status", self)
         self.status_job.succeeded.connect(self.on_status)
         self.nav.currentRowChanged.connect(self.show_page)
+        self.recommend_page.route_requested.connect(self.route_with)
         for i, page in enumerate(self.pages):  # Ctrl+1 … Ctrl+6 switch pages
             action = QAction(page.title, self)
             action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
@@ -133,6 +135,12 @@ class MainWindow(QMainWindow):
         self.addAction(quit_action)
         self.restore()
         QTimer.singleShot(0, self.refresh_status)
+
+    @Slot(list)
+    def route_with(self, models: list[str]) -> None:
+        """Recommend → Route: show the Route page and its calibration dialog with these models ticked."""
+        self.nav.setCurrentRow(self.pages.index(self.route_page))
+        self.route_page.open_calibrate(models)
 
     def _page_switcher(self, index: int):  # type: ignore[no-untyped-def]
         def switch() -> None:

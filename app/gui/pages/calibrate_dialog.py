@@ -7,6 +7,7 @@ choices, the page runs the calibration as a cancellable job.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,10 @@ class CalibrationChoice:
 
 
 class CalibrateDialog(QDialog):
-    def __init__(self, installed: list[tuple[str, str]], router_name: str, parent: QWidget | None = None) -> None:
-        """`installed`: (name, kind) of every local model; all are ticked to begin with."""
+    def __init__(self, installed: list[tuple[str, str]], router_name: str, parent: QWidget | None = None,
+                 ticked: Collection[str] | None = None) -> None:
+        """`installed`: (name, kind) of every local model; those in `ticked` (default: all) are
+        ticked to begin with (the Recommend page ticks the ranked models that run here)."""
         super().__init__(parent)
         from routing.answering import bundled_questions
         from routing.routers import ROUTERS
@@ -46,7 +49,7 @@ class CalibrateDialog(QDialog):
         for name, kind in installed:
             item = QListWidgetItem(f"{name}  ({kind})")
             item.setData(Qt.ItemDataRole.UserRole, name)
-            item.setCheckState(Qt.CheckState.Checked)
+            item.setCheckState(Qt.CheckState.Checked if ticked is None or name in ticked else Qt.CheckState.Unchecked)
             self.models.addItem(item)
         self.data = QLineEdit(str(bundled_questions()))
         browse = QPushButton("Browse…")

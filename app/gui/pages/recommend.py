@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -113,6 +113,7 @@ class AtlasView(pg.PlotWidget):
 
 
 class RecommendPage(QWidget):
+    route_requested = Signal(list)  # local model names, best ranked first: calibrate a pool of them
     title = "Recommend"
 
     def __init__(self, context, parent: QWidget | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -158,6 +159,9 @@ class RecommendPage(QWidget):
         self.compare_button = QPushButton("Compare…")
         self.compare_button.setToolTip("the selected models head to head on datasets like yours (Ctrl+click to select several)")
         self.compare_dialog = None
+        self.route_button = QPushButton("Route with these…")
+        self.route_button.setToolTip("calibrate a routing pool of the ranked models installed here (the 'runs here' "
+                                     "column); the Route page opens with them ticked")
         self.notes = QLabel("")
         self.notes.setWordWrap(True)
         self.notes.setObjectName("rankNotes")
@@ -186,6 +190,7 @@ class RecommendPage(QWidget):
         row.addWidget(self.export_button)
         row.addWidget(self.details_button)
         row.addWidget(self.compare_button)
+        row.addWidget(self.route_button)
         form.addRow(row)
         candidates_row = QHBoxLayout()
         candidates_row.addWidget(self.candidates, 1)
@@ -220,6 +225,7 @@ class RecommendPage(QWidget):
         self.details_job.succeeded.connect(self.on_details)
         self.details_job.failed.connect(lambda error: show_error(self, error))
         self.compare_button.clicked.connect(self.compare_selected)
+        self.route_button.clicked.connect(self.route_with_ranked)
         self.compare_job.succeeded.connect(self.on_compared)
         self.compare_job.failed.connect(lambda error: show_error(self, error))
         self.job.succeeded.connect(self.on_ranked)
@@ -423,6 +429,21 @@ class RecommendPage(QWidget):
 
         self.compare_dialog = CompareDialog(result, self)
         self.compare_dialog.show()
+
+    @Slot()
+    def route_with_ranked(self) -> bool:
+        """Hand the ranked models that run here to the Route page as a pool to calibrate: the step
+        from "which models would do best" to "send each query to the best of them"."""
+        if self.ranking is None:
+            show_error(self, "rank models first: the pool is made of the ranked models installed here")
+            return False
+        local = [self.runs_here[r.model] for r in self.ranking.results if r.model in self.runs_here]
+        if not local:
+            show_error(self, "none of the ranked models is installed here: add or build local models on the Local "
+                             "models page, or rank with a larger Top-K or a candidates file that names them")
+            return False
+        self.route_requested.emit(local)
+        return True
 
     @Slot()
     def choose_export(self) -> None:

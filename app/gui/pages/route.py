@@ -4,6 +4,7 @@ is calibrated here too ("Calibrate a pool…"), as `lensroute route calibrate` d
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,7 @@ class RoutePage(QWidget):
         self.pool_label.setObjectName("poolLabel")
         self.pool_label.setWordWrap(True)
         self.calibrate_button = QPushButton("Calibrate a pool…")
+        self.calibrate_dialog: CalibrateDialog | None = None
         self.knob = QSlider(Qt.Orientation.Horizontal)
         self.knob.setRange(0, SLIDER_STEPS)
         self.knob_label = QLabel("quality only")
@@ -115,7 +117,7 @@ class RoutePage(QWidget):
         self.knob.valueChanged.connect(self.on_knob)
         self.answer_button.clicked.connect(self.answer)
         self.batch_button.clicked.connect(self.choose_batch)
-        self.calibrate_button.clicked.connect(self.open_calibrate)
+        self.calibrate_button.clicked.connect(lambda: self.open_calibrate())  # not clicked's `checked` as `ticked`
         self.job.succeeded.connect(self.on_result)
         self.job.running_changed.connect(self.on_running)
 
@@ -206,7 +208,8 @@ class RoutePage(QWidget):
         return Question(self.question.text().strip(), [c.strip() for c in text.split("|")] if text else [])
 
     @Slot()
-    def open_calibrate(self) -> None:
+    def open_calibrate(self, ticked: Collection[str] | None = None) -> None:
+        """The calibration dialog over every installed model, `ticked` ones ticked (default: all)."""
         from routing.local_models import installed
 
         models = [(m.name, m.kind) for m in installed()]
@@ -214,9 +217,9 @@ class RoutePage(QWidget):
             show_error(self, "no local models installed: build the built-ins on the Local models page "
                              "(or `lensroute models build-builtin`)")
             return
-        dialog = CalibrateDialog(models, self.router_name.currentText(), self)
-        if dialog.exec() == CalibrateDialog.DialogCode.Accepted:
-            self.calibrate(dialog.choice())
+        self.calibrate_dialog = CalibrateDialog(models, self.router_name.currentText(), self, ticked)
+        if self.calibrate_dialog.exec() == CalibrateDialog.DialogCode.Accepted:
+            self.calibrate(self.calibrate_dialog.choice())
 
     def calibrate(self, choice: CalibrationChoice) -> bool:
         """Run every pool model on the labelled questions and train the router, as a job (progress,
