@@ -187,10 +187,6 @@ class RecommendPage(QWidget):
             row.addWidget(QLabel(label))
             row.addWidget(widget, 1)
         row.addWidget(self.rank_button)
-        row.addWidget(self.export_button)
-        row.addWidget(self.details_button)
-        row.addWidget(self.compare_button)
-        row.addWidget(self.route_button)
         form.addRow(row)
         candidates_row = QHBoxLayout()
         candidates_row.addWidget(self.candidates, 1)
@@ -213,6 +209,12 @@ class RecommendPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.notes)
+        actions = QHBoxLayout()  # what to do with the ranking: above it, so the query row keeps its room
+        for button in (self.details_button, self.compare_button, self.route_button):
+            actions.addWidget(button)
+        actions.addStretch(1)
+        actions.addWidget(self.export_button)
+        layout.addLayout(actions)
         layout.addWidget(split, 1)
         layout.addWidget(JobBar(self.job))
 
