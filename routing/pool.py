@@ -66,7 +66,11 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
             model = name_of[result.model]
             pool.append({"rank": len(pool) + 1, "local_name": model.name, "model": result.model, "kind": model.kind,
                          "answers": ANSWERS[model.kind], "score": round(result.score, 6), "known": result.known})
+    # the pool to route over: the recommended models that run here, else every installed one, best first
+    members = [r["local_name"] for r in recommended if r["runnable"]] or [p["local_name"] for p in pool]
+    command = f"lensroute route calibrate --pool {','.join(members)}" if members else None
     return {"description": description, "top_k": top_k, "query": query, "recommended": recommended,
+            "calibrate_command": command,
             "runnable": [r["local_name"] for r in recommended if r["runnable"]],
             "not_runnable": [r["model"] for r in recommended if not r["runnable"]],
             "pool": pool, "notes": notes + ([] if local else ["no local models are installed: "

@@ -433,8 +433,12 @@ def test_pool_marks_recommended_models_that_run_here(local_pool: list[str], rank
     assert [r["local_name"] for r in runnable] == ["tiny-llama"]
     assert result["runnable"] == ["tiny-llama"] and "HuggingFaceTB/SmolLM2-360M-Instruct" not in result["not_runnable"]
     assert sorted(p["local_name"] for p in result["pool"]) == sorted(local_pool)
+    assert result["calibrate_command"] == "lensroute route calibrate --pool tiny-llama"  # the recommended one here
     answers = {p["local_name"]: p["answers"] for p in result["pool"]}
     assert answers == {"tiny-llama": "free text and multiple choice", "all-minilm-l6-v2": "multiple choice"}
+    text = run_cli("pool", "--model", str(ranker_dir), "--description", "Graduate-level science multiple-choice questions",
+                   "--top-k", "1000")
+    assert "route over the recommended models that run here: lensroute route calibrate --pool tiny-llama" in text.stdout
     bad = run_cli("pool", "--model", str(ranker_dir), "--description", "x", "--top-k", "0")
     assert bad.returncode == 2 and "--top-k" in bad.stderr
     german = run_cli("pool", "--model", str(ranker_dir), "--description", "Science questions", "--language", "German",

@@ -49,9 +49,11 @@ def cmd_pool(args: argparse.Namespace) -> int:
         where = f"runs here as {r['local_name']}" if r["runnable"] else "not installed"
         print(f"  {r['rank']:>3}. {r['model']:<56} {r['score']:>9.4f}  {where}")
     if result["pool"]:
-        print("pool of installed models, by the same ranker (for `lensroute route calibrate --pool`):")
+        print("pool of installed models, by the same ranker:")
         for p in result["pool"]:
             print(f"  {p['rank']:>3}. {p['local_name']:<28} {p['kind']:<10} {p['score']:>9.4f}  answers {p['answers']}")
+        which = "the recommended models that run here" if result["runnable"] else "this pool"
+        print(f"route over {which}: {result['calibrate_command']}")
     return 0
 
 
