@@ -8,6 +8,7 @@ the calibration questions gives its accuracy next to the best single model's and
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,7 @@ def calibrate(pool_names: list[str], questions: list[Question], *, kind: str = "
         "latency_ms": {m.name: round(float(seconds[:, j].mean() * 1000), 2) for j, m in enumerate(pool)},
         "cross_validated": cross_validate(x, scores, kind, seed),
         "seconds": round(time.perf_counter() - started, 1),
+        "calibrated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     summary["path"] = str(save_router(name, router, cost_model, summary))
     progress(10, 10, "done")

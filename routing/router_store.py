@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +40,40 @@ def saved_names() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / "router.json").is_file()) if folder.is_dir() else []
 
 
+def _meta(name: str) -> dict | None:
+    """A saved router's router.json (None when unreadable; `load_router` says why)."""
+    try:
+        meta = json.loads((routers_dir() / name / "router.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def routing_over(model: str) -> list[str]:
     """The saved routers whose pool holds `model` (removing it leaves them unable to answer)."""
-    using = []
+    return [name for name in saved_names() if model in ((_meta(name) or {}).get("pool") or [])]
+
+
+def summaries(installed: set[str]) -> list[dict]:
+    """One row per saved router for `route list`: what it routes over, how well it did in
+    calibration, and whether it can answer here (every pool member `installed`)."""
+    rows = []
     for name in saved_names():
-        try:
-            meta = json.loads((routers_dir() / name / "router.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        meta = _meta(name)
+        folder = routers_dir() / name
+        if meta is None:
+            rows.append({"name": name, "usable": False, "problem": "router.json is unreadable: calibrate it again",
+                         "path": str(folder)})
             continue
-        if isinstance(meta, dict) and model in (meta.get("pool") or []):
-            using.append(name)
-    return using
+        pool = [str(m) for m in meta.get("pool") or []]
+        gone = [m for m in pool if m not in installed]
+        calibrated = meta.get("calibrated_at") or datetime.fromtimestamp(
+            (folder / "router.json").stat().st_mtime, UTC).isoformat(timespec="seconds")
+        rows.append({"name": name, "kind": meta.get("kind"), "pool": pool, "questions": meta.get("questions"),
+                     "data": meta.get("data"), "cross_validated": meta.get("cross_validated"),
+                     "calibrated_at": calibrated, "usable": not gone,
+                     "problem": f"not installed: {', '.join(gone)}" if gone else None, "path": str(folder)})
+    return rows
 
 
 def save_router(name: str, router: Router, cost_model: CostModel, meta: dict) -> Path:
@@ -66,8 +90,11 @@ def save_router(name: str, router: Router, cost_model: CostModel, meta: dict) ->
 def load_router(name: str = DEFAULT_NAME) -> SavedRouter:
     folder = routers_dir() / name
     if not (folder / "router.json").is_file() or not (folder / "router.npz").is_file():
-        raise NotFoundError(f"no trained router {name!r}: run `lensroute route calibrate{'' if name == DEFAULT_NAME else ' --name ' + name}` "
-                            "first (every installed model on the bundled questions; --pool NAMES --data FILE.jsonl for your own)")
+        saved = saved_names()
+        others = f" (saved here: {', '.join(saved)})" if saved else ""
+        raise NotFoundError(f"no trained router {name!r}{others}: run `lensroute route calibrate"
+                            f"{'' if name == DEFAULT_NAME else ' --name ' + name}` first (every installed model on the "
+                            "bundled questions; --pool NAMES --data FILE.jsonl for your own)")
     try:
         meta = json.loads((folder / "router.json").read_text(encoding="utf-8"))
         with np.load(folder / "router.npz", allow_pickle=False) as data:

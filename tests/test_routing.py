@@ -369,6 +369,14 @@ def test_route_commands_from_the_cli(local_pool: list[str], tmp_path: Path) -> N
     assert summary["pool"] == sorted(local_pool) and summary["questions"] == 64
     assert summary["data"] == str(bundled_questions())
     assert "every installed model" in bundled.stderr and "64 bundled" in bundled.stderr
+    listed = run_cli("route", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {"default", "first"} and all(row["usable"] for row in rows.values())
+    assert rows["first"]["questions"] == 64 and rows["first"]["pool"] == sorted(local_pool)
+    assert rows["default"]["cross_validated"]["folds"] == 5 and rows["first"]["calibrated_at"]
+    unknown = run_cli("route", "answer", "Q?", "--choices", "a", "b", "--router", "typo")
+    assert unknown.returncode == 3 and "(saved here: default, first)" in unknown.stderr
 
 
 @pytest.mark.builtin_models
@@ -401,6 +409,8 @@ def test_route_bad_input_is_one_line_and_non_zero(local_pool: list[str], tmp_pat
     orphaned = run_cli("route", "answer", "Hello?", "--choices", "a", "b")
     assert orphaned.returncode == 3 and "routes over 'all-minilm-l6-v2', which is no longer installed" in orphaned.stderr
     assert len(orphaned.stderr.strip().splitlines()) == 1, orphaned.stderr
+    listed = run_cli("route", "list")
+    assert "cannot answer: not installed: all-minilm-l6-v2" in listed.stdout
 
 
 def test_calibration_checks_the_pool_before_running_anything() -> None:

@@ -170,6 +170,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from routing.local_models import installed
+    from routing.router_store import summaries
+
+    rows = summaries({m.name for m in installed()})
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print("no calibrated routers: `lensroute route calibrate` makes one (every installed model, the bundled questions)")
+        return 0
+    for row in rows:
+        if row.get("pool") is None:
+            print(f"{row['name']:<16} {row['problem']}")
+            continue
+        cv = row["cross_validated"] or {}
+        quality = (f"; cross-validated accuracy {cv['router']:.3f} (best single {cv['best_single']:.3f})"
+                   if cv.get("folds") else "")
+        state = "" if row["usable"] else f"  [cannot answer: {row['problem']}]"
+        print(f"{row['name']:<16} {row['kind']}: {', '.join(row['pool'])}; {row['questions']} questions, "
+              f"{row['calibrated_at']}{quality}{state}")
+    return 0
+
+
 # --- answer / batch -----------------------------------------------------------------------------
 
 
@@ -298,6 +322,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("list", parents=[common], help="the calibrated routers: pool, calibration, usable here")
+    p.add_argument("--json", action="store_true",
+                   help='[{"name", "kind", "pool", "questions", "data", "cross_validated", "calibrated_at", "usable", '
+                        '"problem", "path"}]')
+    p.set_defaults(func=cmd_list)
 
     for name, helptext in (("answer", "route one question and answer it"),
                            ("batch", "route and answer every question of a JSONL file")):
