@@ -69,6 +69,11 @@ def _query(line: int, item: object, where: str) -> Query:
                  _text(item.get("metric"), "metric", where), tuple(language), top_k, item.get("id"))
 
 
+def query_from(item: object, where: str) -> Query:
+    """One query from an already-decoded JSON object (`lensroute serve`'s /v1/rank body)."""
+    return _query(0, item, where)
+
+
 def parse_line(number: int, raw: str, where: str) -> Query:
     """One query from one line of JSON; FormatError naming `where`."""
     try:

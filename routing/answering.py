@@ -35,6 +35,7 @@ class Answer:
     text: str
     choice: int | None
     seconds: float
+    finish_reason: str = "stop"  # "length": a free-text reply cut at its token budget
 
 
 def _answer_index(value, choices: list[str], where: str) -> int:  # type: ignore[no-untyped-def]
@@ -141,5 +142,6 @@ class Answerer:
             if not isinstance(self.runtime, CausalLM):
                 raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
                                  "(give --choices)")
-            choice, text = None, self.runtime.generate(self.runtime.chat_prompt(question.question), max_new_tokens).strip()
+            text, reason = self.runtime.generate_reply(self.runtime.chat_prompt(question.question), max_new_tokens)
+            return Answer(self.model.name, text.strip(), None, time.perf_counter() - started, reason)
         return Answer(self.model.name, text, choice, time.perf_counter() - started)

@@ -192,6 +192,11 @@ class CausalLM(_Base):
 
     def generate(self, prompt: str, max_new_tokens: int = 64) -> str:
         """Greedy decoding with the KV cache (kept on the GPU between steps when on CUDA)."""
+        return self.generate_reply(prompt, max_new_tokens)[0]
+
+    def generate_reply(self, prompt: str, max_new_tokens: int = 64) -> tuple[str, str]:
+        """`generate`, and why it stopped: "stop" (the model ended its reply) or "length" (it
+        reached `max_new_tokens`), the two finish reasons an OpenAI-style client expects."""
         ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids[-self.model.max_length :]
         if not ids:
             raise UsageError("empty prompt")
@@ -205,6 +210,7 @@ class CausalLM(_Base):
         key = ort.OrtValue.ortvalue_from_numpy(past_key, device)
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
         produced: list[int] = []
+        reason = "length"
         for _ in range(max_new_tokens):
             binding = self.session.io_binding()
             binding.bind_cpu_input("input_ids", tokens)
@@ -220,12 +226,13 @@ class CausalLM(_Base):
             logits, key, value = binding.get_outputs()
             next_id = int(np.argmax(logits.numpy()[0, -1]))
             if next_id in self.eos:
+                reason = "stop"
                 break
             produced.append(next_id)
             past_mask = np.concatenate([past_mask, np.ones((1, tokens.shape[1]), np.int64)], axis=1)
             position = position[:, -1:] + 1
             tokens = np.array([[next_id]], np.int64)
-        return self.tokenizer.decode(produced)
+        return self.tokenizer.decode(produced), reason
 
     def check(self) -> None:
         self._check_vocab()

@@ -68,12 +68,16 @@ class RoutingSession:
         chosen = int(decide(predicted[None], cost[None], eligible[None], self.cost_weight)[0])
         return Decision(chosen, predicted, cost, eligible, (time.perf_counter() - started) * 1000, notes)
 
-    def answer(self, question: Question) -> tuple[Decision, Answer]:
+    def answer(self, question: Question, max_new_tokens: int = 64) -> tuple[Decision, Answer]:
         decision = self.decide(question)
-        model = self.models[decision.chosen]
+        return decision, self.answer_with(decision.chosen, question, max_new_tokens)
+
+    def answer_with(self, member: int, question: Question, max_new_tokens: int = 64) -> Answer:
+        """Answer with one pool member (the chosen one, or one a caller pinned)."""
+        model = self.models[member]
         if model.name not in self._answerers:
             self._answerers[model.name] = Answerer(model, device=self.device)
-        return decision, self._answerers[model.name].answer(question)
+        return self._answerers[model.name].answer(question, max_new_tokens)
 
     def as_json(self, question: Question, decision: Decision, answer: Answer | None) -> dict:
         out = {

@@ -18,6 +18,7 @@ from app.cli import (
     models_cmds,
     recommend_cmds,
     route_cmds,
+    serve_cmds,
     show_cmds,
 )
 from recommender.errors import (
@@ -32,7 +33,8 @@ EPILOG = """exit codes: 0 ok, 1 unexpected error, 2 usage, 3 not found, 4 no dat
 
 environment: LENSROUTE_HOME (data folder), LENSROUTE_DB (database URL), NO_COLOR (no progress bar)"""
 
-COMMAND_MODULES = (catalogue_cmds, show_cmds, crawl_cmds, recommend_cmds, models_cmds, route_cmds, desktop_cmds, doctor_cmds)
+COMMAND_MODULES = (catalogue_cmds, show_cmds, crawl_cmds, recommend_cmds, models_cmds, route_cmds, serve_cmds, desktop_cmds,
+                   doctor_cmds)
 
 
 def version() -> str:

@@ -1,0 +1,309 @@
+"""`lensroute serve`: the routing session and the ranker behind a local HTTP API, so an
+application sends each query to lensroute instead of to one fixed model.
+
+The chat endpoint speaks the shape clients already use — OpenAI's `POST /v1/chat/completions`
+and `GET /v1/models`, as RouteLLM's server does — with the routing decision added under
+"lensroute"; `model: "lensroute"` (or none) routes, a pool member's name pins that member. Beside
+it: `POST /v1/route` (a question with optional choices; `route answer --json`'s shape),
+`POST /v1/rank` (one `rank --queries` line in, `rank --json`'s shape out) and `GET /health`.
+
+Standard library only (`ThreadingHTTPServer`): a local, single-user service needs no framework.
+Bodies are read with a size cap; bad input is a 4xx with an OpenAI-style `{"error": {...}}` in one
+line; model work is serialised by one lock (the ONNX sessions and the answerers' cache are
+shared), the ranker has its own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+from recommender.errors import LensrouteError
+from routing.answering import Question, choices_problem
+
+MAX_BODY = 1 << 20  # bytes: a question, not a document store
+MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
+DEFAULT_TOKENS = 128
+ROUTED = ("lensroute", "auto", "router")  # chat `model` values that mean "route it"
+
+
+class ApiError(Exception):
+    """A request the API refuses: its HTTP status and the one-line reason."""
+
+    def __init__(self, status: HTTPStatus, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+class Api:
+    """What the handlers call: the routing session (None when no router could be loaded, with why)
+    and a lazily loaded ranker."""
+
+    def __init__(self, session, session_error: str | None, load_ranker: Callable[[], object]) -> None:  # type: ignore[no-untyped-def]
+        self.session, self.session_error = session, session_error
+        self._load_ranker, self._ranker = load_ranker, None
+        self.model_lock, self.ranker_lock = threading.Lock(), threading.Lock()
+        self.started = time.time()
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _routing(self):  # type: ignore[no-untyped-def]
+        if self.session is None:
+            raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, f"routing is not available: {self.session_error}",
+                           "service_unavailable")
+        return self.session
+
+    def ranker(self):  # type: ignore[no-untyped-def]
+        with self.ranker_lock:
+            if self._ranker is None:
+                try:
+                    self._ranker = self._load_ranker()
+                except LensrouteError as exc:
+                    raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, f"ranking is not available: {exc}",
+                                   "service_unavailable") from exc
+            return self._ranker
+
+    # --- endpoints --------------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        session = self.session
+        return {"status": "ok", "uptime_s": round(time.time() - self.started, 1),
+                "router": None if session is None else session.saved.name,
+                "pool": [] if session is None else [m.name for m in session.models],
+                "router_error": self.session_error}
+
+    def models(self) -> dict:
+        created = int(self.started)
+        names = ["lensroute", *([] if self.session is None else [m.name for m in self.session.models])]
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "lensroute"}
+                                           for n in names]}
+
+    def route(self, body: dict) -> dict:
+        session = self._routing()
+        question = _question(body.get("question"), body.get("choices"))
+        cost_weight = _cost_weight(body.get("cost_weight"), session.cost_weight)
+        decide_only = _flag(body.get("decide_only"), "decide_only")
+        with self.model_lock:
+            saved_weight, session.cost_weight = session.cost_weight, cost_weight
+            try:
+                decision = session.decide(question)
+                answer = None if decide_only else session.answer_with(decision.chosen, question)
+            except LensrouteError as exc:
+                raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
+            finally:
+                session.cost_weight = saved_weight
+        return session.as_json(question, decision, answer)
+
+    def chat(self, body: dict) -> dict:
+        session = self._routing()
+        if body.get("stream"):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "streaming is not supported: send \"stream\": false")
+        if body.get("n") not in (None, 1):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "n must be 1: one routed answer per request")
+        extra = body.get("lensroute") or {}
+        if not isinstance(extra, dict):
+            raise ApiError(HTTPStatus.BAD_REQUEST, '"lensroute" must be an object like {"choices": [...]}')
+        question = _question(_last_user_text(body.get("messages")), extra.get("choices"))
+        budget = body.get("max_completion_tokens", body.get("max_tokens", DEFAULT_TOKENS))
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
+        cost_weight = _cost_weight(extra.get("cost_weight"), session.cost_weight)
+        pinned = _pinned(body.get("model"), [m.name for m in session.models])
+        notes = []
+        if body.get("temperature") not in (None, 0, 0.0):
+            notes.append("temperature ignored: local models answer with greedy decoding")
+        with self.model_lock:
+            saved_weight, session.cost_weight = session.cost_weight, cost_weight
+            try:
+                decision = session.decide(question)
+                member = decision.chosen if pinned is None else pinned
+                if not decision.eligible[member]:
+                    raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                                   f"{session.models[member].name} is an embedding model: it answers multiple-choice "
+                                   'questions only (give "lensroute": {"choices": [...]})')
+                answer = session.answer_with(member, question, budget)
+            except LensrouteError as exc:
+                raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
+            finally:
+                session.cost_weight = saved_weight
+        decision.chosen = member
+        routed = session.as_json(question, decision, answer)
+        routed["pinned"] = pinned is not None
+        routed["notes"] = [*routed["notes"], *notes]
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": answer.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                         "finish_reason": answer.finish_reason, "logprobs": None}],
+            "lensroute": routed,
+        }
+
+    def rank(self, body: dict) -> dict:
+        from recommender.batch_queries import query_from, rank_queries
+        from recommender.errors import FormatError
+
+        try:
+            query = query_from(body, "request")
+        except FormatError as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        ranker = self.ranker()
+        with self.ranker_lock:
+            result = next(rank_queries(ranker, [query], top_k=10))
+        if "error" in result:
+            raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, result["error"])
+        return {k: v for k, v in result.items() if k != "line"}
+
+
+# --- request reading ----------------------------------------------------------------------------
+
+
+def _question(text: object, choices: object) -> Question:
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(HTTPStatus.BAD_REQUEST, "the question is empty: give the text to answer")
+    if choices is None:
+        choices = []
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "choices must be a list of strings")
+    if problem := choices_problem(choices):
+        raise ApiError(HTTPStatus.BAD_REQUEST, problem)
+    return Question(text.strip(), [c.strip() for c in choices])
+
+
+def _last_user_text(messages: object) -> str:
+    """The text of the last user message: what is routed and answered (the built-in chat
+    templates take one user turn, so earlier turns are not sent to the local model)."""
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "messages must be a non-empty list of {\"role\", \"content\"}")
+    for message in reversed(messages):
+        if not isinstance(message, dict) or "role" not in message:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "each message needs a role and content")
+        if message["role"] != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):  # content parts: the text ones, in order
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "a user message's content must be text")
+        return content
+    raise ApiError(HTTPStatus.BAD_REQUEST, "no user message to answer")
+
+
+def _cost_weight(value: object, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "cost_weight must be a number, 0 or more")
+    return float(value)
+
+
+def _flag(value: object, name: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"{name} must be true or false")
+    return value
+
+
+def _pinned(model: object, pool: list[str]) -> int | None:
+    """None to route; else the index of the pool member the request names."""
+    if model is None or model in ROUTED:
+        return None
+    if isinstance(model, str) and model in pool:
+        return pool.index(model)
+    raise ApiError(HTTPStatus.NOT_FOUND, f"model {model!r} is not in the pool ({', '.join(pool)}); "
+                                         "\"lensroute\" routes among them", "model_not_found")
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "lensroute"
+    protocol_version = "HTTP/1.1"
+    routes_get: ClassVar[dict[str, str]] = {"/health": "health", "/v1/models": "models"}
+    routes_post: ClassVar[dict[str, str]] = {"/v1/chat/completions": "chat", "/v1/route": "route", "/v1/rank": "rank"}
+
+    def do_GET(self) -> None:  # http.server's naming
+        self._serve(self.routes_get, with_body=False)
+
+    def do_POST(self) -> None:
+        self._serve(self.routes_post, with_body=True)
+
+    def _serve(self, routes: dict[str, str], *, with_body: bool) -> None:
+        started = time.perf_counter()
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        api: Api = self.server.api  # type: ignore[attr-defined]
+        try:
+            if path not in routes:
+                self.close_connection = True  # an unread body would be taken for the next request
+                other = self.routes_post if routes is self.routes_get else self.routes_get
+                if path in other:
+                    raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes {'GET' if with_body else 'POST'}")
+                raise ApiError(HTTPStatus.NOT_FOUND, f"no endpoint {path} (there are {', '.join([*self.routes_get, *self.routes_post])})",
+                               "not_found")
+            handler = getattr(api, routes[path])
+            payload = handler(self._body()) if with_body else handler()
+            self._send(HTTPStatus.OK, payload)
+        except ApiError as exc:
+            self._send(exc.status, {"error": {"message": exc.message, "type": exc.kind}})
+        except Exception as exc:  # a bug must not kill the server: the client hears it in one line
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       {"error": {"message": f"unexpected error: {type(exc).__name__}: {exc}", "type": "server_error"}})
+        finally:
+            self.server.log_request_line(self.command, path, getattr(self, "_status", 0),  # type: ignore[attr-defined]
+                                         (time.perf_counter() - started) * 1000)
+
+    def _body(self) -> dict:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise ApiError(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length")
+        try:
+            size = int(length)
+        except ValueError:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "Content-Length is not a number") from None
+        if size > MAX_BODY:
+            self.close_connection = True  # the unread body would be taken for the next request
+            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is {size:,} bytes; at most {MAX_BODY:,}")
+        raw = self.rfile.read(size)
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"the body is not JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
+        return body
+
+    def _send(self, status: HTTPStatus, payload: dict) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._status = int(status)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the server logs one line per request itself (`log_request_line`)."""
+
+
+class ApiServer(ThreadingHTTPServer):
+    daemon_threads = True  # a client that keeps its connection open does not hold up Ctrl-C
+
+    def __init__(self, address: tuple[str, int], api: Api, log: Callable[[str], None] | None = None) -> None:
+        super().__init__(address, _Handler)
+        self.api, self._log = api, log
+
+    def log_request_line(self, method: str, path: str, status: int, ms: float) -> None:
+        if self._log is not None:
+            self._log(f"{method} {path} {status} {ms:.1f} ms")
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"

@@ -1,0 +1,155 @@
+"""`lensroute serve`: the router and the ranker over real HTTP on 127.0.0.1 (httpx as the client),
+with real local models (the real MiniLM and a tiny Llama) and a real trained ranker."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def api(local_pool: list[str], ranker_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """A server over a router calibrated on the local pool, in this process; yields its URL."""
+    from recommender.ranker import Ranker
+    from routing.answering import read_questions
+    from routing.calibrate import calibrate
+    from routing.http_api import Api, ApiServer
+    from routing.router_store import load_router
+    from routing.serve import RoutingSession
+    from tests.test_routing import small_mc_set
+
+    calibrate(local_pool, read_questions(small_mc_set(tmp_path, 12), labelled=True), device="cpu")
+    session = RoutingSession(load_router(), device="cpu")
+    lines: list[str] = []
+    server = ApiServer(("127.0.0.1", 0), Api(session, None, lambda: Ranker.load(ranker_dir, device="cpu")), log=lines.append)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+    # one log line per request: method, path, status, time
+    assert lines and all(re.fullmatch(r"(GET|POST) /\S* \d{3} [\d.]+ ms", line) for line in lines), lines
+
+
+def chat(url: str, content: str, **fields: object) -> httpx.Response:
+    return httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": content}], **fields},
+                      timeout=120)
+
+
+@pytest.mark.builtin_models
+@pytest.mark.slow
+def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: list[str]) -> None:
+    health = httpx.get(f"{api}/health").json()
+    assert health["status"] == "ok" and health["router"] == "default" and health["pool"] == local_pool
+    models = httpx.get(f"{api}/v1/models").json()
+    assert [m["id"] for m in models["data"]] == ["lensroute", *local_pool] and models["object"] == "list"
+
+    # OpenAI's chat shape; free text can only go to the causal LM, and a short budget says "length"
+    done = chat(api, "Tell me about Paris.", model="lensroute", max_tokens=3)
+    assert done.status_code == 200, done.text
+    reply = done.json()
+    assert reply["object"] == "chat.completion" and reply["id"].startswith("chatcmpl-")
+    assert reply["model"] == "tiny-llama" and reply["choices"][0]["message"]["role"] == "assistant"
+    assert isinstance(reply["choices"][0]["message"]["content"], str) and reply["choices"][0]["finish_reason"] == "length"
+    routed = reply["lensroute"]
+    assert routed["chosen"]["model"] == "tiny-llama" and not routed["pinned"]
+    assert [m["eligible"] for m in routed["pool"]] == [True, False]  # the encoder cannot write text
+
+    # multiple choice rides along under "lensroute"; a pool member's name pins that member
+    picked = chat(api, "Which planet is the Red Planet?", model="all-minilm-l6-v2", temperature=0.7,
+                  lensroute={"choices": ["Venus", "Mars", "Jupiter"]})
+    assert picked.status_code == 200, picked.text
+    answer = picked.json()
+    assert answer["model"] == "all-minilm-l6-v2" and answer["lensroute"]["pinned"]
+    assert answer["choices"][0]["message"]["content"] in {"Venus", "Mars", "Jupiter"}
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert any("temperature ignored" in note for note in answer["lensroute"]["notes"])
+
+    # /v1/route: `route answer --json`'s shape; decide_only answers nothing
+    decided = httpx.post(f"{api}/v1/route", json={"question": "2 + 2?", "choices": ["3", "4"], "decide_only": True},
+                         timeout=60).json()
+    assert decided["chosen"]["model"] in local_pool and decided["chosen"]["answer"] is None
+    assert {m["model"] for m in decided["pool"]} == set(local_pool)
+
+    # /v1/rank: one `rank --queries` line in, `rank --json`'s shape out
+    ranked = httpx.post(f"{api}/v1/rank", json={"description": "Python code generation from docstrings", "top_k": 3,
+                                                "id": "q1"}, timeout=120)
+    assert ranked.status_code == 200, ranked.text
+    ranking = ranked.json()
+    assert ranking["id"] == "q1" and len(ranking["results"]) == 3 and ranking["model_version"]
+    assert {"rank", "model", "score", "known", "evidence"} <= set(ranking["results"][0])
+
+    # two clients at once: both answered (model work is serialised, not refused)
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda q: chat(api, q, max_tokens=2), ["First?", "Second?"]))
+    assert [r.status_code for r in replies] == [200, 200]
+
+
+@pytest.mark.builtin_models
+@pytest.mark.slow
+def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
+    def refused(response: httpx.Response, status: int, words: str) -> None:
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert words in error["message"] and "\n" not in error["message"] and error["type"]
+
+    refused(httpx.post(f"{api}/v1/chat/completions", content=b"not json"), 400, "not JSON")
+    refused(httpx.post(f"{api}/v1/chat/completions", json=[1, 2]), 400, "JSON object")
+    refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": []}), 400, "messages must be")
+    refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": [{"role": "system", "content": "x"}]}), 400,
+            "no user message")
+    refused(chat(api, "hi", stream=True), 400, "streaming is not supported")
+    refused(chat(api, "hi", max_tokens=0), 400, "max_tokens")
+    refused(chat(api, "hi", model="gpt-4"), 404, "not in the pool")
+    refused(chat(api, "hi", model="all-minilm-l6-v2"), 422, "multiple-choice questions only")
+    refused(chat(api, "   "), 400, "question is empty")
+    refused(chat(api, "Q?", lensroute={"choices": ["only one"]}), 400, "at least two choices")
+    refused(httpx.post(f"{api}/v1/route", json={"question": "Q?", "cost_weight": -1}), 400, "cost_weight")
+    refused(httpx.post(f"{api}/v1/rank", json={"descripton": "typo"}), 400, "unknown field(s) 'descripton'")
+    refused(httpx.post(f"{api}/v1/rank", json={"dataset": "no-such-dataset"}, timeout=120), 422, "no-such-dataset")
+    refused(httpx.post(f"{api}/v1/chat/completions", content=b"x" * (2 << 20)), 413, "at most")
+    refused(httpx.get(f"{api}/v1/nothing"), 404, "no endpoint /v1/nothing")
+    refused(httpx.post(f"{api}/health", json={}), 405, "/health takes GET")
+    refused(httpx.get(f"{api}/v1/chat/completions"), 405, "takes POST")
+    assert httpx.get(f"{api}/health").status_code == 200  # still serving after all of that
+
+
+def test_serve_without_a_router_still_starts_says_why_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", "0"], cwd=REPO, env=os.environ.copy(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("serving on http://127.0.0.1:") and "no routing (no trained router 'default'" in line
+        url = line.split()[2]
+        health = httpx.get(f"{url}/health", timeout=30).json()
+        assert health["router"] is None and "route calibrate" in health["router_error"]
+        unavailable = chat(url, "hi")
+        assert unavailable.status_code == 503 and "routing is not available" in unavailable.json()["error"]["message"]
+        busy = subprocess.run([sys.executable, "-m", "app", "serve", "--port", url.rsplit(":", 1)[1]], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        assert busy.returncode == 2 and "choose another --port" in busy.stderr
+        assert len(busy.stderr.strip().splitlines()) == 1, busy.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert process.returncode == 0
+    err = process.stderr.read()  # type: ignore[union-attr]
+    assert "stopped" in err and "Traceback" not in err and "GET /health 200" in err
