@@ -137,3 +137,20 @@ def test_frozen_app_passes_its_smoke_test(ranker_dir: Path, encoder_folder: Path
     first, second = (json.loads(c.stdout) for c in crawls)
     assert first["status"] == "done" and first["added"] == 598
     assert second["added"] == 0 and second["not_modified"] >= 1, second
+
+    # and it serves: the HTTP API (http.server) frozen in, ranking with the shipped ranker
+    import signal
+
+    import httpx
+
+    serving = subprocess.Popen([str(app / "lensroute"), "serve", "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        url = serving.stdout.readline().split()[2]  # type: ignore[union-attr]
+        ranked = httpx.post(f"{url}/v1/rank", json={"description": "Write Python functions from docstrings", "top_k": 3},
+                            timeout=120)
+        assert ranked.status_code == 200, ranked.text
+        assert len(ranked.json()["results"]) == 3
+    finally:
+        serving.send_signal(signal.SIGINT)
+        assert serving.wait(timeout=60) == 0
