@@ -226,6 +226,9 @@ def _pinned(model: object, pool: list[str]) -> int | None:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "lensroute"
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: with Nagle on, a keep-alive client waits for the
+    # delayed ACK (~40 ms measured by tests/bench/bench_serve.py) on every response
+    disable_nagle_algorithm = True
     routes_get: ClassVar[dict[str, str]] = {"/health": "health", "/v1/models": "models"}
     routes_post: ClassVar[dict[str, str]] = {"/v1/chat/completions": "chat", "/v1/route": "route", "/v1/rank": "rank"}
 
