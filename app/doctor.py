@@ -131,32 +131,25 @@ def local_models() -> Check:
 
 
 def routers() -> Check:
-    """Calibrated routers (what `route answer` needs) and whether their pools are still installed:
-    a member removed since calibration makes that router fail at its first question."""
+    """Calibrated routers (what `route answer` needs): readable, and their pools still installed
+    (a member removed since calibration makes that router fail at its first question)."""
     from recommender.errors import LensrouteError
     from routing.local_models import installed
-    from routing.router_store import DEFAULT_NAME, load_router, saved_names
+    from routing.router_store import calibrate_command, load_router, summaries
 
-    names = saved_names()
-    if not names:
-        return Check("routers", False, "none calibrated (route answer needs one)", "lensroute route calibrate", needed=False)
-    here = {m.name for m in installed()}
-    described, broken = [], []
-    for name in names:
+    rows = summaries({m.name for m in installed()})
+    if not rows:
+        return Check("routers", False, "none calibrated (route answer needs one)", calibrate_command(), needed=False)
+    for row in rows:
         try:
-            saved = load_router(name)
+            load_router(row["name"])  # its arrays too, not only router.json
         except LensrouteError as exc:
-            broken.append((name, str(exc)))
-            continue
-        gone = [member for member in saved.pool if member not in here]
-        if gone:
-            broken.append((name, f"router {name!r} routes over {', '.join(gone)}, no longer installed"))
-        described.append(f"{name} ({saved.meta.get('kind')}: {', '.join(saved.pool)})")
-    if broken:
-        name, reason = broken[0]
-        fix = "lensroute route calibrate" + ("" if name == DEFAULT_NAME else f" --name {name}")
-        return Check("routers", False, reason, fix, needed=False)
-    return Check("routers", True, "; ".join(described), needed=False)
+            return Check("routers", False, str(exc), calibrate_command(row["name"]), needed=False)
+        if not row["usable"]:
+            return Check("routers", False, f"router {row['name']!r}: {row['problem']}", calibrate_command(row["name"]),
+                         needed=False)
+    return Check("routers", True, "; ".join(f"{r['name']} ({r['kind']}: {', '.join(r['pool'])})" for r in rows),
+                 needed=False)
 
 
 def _importable(name: str) -> bool:

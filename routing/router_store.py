@@ -30,6 +30,11 @@ class SavedRouter:
         return list(self.meta["pool"])
 
 
+def calibrate_command(name: str = DEFAULT_NAME) -> str:
+    """The command that (re)makes router `name`, for the messages that send the user to it."""
+    return "lensroute route calibrate" + ("" if name == DEFAULT_NAME else f" --name {name}")
+
+
 def routers_dir() -> Path:
     return paths.home_dir() / "routers"
 
@@ -92,9 +97,8 @@ def load_router(name: str = DEFAULT_NAME) -> SavedRouter:
     if not (folder / "router.json").is_file() or not (folder / "router.npz").is_file():
         saved = saved_names()
         others = f" (saved here: {', '.join(saved)})" if saved else ""
-        raise NotFoundError(f"no trained router {name!r}{others}: run `lensroute route calibrate"
-                            f"{'' if name == DEFAULT_NAME else ' --name ' + name}` first (every installed model on the "
-                            "bundled questions; --pool NAMES --data FILE.jsonl for your own)")
+        raise NotFoundError(f"no trained router {name!r}{others}: run `{calibrate_command(name)}` first (every installed "
+                            "model on the bundled questions; --pool NAMES --data FILE.jsonl for your own)")
     try:
         meta = json.loads((folder / "router.json").read_text(encoding="utf-8"))
         with np.load(folder / "router.npz", allow_pickle=False) as data:

@@ -16,7 +16,7 @@ from recommender.errors import NotFoundError, UsageError
 from routing.answering import Answer, Answerer, Question
 from routing.calibrate import query_text
 from routing.local_models import LocalModel, get
-from routing.router_store import DEFAULT_NAME, SavedRouter
+from routing.router_store import SavedRouter, calibrate_command
 from routing.routers import decide
 
 
@@ -48,9 +48,8 @@ class RoutingSession:
         try:
             return get(name)
         except NotFoundError as exc:
-            again = "" if self.saved.name == DEFAULT_NAME else f" --name {self.saved.name}"
             raise NotFoundError(f"router {self.saved.name!r} routes over {name!r}, which is no longer installed ({exc}): "
-                                f"install it again, or calibrate a new pool with `lensroute route calibrate{again}`") from exc
+                                f"install it again, or calibrate a new pool with `{calibrate_command(self.saved.name)}`") from exc
 
     def decide(self, question: Question) -> Decision:
         started = time.perf_counter()

@@ -37,14 +37,13 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     from routing.local_models import remove
-    from routing.router_store import routing_over
+    from routing.router_store import calibrate_command, routing_over
 
     location = remove(args.name)
     print(f"removed {args.name} ({location})")
     for router in routing_over(args.name):
-        again = "" if router == "default" else f" --name {router}"
         print(f"warning: router {router!r} routes over {args.name}: it cannot answer until {args.name} is back or "
-              f"`lensroute route calibrate{again}` makes a new pool", file=sys.stderr)
+              f"`{calibrate_command(router)}` makes a new pool", file=sys.stderr)
     return 0
 
 
