@@ -87,17 +87,14 @@ class Api:
     def route(self, body: dict) -> dict:
         session = self._routing()
         question = _question(body.get("question"), body.get("choices"))
-        cost_weight = _cost_weight(body.get("cost_weight"), session.cost_weight)
+        cost_weight = _cost_weight(body.get("cost_weight"))
         decide_only = _flag(body.get("decide_only"), "decide_only")
         with self.model_lock:
-            saved_weight, session.cost_weight = session.cost_weight, cost_weight
             try:
-                decision = session.decide(question)
+                decision = session.decide(question, cost_weight)
                 answer = None if decide_only else session.answer_with(decision.chosen, question)
             except LensrouteError as exc:
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
-            finally:
-                session.cost_weight = saved_weight
         return session.as_json(question, decision, answer)
 
     def chat(self, body: dict) -> dict:
@@ -113,15 +110,14 @@ class Api:
         budget = body.get("max_completion_tokens", body.get("max_tokens", DEFAULT_TOKENS))
         if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
-        cost_weight = _cost_weight(extra.get("cost_weight"), session.cost_weight)
+        cost_weight = _cost_weight(extra.get("cost_weight"))
         pinned = _pinned(body.get("model"), [m.name for m in session.models])
         notes = []
         if body.get("temperature") not in (None, 0, 0.0):
             notes.append("temperature ignored: local models answer with greedy decoding")
         with self.model_lock:
-            saved_weight, session.cost_weight = session.cost_weight, cost_weight
             try:
-                decision = session.decide(question)
+                decision = session.decide(question, cost_weight)
                 member = decision.chosen if pinned is None else pinned
                 if not decision.eligible[member]:
                     raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -130,8 +126,6 @@ class Api:
                 answer = session.answer_with(member, question, budget)
             except LensrouteError as exc:
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
-            finally:
-                session.cost_weight = saved_weight
         decision.chosen = member
         routed = session.as_json(question, decision, answer)
         routed["pinned"] = pinned is not None
@@ -194,9 +188,10 @@ def _last_user_text(messages: object) -> str:
     raise ApiError(HTTPStatus.BAD_REQUEST, "no user message to answer")
 
 
-def _cost_weight(value: object, default: float) -> float:
+def _cost_weight(value: object) -> float | None:
+    """A request's own λ (None: the server's)."""
     if value is None:
-        return default
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ApiError(HTTPStatus.BAD_REQUEST, "cost_weight must be a number, 0 or more")
     return float(value)

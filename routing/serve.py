@@ -51,7 +51,8 @@ class RoutingSession:
             raise NotFoundError(f"router {self.saved.name!r} routes over {name!r}, which is no longer installed ({exc}): "
                                 f"install it again, or calibrate a new pool with `{calibrate_command(self.saved.name)}`") from exc
 
-    def decide(self, question: Question) -> Decision:
+    def decide(self, question: Question, cost_weight: float | None = None) -> Decision:
+        """The routing decision; `cost_weight` (λ) for this question only, else the session's."""
         started = time.perf_counter()
         text = query_text(question)
         notes = []
@@ -64,7 +65,8 @@ class RoutingSession:
         if not eligible.any():
             raise UsageError("no pool model can answer a question without choices (the pool has embedding models only); "
                              "give --choices")
-        chosen = int(decide(predicted[None], cost[None], eligible[None], self.cost_weight)[0])
+        weight = self.cost_weight if cost_weight is None else cost_weight
+        chosen = int(decide(predicted[None], cost[None], eligible[None], weight)[0])
         return Decision(chosen, predicted, cost, eligible, (time.perf_counter() - started) * 1000, notes)
 
     def answer(self, question: Question, max_new_tokens: int = 64) -> tuple[Decision, Answer]:

@@ -236,7 +236,7 @@ def test_a_router_whose_pool_member_was_removed_says_which_and_how_to_mend_it() 
                                             r"`lensroute route calibrate --name team`"):
         RoutingSession(load_router("team"), encoder=object())
     check = doctor.routers()
-    assert not check.ok and not check.needed and "router 'team': not installed: gone-model, b, c" == check.detail
+    assert not check.ok and not check.needed and check.detail == "router 'team': not installed: gone-model, b, c"
     assert check.fix == "lensroute route calibrate --name team"
 
 

@@ -84,6 +84,10 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
                          timeout=60).json()
     assert decided["chosen"]["model"] in local_pool and decided["chosen"]["answer"] is None
     assert {m["model"] for m in decided["pool"]} == set(local_pool)
+    assert decided["chosen"]["model"] == max(decided["pool"], key=lambda m: m["predicted_score"])["model"]  # λ = 0
+    cheap = httpx.post(f"{api}/v1/route", json={"question": "2 + 2?", "choices": ["3", "4"], "decide_only": True,
+                                                "cost_weight": 1e6}, timeout=60).json()  # this request's own λ
+    assert cheap["chosen"]["model"] == min(cheap["pool"], key=lambda m: m["predicted_cost"])["model"]
 
     # /v1/rank: one `rank --queries` line in, `rank --json`'s shape out
     ranked = httpx.post(f"{api}/v1/rank", json={"description": "Python code generation from docstrings", "top_k": 3,
