@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,8 @@ class Answerer:
     def can_generate(self) -> bool:
         return isinstance(self.runtime, CausalLM)
 
-    def answer(self, question: Question, max_new_tokens: int = 64) -> Answer:
+    def answer(self, question: Question, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None) -> Answer:
+        """`on_text` hears a free-text reply as it is written (a chosen option comes whole in `Answer`)."""
         started = time.perf_counter()
         if question.choices:
             if isinstance(self.runtime, EmbeddingModel):
@@ -142,6 +144,6 @@ class Answerer:
             if not isinstance(self.runtime, CausalLM):
                 raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
                                  "(give --choices)")
-            text, reason = self.runtime.generate_reply(self.runtime.chat_prompt(question.question), max_new_tokens)
+            text, reason = self.runtime.generate_reply(self.runtime.chat_prompt(question.question), max_new_tokens, on_text)
             return Answer(self.model.name, text.strip(), None, time.perf_counter() - started, reason)
         return Answer(self.model.name, text, choice, time.perf_counter() - started)

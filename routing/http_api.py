@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 from recommender.errors import LensrouteError
-from routing.answering import Question, choices_problem
+from routing.answering import Answer, Question, choices_problem
 
 MAX_BODY = 1 << 20  # bytes: a question, not a document store
 MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
@@ -97,10 +97,13 @@ class Api:
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
         return session.as_json(question, decision, answer)
 
-    def chat(self, body: dict) -> dict:
+    def chat(self, body: dict, events: EventStream | None = None) -> dict | None:
+        """One chat completion; with `"stream": true` it goes out as server-sent events through
+        `events` (OpenAI's chunk shape, the routing decision in the first chunk) and this returns None."""
         session = self._routing()
-        if body.get("stream"):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "streaming is not supported: send \"stream\": false")
+        stream = _flag(body.get("stream"), "stream")
+        if stream and events is None:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "streaming needs the HTTP endpoint")
         if body.get("n") not in (None, 1):
             raise ApiError(HTTPStatus.BAD_REQUEST, "n must be 1: one routed answer per request")
         extra = body.get("lensroute") or {}
@@ -115,28 +118,67 @@ class Api:
         notes = []
         if body.get("temperature") not in (None, 0, 0.0):
             notes.append("temperature ignored: local models answer with greedy decoding")
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
+
+        def routed(answer: Answer | None) -> dict:
+            out = session.as_json(question, decision, answer)
+            return {**out, "pinned": pinned is not None, "notes": [*out["notes"], *notes]}
+
         with self.model_lock:
             try:
                 decision = session.decide(question, cost_weight)
-                member = decision.chosen if pinned is None else pinned
-                if not decision.eligible[member]:
+                if pinned is not None:
+                    decision.chosen = pinned
+                if not decision.eligible[decision.chosen]:
                     raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY,
-                                   f"{session.models[member].name} is an embedding model: it answers multiple-choice "
-                                   'questions only (give "lensroute": {"choices": [...]})')
-                answer = session.answer_with(member, question, budget)
+                                   f"{session.models[decision.chosen].name} is an embedding model: it answers "
+                                   'multiple-choice questions only (give "lensroute": {"choices": [...]})')
+                if stream:
+                    assert events is not None
+                    self._stream_chat(session, decision.chosen, question, budget, routed(None), head, events)
+                    return None
+                answer = session.answer_with(decision.chosen, question, budget)
             except LensrouteError as exc:
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
-        decision.chosen = member
-        routed = session.as_json(question, decision, answer)
-        routed["pinned"] = pinned is not None
-        routed["notes"] = [*routed["notes"], *notes]
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": answer.model,
+            **head, "object": "chat.completion", "model": answer.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": answer.finish_reason, "logprobs": None}],
-            "lensroute": routed,
+            "lensroute": routed(answer),
         }
+
+    @staticmethod
+    def _stream_chat(session, member: int, question: Question, budget: int, routed: dict,  # type: ignore[no-untyped-def]
+                     head: dict, events: EventStream) -> None:
+        """The reply as OpenAI's `chat.completion.chunk` events: the role (with the routing
+        decision), the text as the model writes it, then the finish reason and `[DONE]`. Once
+        the events have begun an error can no longer change the status: it goes out as an event."""
+        model = session.models[member].name
+
+        def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
+            return {**head, "object": "chat.completion.chunk", "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+
+        events.start()
+        events.send(chunk({"role": "assistant", "content": ""}, lensroute=routed))
+        begun = False  # leading whitespace is dropped, as the whole reply is stripped
+
+        def piece(text: str) -> None:
+            nonlocal begun
+            if not begun:
+                text = text.lstrip()
+                begun = bool(text)
+            if text:
+                events.send(chunk({"content": text}))
+
+        try:
+            answer = session.answer_with(member, question, budget, piece)
+            if answer.choice is not None:  # a chosen option arrives whole
+                piece(answer.text)
+            events.send(chunk({}, answer.finish_reason))
+        except LensrouteError as exc:
+            events.send({"error": {"message": str(exc), "type": "invalid_request_error"}})
+        events.done()
 
     def rank(self, body: dict) -> dict:
         from recommender.batch_queries import query_from, rank_queries
@@ -218,6 +260,35 @@ def _pinned(model: object, pool: list[str]) -> int | None:
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
+class EventStream:
+    """Server-sent events on one response (`text/event-stream`, OpenAI's `data: {json}` lines,
+    ended by `data: [DONE]`); the connection closes after it, which is how the body ends."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+        self.handler, self.started = handler, False
+
+    def start(self) -> None:
+        handler = self.handler
+        handler._status = int(HTTPStatus.OK)  # type: ignore[attr-defined]
+        handler.send_response(HTTPStatus.OK)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        self.started = True
+
+    def send(self, payload: dict) -> None:
+        self._write(f"data: {json.dumps(payload, ensure_ascii=False)}\n\n")
+
+    def done(self) -> None:
+        self._write("data: [DONE]\n\n")
+
+    def _write(self, text: str) -> None:
+        self.handler.wfile.write(text.encode("utf-8"))
+        self.handler.wfile.flush()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "lensroute"
     protocol_version = "HTTP/1.1"
@@ -237,6 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         api: Api = self.server.api  # type: ignore[attr-defined]
+        events: EventStream | None = None
         try:
             if path not in routes:
                 self.close_connection = True  # an unread body would be taken for the next request
@@ -246,13 +318,22 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(HTTPStatus.NOT_FOUND, f"no endpoint {path} (there are {', '.join([*self.routes_get, *self.routes_post])})",
                                "not_found")
             handler = getattr(api, routes[path])
-            payload = handler(self._body()) if with_body else handler()
-            self._send(HTTPStatus.OK, payload)
+            events = EventStream(self)
+            if not with_body:
+                payload = handler()
+            elif routes[path] == "chat":
+                payload = handler(self._body(), events)
+            else:
+                payload = handler(self._body())
+            if payload is not None:  # None: streamed already
+                self._send(HTTPStatus.OK, payload)
         except ApiError as exc:
-            self._send(exc.status, {"error": {"message": exc.message, "type": exc.kind}})
+            self._refuse(exc.status, exc.message, exc.kind, events)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away mid-answer: nothing to tell it
         except Exception as exc:  # a bug must not kill the server: the client hears it in one line
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR,
-                       {"error": {"message": f"unexpected error: {type(exc).__name__}: {exc}", "type": "server_error"}})
+            self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, f"unexpected error: {type(exc).__name__}: {exc}",
+                         "server_error", events)
         finally:
             self.server.log_request_line(self.command, path, getattr(self, "_status", 0),  # type: ignore[attr-defined]
                                          (time.perf_counter() - started) * 1000)
@@ -276,6 +357,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             raise ApiError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
         return body
+
+    def _refuse(self, status: HTTPStatus, message: str, kind: str, events: EventStream | None) -> None:
+        error = {"error": {"message": message, "type": kind}}
+        if events is not None and events.started:  # the status went out with the first event
+            events.send(error)
+            events.done()
+        else:
+            self._send(status, error)
 
     def _send(self, status: HTTPStatus, payload: dict) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")

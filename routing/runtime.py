@@ -6,7 +6,7 @@ CPU otherwise; one session factory for the whole program (`recommender.onnx_sess
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,9 +194,12 @@ class CausalLM(_Base):
         """Greedy decoding with the KV cache (kept on the GPU between steps when on CUDA)."""
         return self.generate_reply(prompt, max_new_tokens)[0]
 
-    def generate_reply(self, prompt: str, max_new_tokens: int = 64) -> tuple[str, str]:
+    def generate_reply(self, prompt: str, max_new_tokens: int = 64,
+                       on_text: Callable[[str], None] | None = None) -> tuple[str, str]:
         """`generate`, and why it stopped: "stop" (the model ended its reply) or "length" (it
-        reached `max_new_tokens`), the two finish reasons an OpenAI-style client expects."""
+        reached `max_new_tokens`), the two finish reasons an OpenAI-style client expects.
+        `on_text` hears the reply as it grows, piece by piece (a streamed answer); a piece is held
+        back while it ends inside a multi-byte character, so every piece is whole text."""
         ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids[-self.model.max_length :]
         if not ids:
             raise UsageError("empty prompt")
@@ -210,7 +213,7 @@ class CausalLM(_Base):
         key = ort.OrtValue.ortvalue_from_numpy(past_key, device)
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
         produced: list[int] = []
-        reason = "length"
+        reason, sent = "length", 0
         for _ in range(max_new_tokens):
             binding = self.session.io_binding()
             binding.bind_cpu_input("input_ids", tokens)
@@ -229,10 +232,23 @@ class CausalLM(_Base):
                 reason = "stop"
                 break
             produced.append(next_id)
+            if on_text is not None:
+                sent = self._emit_new_text(produced, sent, on_text)
             past_mask = np.concatenate([past_mask, np.ones((1, tokens.shape[1]), np.int64)], axis=1)
             position = position[:, -1:] + 1
             tokens = np.array([[next_id]], np.int64)
-        return self.tokenizer.decode(produced), reason
+        text = self.tokenizer.decode(produced)
+        if on_text is not None and len(text) > sent:
+            on_text(text[sent:])
+        return text, reason
+
+    def _emit_new_text(self, produced: list[int], sent: int, on_text: Callable[[str], None]) -> int:
+        """Send the text decoded since `sent` characters; returns the new count sent."""
+        text = self.tokenizer.decode(produced)
+        if len(text) > sent and not text.endswith("\ufffd"):
+            on_text(text[sent:])
+            return len(text)
+        return sent
 
     def check(self) -> None:
         self._check_vocab()

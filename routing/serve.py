@@ -8,6 +8,7 @@ can generate text are candidates.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,12 +74,14 @@ class RoutingSession:
         decision = self.decide(question)
         return decision, self.answer_with(decision.chosen, question, max_new_tokens)
 
-    def answer_with(self, member: int, question: Question, max_new_tokens: int = 64) -> Answer:
-        """Answer with one pool member (the chosen one, or one a caller pinned)."""
+    def answer_with(self, member: int, question: Question, max_new_tokens: int = 64,
+                    on_text: Callable[[str], None] | None = None) -> Answer:
+        """Answer with one pool member (the chosen one, or one a caller pinned); `on_text` hears
+        a free-text reply as it is written."""
         model = self.models[member]
         if model.name not in self._answerers:
             self._answerers[model.name] = Answerer(model, device=self.device)
-        return self._answerers[model.name].answer(question, max_new_tokens)
+        return self._answerers[model.name].answer(question, max_new_tokens, on_text)
 
     def as_json(self, question: Question, decision: Decision, answer: Answer | None) -> dict:
         out = {
