@@ -116,6 +116,9 @@ class Api:
         cost_weight = _cost_weight(extra.get("cost_weight"))
         pinned = _pinned(body.get("model"), [m.name for m in session.models])
         notes = []
+        if len(body["messages"]) > 1:
+            notes.append(f"only the last user message was answered: the {len(body['messages']) - 1} other message(s) "
+                         "were not sent to the local model (its chat template takes one turn)")
         if body.get("temperature") not in (None, 0, 0.0):
             notes.append("temperature ignored: local models answer with greedy decoding")
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}

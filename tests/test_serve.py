@@ -79,6 +79,11 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert answer["choices"][0]["message"]["content"] in {"Venus", "Mars", "Jupiter"}
     assert answer["choices"][0]["finish_reason"] == "stop"
     assert any("temperature ignored" in note for note in answer["lensroute"]["notes"])
+    turns = httpx.post(f"{api}/v1/chat/completions", timeout=120, json={"max_tokens": 2, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Name a colour."}]}).json()
+    assert turns["lensroute"]["question"] == "Name a colour."
+    assert any("the 3 other message(s) were not sent" in note for note in turns["lensroute"]["notes"])
 
     # /v1/route: `route answer --json`'s shape; decide_only answers nothing
     decided = httpx.post(f"{api}/v1/route", json={"question": "2 + 2?", "choices": ["3", "4"], "decide_only": True},
