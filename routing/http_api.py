@@ -110,7 +110,7 @@ class Api:
         if not isinstance(extra, dict):
             raise ApiError(HTTPStatus.BAD_REQUEST, '"lensroute" must be an object like {"choices": [...]}')
         question = _question(_last_user_text(body.get("messages")), extra.get("choices"))
-        budget = body.get("max_completion_tokens", body.get("max_tokens", DEFAULT_TOKENS))
+        budget = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), DEFAULT_TOKENS)
         if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
         cost_weight = _cost_weight(extra.get("cost_weight"))

@@ -60,7 +60,7 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert [m["id"] for m in models["data"]] == ["lensroute", *local_pool] and models["object"] == "list"
 
     # OpenAI's chat shape; free text can only go to the causal LM, and a short budget says "length"
-    done = chat(api, "Tell me about Paris.", model="lensroute", max_tokens=3)
+    done = chat(api, "Tell me about Paris.", model="lensroute", max_tokens=None, max_completion_tokens=3)  # null: not given
     assert done.status_code == 200, done.text
     reply = done.json()
     assert reply["object"] == "chat.completion" and reply["id"].startswith("chatcmpl-")
