@@ -130,6 +130,28 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
 
 @pytest.mark.builtin_models
 @pytest.mark.slow
+def test_openais_own_client_talks_to_the_server(api: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{api}/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["lensroute", "tiny-llama", "all-minilm-l6-v2"]
+    done = client.chat.completions.create(model="lensroute", max_tokens=4,
+                                          messages=[{"role": "user", "content": "Tell me about Paris."}])
+    assert done.model == "tiny-llama" and done.choices[0].finish_reason == "length"
+    assert isinstance(done.choices[0].message.content, str) and done.choices[0].message.role == "assistant"
+    assert done.model_extra["lensroute"]["chosen"]["model"] == "tiny-llama"  # the decision rides along
+    stream = client.chat.completions.create(model="lensroute", max_tokens=4, stream=True,
+                                            messages=[{"role": "user", "content": "Tell me about Paris."}])
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream]
+    assert "".join(pieces).rstrip() == done.choices[0].message.content
+    import openai
+
+    with pytest.raises(openai.NotFoundError, match="not in the pool"):
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.builtin_models
+@pytest.mark.slow
 def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
     def refused(response: httpx.Response, status: int, words: str) -> None:
         assert response.status_code == status, response.text
