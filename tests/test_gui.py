@@ -37,6 +37,15 @@ def page(win, title: str):  # type: ignore[no-untyped-def]
     return next(p for p in win.pages if p.title == title)
 
 
+class Questions:
+    """QMessageBox.question answered by the test: every text asked, and the answer it gets."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.asked: list[str] = []
+        self.answer = QMessageBox.StandardButton.No
+        monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: self.asked.append(text) or self.answer)
+
+
 def error_boxes(win) -> list[QMessageBox]:  # type: ignore[no-untyped-def]
     return [b for b in win.findChildren(QMessageBox) if b.objectName() == "errorDialog" and b.isVisible()]
 
@@ -153,16 +162,14 @@ def test_catalogue_import_shows_counts_log_and_deletes_a_source(qtbot, window, m
     assert "every row compared" in catalogue.log.toPlainText()
 
     # delete the source again (`lensroute delete --source`), after a confirmation that says how much goes
-    asked: list[str] = []
-    answer = QMessageBox.StandardButton.No
-    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or answer)
+    questions = Questions(monkeypatch)
     catalogue.table.clearSelection()
     assert not catalogue.delete_selected() and "select the source" in error_boxes(window)[-1].text()
     catalogue.table.selectRow(catalogue.model.frame["source"].to_list().index("aider"))
     assert not catalogue.delete_selected()  # answered No: nothing goes
     n = int(frame["records"].sum())
-    assert asked[-1].startswith(f"Delete the {n:,} records of source 'aider'") and "aider" in catalogue.model.frame["source"]
-    answer = QMessageBox.StandardButton.Yes
+    assert questions.asked[-1].startswith(f"Delete the {n:,} records of source 'aider'") and "aider" in catalogue.model.frame["source"]
+    questions.answer = QMessageBox.StandardButton.Yes
     with qtbot.waitSignal(catalogue.job.succeeded, timeout=60_000):
         assert catalogue.delete_selected()
     assert "aider" not in catalogue.model.frame["source"].to_list()
@@ -691,15 +698,13 @@ def test_models_page_benchmarks_the_selected_model_and_shows_the_table(qtbot, wi
     save_router("default", make_router("knn").fit(np.eye(4, dtype=np.float32), np.eye(4)[:, :2]),
                 CostModel().fit(np.ones(4), np.ones((4, 2))), {"pool": ["tiny-llama", "all-minilm-l6-v2"]})
     models.refresh()
-    asked: list[str] = []
-    answer = QMessageBox.StandardButton.No
-    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text: asked.append(text) or answer)
+    questions = Questions(monkeypatch)
     models.table.clearSelection()
     assert not models.remove_selected() and "select the model to remove" in error_boxes(window)[-1].text()
     models.table.selectRow(models.model.frame["name"].to_list().index("tiny-llama"))
     assert not models.remove_selected() and "tiny-llama" in models.model.frame["name"].to_list()  # answered No
-    assert asked[-1].startswith("Remove tiny-llama? Its folder") and "stays: lensroute only forgets it" in asked[-1]
-    assert "The router default routes over it" in asked[-1]
-    answer = QMessageBox.StandardButton.Yes
+    assert questions.asked[-1].startswith("Remove tiny-llama? Its folder") and "stays: lensroute only forgets it" in questions.asked[-1]
+    assert "The router default routes over it" in questions.asked[-1]
+    questions.answer = QMessageBox.StandardButton.Yes
     assert models.remove_selected()
     assert models.model.frame["name"].to_list() == ["all-minilm-l6-v2"]
