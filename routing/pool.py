@@ -24,9 +24,10 @@ def catalogue_name(model: LocalModel) -> str:
     return str(model.manifest.get("catalogue_name") or BUILTIN_CATALOGUE_NAMES.get(model.name) or model.name)
 
 
-def runs_here(models: Sequence[str]) -> dict[str, str]:
-    """Which of these catalogue names an installed local model is (name → local name)."""
-    by_key = {model_key(catalogue_name(m)): m.name for m in installed()}
+def runs_here(models: Sequence[str], local: Sequence[LocalModel] | None = None) -> dict[str, str]:
+    """Which of these catalogue names an installed local model is (name → local name); `local`:
+    the installed models when the caller has listed them already."""
+    by_key = {model_key(catalogue_name(m)): m.name for m in (installed() if local is None else local)}
     return {name: by_key[model_key(name)] for name in models if model_key(name) in by_key}
 
 
@@ -46,7 +47,7 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
         query = ranker.rank(description, task=task, metric=metric, top_k=1, language=language).query
         query["filters"] = constraint.as_json() if constraint is not None else query.get("filters")
         results, notes = [], [f"recommended: {exc}"]
-    here = runs_here([result.model for result in results])
+    here = runs_here([result.model for result in results], local)
     recommended = [{"rank": result.rank, "model": result.model, "score": round(result.score, 6), "known": result.known,
                     "n_parameters": result.n_parameters, "runnable": result.model in here,
                     "local_name": here.get(result.model)} for result in results]
@@ -66,12 +67,12 @@ def recommend_pool(description: str, top_k: int, *, task: str | None = None, met
             model = name_of[result.model]
             pool.append({"rank": len(pool) + 1, "local_name": model.name, "model": result.model, "kind": model.kind,
                          "answers": ANSWERS[model.kind], "score": round(result.score, 6), "known": result.known})
-    # the pool to route over: the recommended models that run here, else every installed one, best first
-    members = [r["local_name"] for r in recommended if r["runnable"]] or [p["local_name"] for p in pool]
+    runnable = [r["local_name"] for r in recommended if r["runnable"]]
+    # the pool to route over: the recommended models that run here, else the installed pool above, best first
+    members = runnable or [p["local_name"] for p in pool]
     command = f"lensroute route calibrate --pool {','.join(members)}" if members else None
     return {"description": description, "top_k": top_k, "query": query, "recommended": recommended,
-            "calibrate_command": command,
-            "runnable": [r["local_name"] for r in recommended if r["runnable"]],
+            "calibrate_command": command, "runnable": runnable,
             "not_runnable": [r["model"] for r in recommended if not r["runnable"]],
             "pool": pool, "notes": notes + ([] if local else ["no local models are installed: "
                                                                 "run `lensroute models build-builtin`"])}
