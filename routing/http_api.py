@@ -20,12 +20,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 from recommender.errors import LensrouteError
 from routing.answering import Answer, Question, choices_problem
+from routing.chat_format import ROLES, Turn
 
 MAX_BODY = 1 << 20  # bytes: a question, not a document store
 MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
@@ -109,16 +111,13 @@ class Api:
         extra = body.get("lensroute") or {}
         if not isinstance(extra, dict):
             raise ApiError(HTTPStatus.BAD_REQUEST, '"lensroute" must be an object like {"choices": [...]}')
-        question = _question(_last_user_text(body.get("messages")), extra.get("choices"))
+        text, context, notes = _conversation(body.get("messages"))
+        question = replace(_question(text, extra.get("choices")), context=tuple(context))
         budget = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), DEFAULT_TOKENS)
         if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
         cost_weight = _cost_weight(extra.get("cost_weight"))
         pinned = _pinned(body.get("model"), [m.name for m in session.models])
-        notes = []
-        if len(body["messages"]) > 1:
-            notes.append(f"only the last user message was answered: the {len(body['messages']) - 1} other message(s) "
-                         "were not sent to the local model (its chat template takes one turn)")
         if body.get("temperature") not in (None, 0, 0.0):
             notes.append("temperature ignored: local models answer with greedy decoding")
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
@@ -136,6 +135,8 @@ class Api:
                     raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY,
                                    f"{session.models[decision.chosen].name} is an embedding model: it answers "
                                    'multiple-choice questions only (give "lensroute": {"choices": [...]})')
+                question, fitted = session.fit_conversation(decision.chosen, question, budget)
+                notes.extend(fitted)
                 if stream:
                     assert events is not None
                     self._stream_chat(session, decision.chosen, question, budget, routed(None), head, events)
@@ -214,23 +215,41 @@ def _question(text: object, choices: object) -> Question:
     return Question(text.strip(), [c.strip() for c in choices])
 
 
-def _last_user_text(messages: object) -> str:
-    """The text of the last user message: what is routed and answered (the built-in chat
-    templates take one user turn, so earlier turns are not sent to the local model)."""
+def _conversation(messages: object) -> tuple[str, list[Turn], list[str]]:
+    """The last user message (what is routed and answered), the turns before it (what it is
+    answered in the light of) and notes on what was not taken. `developer` is OpenAI's newer name
+    for `system`; tool and function results have no place in a local model's template."""
     if not isinstance(messages, list) or not messages:
         raise ApiError(HTTPStatus.BAD_REQUEST, "messages must be a non-empty list of {\"role\", \"content\"}")
-    for message in reversed(messages):
+    turns: list[Turn] = []
+    skipped = 0
+    for message in messages:
         if not isinstance(message, dict) or "role" not in message:
             raise ApiError(HTTPStatus.BAD_REQUEST, "each message needs a role and content")
-        if message["role"] != "user":
+        role = {"developer": "system"}.get(message["role"], message["role"])
+        if role in ("tool", "function"):
+            skipped += 1
             continue
+        if role not in ROLES:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"unknown message role {message['role']!r}: "
+                                                   "use system, developer, user or assistant")
         content = message.get("content")
         if isinstance(content, list):  # content parts: the text ones, in order
             content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if content is None and role == "assistant":  # a reply that only called tools
+            skipped += 1
+            continue
         if not isinstance(content, str):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "a user message's content must be text")
-        return content
-    raise ApiError(HTTPStatus.BAD_REQUEST, "no user message to answer")
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{'an' if role == 'assistant' else 'a'} {role} message's content "
+                                                   "must be text")
+        turns.append(Turn(role, content))
+    last = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].role == "user"), None)
+    if last is None:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "no user message to answer")
+    notes = [f"{skipped} tool message(s) and tool call(s) were left out: local models do not call tools"] if skipped else []
+    if last < len(turns) - 1:
+        notes.append(f"the {len(turns) - 1 - last} message(s) after the last user message were ignored")
+    return turns[last].content, turns[:last], notes
 
 
 def _cost_weight(value: object) -> float | None:

@@ -6,6 +6,9 @@ A local model is a folder holding `model.onnx` (plus external data when large), 
     {"name": "...", "kind": "embedding" | "causal-lm", "max_length": 512,
      "cost": {"parameters": 134515008, ...}, ...kind-specific fields}
 
+A causal LM's fields: "spec" (the KV cache's shape), "eos_token_ids", and "chat", its chat template
+as plain strings (`routing.chat_format`; without it a conversation is answered from its last message).
+
 Built-in models live under `$LENSROUTE_HOME/models/local/<name>`; `lensroute models add PATH`
 registers a folder elsewhere (recorded in `$LENSROUTE_HOME/models/registry.json`), after checking
 that it loads and that its tokenizer fits the model.

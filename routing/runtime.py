@@ -13,6 +13,7 @@ import numpy as np
 
 from recommender.errors import FormatError, RuntimeUnavailableError, UsageError
 from recommender.onnx_session import create_session
+from routing.chat_format import Turn, for_model
 from routing.local_models import LocalModel
 
 log = logging.getLogger("lensroute.runtime")
@@ -112,10 +113,42 @@ class CausalLM(_Base):
         self.eos = set(model.manifest.get("eos_token_ids") or [])
         self.prompt_prefix = str(model.manifest.get("prompt_prefix", ""))
         self.prompt_suffix = str(model.manifest.get("prompt_suffix", ""))
+        self.chat = for_model(model.path, model.manifest)
         self.on_cuda = self.info.provider == "CUDAExecutionProvider"
 
     def chat_prompt(self, user: str) -> str:
         return f"{self.prompt_prefix}{user}{self.prompt_suffix}"
+
+    def conversation_prompt(self, context: Sequence[Turn], user: str) -> str:
+        """The prompt for a reply to `user` after the earlier turns `context`, in the model's chat
+        format; a model without one (an older manifest) gets the last user message alone."""
+        if self.chat is None:
+            return self.chat_prompt(user)
+        return self.chat.render([*context, Turn("user", user)])
+
+    def fitting_context(self, context: Sequence[Turn], user: str, reserve: int) -> tuple[list[Turn], int]:
+        """`context` less its oldest turns until the prompt and `reserve` new tokens fit the
+        model's length, and how many turns were left out. System turns stay (they say how to
+        answer), and what remains starts with a user turn, as a conversation does. A reply budget
+        over half the model's length reserves half: a large `max_tokens` should not cost the whole
+        conversation (the reply then stops at the model's length)."""
+        kept = list(context)
+        dropped = 0
+        budget = self.model.max_length - min(reserve, self.model.max_length // 2)
+        while self._tokens(self.conversation_prompt(kept, user)) > budget:
+            others = [i for i, turn in enumerate(kept) if turn.role != "system"]
+            if not others:
+                break
+            cut = others[0]
+            del kept[cut]
+            dropped += 1
+            while cut < len(kept) and kept[cut].role == "assistant":  # a reply without its question
+                del kept[cut]
+                dropped += 1
+        return kept, dropped
+
+    def _tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _empty_past(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         shape = (self.layers, batch, self.kv_heads, 1, self.head_dim)
@@ -197,10 +230,11 @@ class CausalLM(_Base):
     def generate_reply(self, prompt: str, max_new_tokens: int = 64,
                        on_text: Callable[[str], None] | None = None) -> tuple[str, str]:
         """`generate`, and why it stopped: "stop" (the model ended its reply) or "length" (it
-        reached `max_new_tokens`), the two finish reasons an OpenAI-style client expects.
+        reached `max_new_tokens` or the model's length), the two finish reasons an OpenAI-style
+        client expects.
         `on_text` hears the reply as it grows, piece by piece (a streamed answer); a piece is held
         back while it ends inside a multi-byte character, so every piece is whole text."""
-        ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids[-self.model.max_length :]
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids[-(self.model.max_length - 1) :]
         if not ids:
             raise UsageError("empty prompt")
         import onnxruntime as ort
@@ -214,7 +248,8 @@ class CausalLM(_Base):
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
         produced: list[int] = []
         reason, sent = "length", 0
-        for _ in range(max_new_tokens):
+        # the reply stops where the model's length does ("length"), as when its budget is spent
+        for _ in range(min(max_new_tokens, self.model.max_length - len(ids))):
             binding = self.session.io_binding()
             binding.bind_cpu_input("input_ids", tokens)
             binding.bind_cpu_input("token_mask", np.ones_like(tokens))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from routing.calibrate import query_text
 from routing.local_models import LocalModel, get
 from routing.router_store import SavedRouter, calibrate_command
 from routing.routers import decide
+from routing.runtime import CausalLM
 
 
 @dataclass
@@ -78,10 +79,32 @@ class RoutingSession:
                     on_text: Callable[[str], None] | None = None) -> Answer:
         """Answer with one pool member (the chosen one, or one a caller pinned); `on_text` hears
         a free-text reply as it is written."""
+        return self._answerer(member).answer(question, max_new_tokens, on_text)
+
+    def _answerer(self, member: int) -> Answerer:
         model = self.models[member]
         if model.name not in self._answerers:
             self._answerers[model.name] = Answerer(model, device=self.device)
-        return self._answerers[model.name].answer(question, max_new_tokens, on_text)
+        return self._answerers[model.name]
+
+    def fit_conversation(self, member: int, question: Question, max_new_tokens: int) -> tuple[Question, list[str]]:
+        """The question with as much of its conversation as `member` can take (its oldest turns
+        left out until the prompt and the reply fit its length), and notes on what it did not take."""
+        if not question.context:
+            return question, []
+        model = self.models[member]
+        runtime = self._answerer(member).runtime
+        if not isinstance(runtime, CausalLM):
+            return replace(question, context=()), [f"the earlier messages were not used: {model.name} is an embedding "
+                                                   "model and answers from the last user message alone"]
+        if runtime.chat is None:
+            return replace(question, context=()), [
+                f"only the last user message was answered: {model.name}'s manifest has no multi-turn chat format "
+                "(a built-in gets one from `lensroute models build-builtin`)"]
+        context, dropped = runtime.fitting_context(question.context, question.question, max_new_tokens)
+        notes = [f"the {dropped} oldest message(s) were left out to fit {model.name}'s {model.max_length}-token "
+                 "length with room for the reply"] if dropped else []
+        return replace(question, context=tuple(context)), notes
 
     def as_json(self, question: Question, decision: Decision, answer: Answer | None) -> dict:
         out = {

@@ -132,12 +132,12 @@ def local_pool(encoder: Path, tmp_path: Path) -> list[str]:
 
     from routing.llama import from_hf
     from routing.local_models import add
-    from tests.test_local_runtime import tiny_model_folder
+    from tests.test_local_runtime import TINY_CHAT, tiny_model_folder
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
-    folder = tiny_model_folder(from_hf(LlamaForCausalLM(config).eval()), tmp_path)
+    folder = tiny_model_folder(from_hf(LlamaForCausalLM(config).eval()), tmp_path, chat=TINY_CHAT)
     manifest = json.loads((folder / "lensroute-model.json").read_text())
     (folder / "lensroute-model.json").write_text(json.dumps({**manifest,
                                                              "catalogue_name": "HuggingFaceTB/SmolLM2-360M-Instruct"}))

@@ -72,6 +72,24 @@ def test_a_broken_check_and_missing_optional_parts(monkeypatch: pytest.MonkeyPat
     assert not found["PyTorch"].ok and not found["PyTorch"].needed and "cannot train" in found["PyTorch"].detail
 
 
+def test_a_builtin_built_before_multi_turn_chat_is_named_with_its_rebuild(isolated_home: Path) -> None:
+    from routing.builtins import SMOLLM_NAME
+    from routing.local_models import MANIFEST, local_dir
+    from tests.test_local_runtime import TINY_CHAT
+
+    folder = local_dir() / SMOLLM_NAME
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"")  # the check reads manifests only
+    (folder / "tokenizer.json").write_text("{}")
+    manifest = {"name": SMOLLM_NAME, "kind": "causal-lm", "max_length": 2048}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    check = doctor.local_models()
+    assert not check.ok and not check.needed and "answers a conversation from its last message only" in check.detail
+    assert check.fix == f"lensroute models build-builtin --only {SMOLLM_NAME}"
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "chat": TINY_CHAT}))
+    assert doctor.local_models().ok
+
+
 def test_the_window_check_names_missing_x11_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     """In an X11 session, the packages Qt's X11 platform lacks (the check `lensroute gui` makes)."""
     from app.gui import platform_check

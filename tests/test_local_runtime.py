@@ -48,8 +48,14 @@ def test_our_llama_matches_transformers_with_padding_and_cache(tiny_core) -> Non
     assert (full - cached).abs().max() < 1e-5
 
 
-def tiny_model_folder(core, tmp_path: Path, name: str = "tiny-llama") -> Path:  # type: ignore[no-untyped-def]
-    """A complete local model folder: ONNX with KV cache, a real tokenizer trimmed to the vocab."""
+# a ChatML-like chat format in the tiny vocabulary (each marker is one whitespace-split token)
+TINY_CHAT = {"start": "", "roles": {"system": ["w2 ", " w3 "], "user": ["w4 ", " w3 "], "assistant": ["w5 ", " w3 "]},
+             "default_system": None, "generation": "w5 "}
+
+
+def tiny_model_folder(core, tmp_path: Path, name: str = "tiny-llama", chat: dict | None = None) -> Path:  # type: ignore[no-untyped-def]
+    """A complete local model folder: ONNX with KV cache, a real tokenizer trimmed to the vocab
+    (and, given `chat`, a multi-turn chat format in its manifest)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     from routing.builtins import export_llama
@@ -63,7 +69,7 @@ def tiny_model_folder(core, tmp_path: Path, name: str = "tiny-llama") -> Path:  
     tokenizer.save(str(folder / "tokenizer.json"))
     (folder / "lensroute-model.json").write_text(json.dumps({
         "name": name, "kind": "causal-lm", "max_length": 64, "vocab_size": core.spec.vocab,
-        "spec": core.spec.as_dict(), "eos_token_ids": [1]}))
+        "spec": core.spec.as_dict(), "eos_token_ids": [1], **({"chat": chat} if chat else {})}))
     return folder
 
 
@@ -91,6 +97,40 @@ def test_local_model_folder_runs_scoring_and_generation(tiny_core, tmp_path: Pat
     long = runtime.tokenize([" ".join(["w3"] * 100)])
     assert long.truncated == [True] and long.ids.shape[1] == 64  # truncated to max_length, and said so
     assert remove("tiny-llama") == model.path and not installed()
+
+
+def test_a_conversation_is_rendered_in_the_chat_format_and_cut_oldest_first(tiny_core, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from routing.chat_format import Turn
+    from routing.local_models import LocalModel
+    from routing.runtime import open_model
+
+    _, core = tiny_core
+
+    def runtime(name: str, chat: dict | None):  # type: ignore[no-untyped-def]
+        folder = tiny_model_folder(core, tmp_path, name, chat)
+        return open_model(LocalModel(name, "causal-lm", folder, json.loads((folder / "lensroute-model.json").read_text())),
+                          device="cpu")
+
+    chatty = runtime("chatty", TINY_CHAT)
+    system, earlier = Turn("system", "w10"), [Turn("user", "w11 w12"), Turn("assistant", "w13")]
+    assert chatty.conversation_prompt([system, *earlier], "w14") == "w2 w10 w3 w4 w11 w12 w3 w5 w13 w3 w4 w14 w3 w5 "
+    # without a chat format in its manifest a model answers the last message alone, as before
+    assert runtime("plain", None).conversation_prompt([system, *earlier], "w14") == "w14"
+
+    # 64 tokens, 8 reserved for the reply: each exchange below is 10 tokens, so the oldest go first,
+    # a reply never stays without its question, and the system turn stays
+    exchanges = [Turn(role, f"w{20 + i} w{21 + i} w{22 + i}") for i in range(5) for role in ("user", "assistant")]
+    kept, dropped = chatty.fitting_context([system, *exchanges], "w40", reserve=8)
+    assert kept[0] == system and kept[1].role == "user" and kept[1:] == exchanges[-len(kept) + 1 :]
+    assert dropped == 10 - (len(kept) - 1) and dropped % 2 == 0 and dropped > 0
+    assert chatty._tokens(chatty.conversation_prompt(kept, "w40")) <= 64 - 8
+    assert chatty.fitting_context(earlier, "w40", reserve=8) == (earlier, 0)  # what fits is kept whole
+    # a budget over half the length reserves half, so a big max_tokens does not cost the conversation
+    assert chatty.fitting_context(earlier, "w40", reserve=1000) == (earlier, 0)
+    # the reply stops at the model's length ("length"), however large its budget
+    reply, reason = chatty.generate_reply(" ".join(f"w{10 + i % 50}" for i in range(60)), max_new_tokens=100)
+    produced = len(chatty.tokenizer.encode(reply, add_special_tokens=False).ids)
+    assert produced <= 64 - 60 and (reason == "length") == (produced == 64 - 60)
 
 
 def test_bad_model_folders_are_clear_errors(tiny_core, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -261,6 +301,14 @@ def test_real_smollm_builtin_exports_and_answers(tmp_path: Path) -> None:
     runtime = open_model(LocalModel(manifest["name"], "causal-lm", tmp_path / "smollm", manifest), device="cpu")
     answer = runtime.generate(runtime.chat_prompt("What is the capital of France?"), max_new_tokens=12)
     assert "Paris" in answer
+    # the chat template became plain strings (checked against the template when built): a
+    # follow-up question is answered in the light of the conversation before it
+    from routing.chat_format import Turn
+
+    assert runtime.chat is not None and runtime.chat.default_system.startswith("You are a helpful AI assistant")
+    assert runtime.conversation_prompt([], "Hi") == runtime.chat_prompt("Hi")  # one turn: the prompt as before
+    context = [Turn("user", "Tell me about France."), Turn("assistant", "France is a country in Western Europe.")]
+    assert "Paris" in runtime.generate(runtime.conversation_prompt(context, "What is its capital city?"), max_new_tokens=12)
     scores = runtime.score_options(runtime.chat_prompt("Which planet is known as the Red Planet?"), ["Mars", "Venus", "Saturn"])
     assert int(np.argmax(scores)) == 0
 

@@ -79,11 +79,37 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert answer["choices"][0]["message"]["content"] in {"Venus", "Mars", "Jupiter"}
     assert answer["choices"][0]["finish_reason"] == "stop"
     assert any("temperature ignored" in note for note in answer["lensroute"]["notes"])
-    turns = httpx.post(f"{api}/v1/chat/completions", timeout=120, json={"max_tokens": 2, "messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Name a colour."}]}).json()
-    assert turns["lensroute"]["question"] == "Name a colour."
-    assert any("the 3 other message(s) were not sent" in note for note in turns["lensroute"]["notes"])
+
+    # a conversation goes to the model whole, in its chat format: the reply is the model's greedy
+    # reply to exactly that prompt; the last user message is what is routed
+    from routing.chat_format import ChatFormat, Turn
+    from routing.local_models import get
+    from routing.runtime import open_model
+
+    tiny = open_model(get("tiny-llama"), device="cpu")
+    conversation = [{"role": "developer", "content": "w7 w8"}, {"role": "user", "content": "w9 w10"},
+                    {"role": "assistant", "content": "w11"}, {"role": "tool", "content": "w12"},
+                    {"role": "user", "content": "w13 w14"}]
+    turns = httpx.post(f"{api}/v1/chat/completions", timeout=120, json={"max_tokens": 4, "messages": conversation}).json()
+    assert turns["lensroute"]["question"] == "w13 w14" and turns["model"] == "tiny-llama"
+    prompt = ChatFormat.from_manifest(get("tiny-llama").manifest).render(
+        [Turn("system", "w7 w8"), Turn("user", "w9 w10"), Turn("assistant", "w11"), Turn("user", "w13 w14")])
+    assert turns["choices"][0]["message"]["content"] == tiny.generate_reply(prompt, 4)[0].strip()
+    assert turns["lensroute"]["notes"] == ["1 tool message(s) and tool call(s) were left out: local models do not "
+                                           "call tools"]
+    # longer than the model's 64 tokens: the oldest exchanges go first, and the reply says so
+    long = [{"role": role, "content": " ".join(f"w{20 + i}" for i in range(8))} for _ in range(6)
+            for role in ("user", "assistant")]
+    cut = httpx.post(f"{api}/v1/chat/completions", timeout=120,
+                     json={"max_tokens": 4, "messages": [*long, {"role": "user", "content": "w40"}]}).json()
+    assert any(re.fullmatch(r"the \d+ oldest message\(s\) were left out to fit tiny-llama's 64-token length "
+                            r"with room for the reply", note) for note in cut["lensroute"]["notes"]), cut["lensroute"]
+    # an embedding model answers from the last message alone, and says so
+    pinned = httpx.post(f"{api}/v1/chat/completions", timeout=120, json={
+        "model": "all-minilm-l6-v2", "lensroute": {"choices": ["Mars", "Venus"]}, "messages": [
+            {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Which planet is red?"}]}).json()
+    assert any("answers from the last user message alone" in note for note in pinned["lensroute"]["notes"])
 
     # /v1/route: `route answer --json`'s shape; decide_only answers nothing
     decided = httpx.post(f"{api}/v1/route", json={"question": "2 + 2?", "choices": ["3", "4"], "decide_only": True},
@@ -163,6 +189,11 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
     refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": []}), 400, "messages must be")
     refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": [{"role": "system", "content": "x"}]}), 400,
             "no user message")
+    refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": [{"role": "narrator", "content": "x"}]}), 400,
+            "unknown message role 'narrator'")
+    refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": [{"role": "assistant", "content": 3},
+                                                                        {"role": "user", "content": "hi"}]}), 400,
+            "an assistant message's content must be text")
     refused(chat(api, "hi", stream="yes"), 400, "stream must be true or false")
     refused(chat(api, "hi", max_tokens=0), 400, "max_tokens")
     refused(chat(api, "hi", model="gpt-4"), 404, "not in the pool")
