@@ -1,4 +1,4 @@
-"""Routing commands: `lensroute pool` and `lensroute route evaluate | calibrate | answer | batch`."""
+"""Routing commands: `lensroute pool` and `lensroute route evaluate | calibrate | list | chat | answer | batch`."""
 
 from __future__ import annotations
 
@@ -268,6 +268,94 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+CHAT_HELP = "/reset forgets the conversation, /exit (or Ctrl-D) ends it; Ctrl-C stops a reply"
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A conversation in the terminal, or over a pipe (one message per line; with --json one
+    JSON line out per message, each written as soon as it is answered)."""
+    import json
+    import signal
+
+    from recommender.progress import CancelToken
+    from routing.conversation import Conversation
+
+    conversation = Conversation(_session(args), system=args.system, max_new_tokens=args.max_tokens)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        pool = ", ".join(m.name for m in conversation.session.models)
+        print(f"chatting through router {args.router_name!r} ({pool}); {CHAT_HELP}", file=sys.stderr)
+    counts: dict[str, int] = {}
+    replying: list[CancelToken] = []  # the reply under way, if any
+
+    def on_sigint(signum, frame):  # type: ignore[no-untyped-def]
+        if not replying or replying[0].cancelled:
+            raise KeyboardInterrupt
+        replying[0].cancel()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while True:
+            try:
+                line = input("you> ") if interactive else sys.stdin.readline()
+            except (EOFError, KeyboardInterrupt):
+                break
+            if not line and not interactive:  # end of the piped input
+                break
+            message = line.strip()
+            if message in ("/exit", "/quit"):
+                break
+            if message == "/reset":
+                conversation.reset()
+                print("(the conversation is forgotten)", file=sys.stderr)
+                continue
+            if message == "/help":
+                print(CHAT_HELP, file=sys.stderr)
+                continue
+            if not message:
+                continue
+            token = CancelToken()
+            replying[:] = [token]
+            try:
+                if args.json:
+                    result = conversation.ask(message, cancel=token)
+                else:
+                    result = conversation.ask(message, _write_piece, token, on_routed=_write_speaker)
+            finally:
+                replying.clear()
+            counts[result["model"]] = counts.get(result["model"], 0) + 1
+            if args.json:
+                print(json.dumps(result, ensure_ascii=False), flush=True)
+            else:
+                print(flush=True)
+                _print_turn_footer(result)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if counts:
+        print(f"{sum(counts.values())} message(s) routed: " + ", ".join(f"{m} {n}" for m, n in sorted(counts.items())),
+              file=sys.stderr)
+    return 0
+
+
+def _write_speaker(model: str) -> None:
+    sys.stdout.write(f"{model}> ")
+    sys.stdout.flush()
+
+
+def _write_piece(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def _print_turn_footer(result: dict) -> None:
+    """Who answered and how it went, on stderr (the reply alone is on stdout)."""
+    ending = {"length": ", cut at --max-tokens or the model's length", "cancelled": ", stopped"}.get(result["finish_reason"], "")
+    print(f"  [{result['model']}: routed in {result['routing_ms']:.1f} ms, answered in {result['answer_ms'] / 1000:.2f} s"
+          f"{ending}]", file=sys.stderr)
+    for note in result["notes"]:
+        print(f"  note: {note}", file=sys.stderr)
+
+
 # --- registration -------------------------------------------------------------------------------
 
 
@@ -328,6 +416,19 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                    help='[{"name", "kind", "pool", "questions", "data", "cross_validated", "calibrated_at", "usable", '
                         '"problem", "path"}]')
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("chat", parents=[common],
+                       help="a conversation: each message routed, answered in the light of the ones before")
+    p.add_argument("--system", metavar="TEXT", help="a system prompt: how the models should answer")
+    p.add_argument("--max-tokens", type=positive_int, default=256, help="the longest reply, in tokens (default 256)")
+    p.add_argument("--cost-weight", type=non_negative_float, default=0.0, metavar="λ",
+                   help="trade predicted score against cost: choose argmax(score − λ·cost); 0 = quality only")
+    p.add_argument("--router", dest="router_name", default="default", help="the calibrated router to use")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--json", action="store_true",
+                   help='one line per message: {"message", "model", "reply", "finish_reason", "answer_ms", "routing_ms", '
+                        '"pool", "turns", "notes"}')
+    p.set_defaults(func=cmd_chat)
 
     for name, helptext in (("answer", "route one question and answer it"),
                            ("batch", "route and answer every question of a JSONL file")):
