@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from recommender.errors import UsageError
 from recommender.progress import CancelToken
-from routing.answering import Question
+from routing.answering import Question, choices_problem
 from routing.chat_format import Turn
 from routing.serve import RoutingSession
 
@@ -38,14 +38,17 @@ class Conversation:
         self.turns = []
 
     def ask(self, text: str, on_text: Callable[[str], None] | None = None, cancel: CancelToken | None = None,
-            on_routed: Callable[[str], None] | None = None) -> dict:
+            on_routed: Callable[[str], None] | None = None, choices: list[str] | None = None) -> dict:
         """Route `text`, answer it after the turns so far, remember both. `on_routed` hears the
         chosen model's name before it answers, `on_text` the reply as it is written; a `cancel`
         set meanwhile stops the reply there, and the part written is kept as the reply (finish
-        reason "cancelled"), as a chat client keeps a stopped answer."""
+        reason "cancelled"), as a chat client keeps a stopped answer. With `choices` the reply is
+        the option the model prefers after the conversation (any pool member may answer)."""
         if not text.strip():
             raise UsageError("the message is empty")
-        question = Question(text.strip(), [], context=tuple(self.system + self.turns))
+        if choices and (problem := choices_problem(choices)):
+            raise UsageError(problem)
+        question = Question(text.strip(), [c.strip() for c in choices or []], context=tuple(self.system + self.turns))
         decision = self.session.decide(question)
         fitted, notes = self.session.fit_conversation(decision.chosen, question, self.max_new_tokens)
         if on_routed is not None:
@@ -63,6 +66,8 @@ class Conversation:
         try:
             answer = self.session.answer_with(decision.chosen, fitted, self.max_new_tokens, hear)
             reply, reason = answer.text, answer.finish_reason
+            if answer.choice is not None and on_text is not None:  # a chosen option arrives whole
+                on_text(reply)
         except ReplyStopped:
             reply, reason = "".join(written).strip(), "cancelled"
         seconds = time.perf_counter() - started

@@ -68,6 +68,12 @@ def test_each_reply_reads_the_conversation_before_it(calibrated: list[str]) -> N
     assert chat.turns[-1] == Turn("assistant", stopped["reply"])
     with pytest.raises(UsageError, match="empty"):
         chat.ask("   ")
+    # a multiple-choice message: the reply is an option, heard whole, chosen after the conversation
+    options: list[str] = []
+    picked = chat.ask("w20", options.append, choices=["w1", "w2"])
+    assert picked["reply"] in {"w1", "w2"} and options == [picked["reply"]] and picked["finish_reason"] == "stop"
+    with pytest.raises(UsageError, match="given twice"):
+        chat.ask("w20", choices=["w1", "w1"])
 
 
 @pytest.mark.builtin_models

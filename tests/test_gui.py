@@ -440,6 +440,27 @@ def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: 
         route.run_batch(small_mc_set(tmp_path, 4))
     assert "4 questions routed" in route.batch_log.toPlainText()
 
+    # Follow-up: the questions make one conversation, each answered after the exchanges before it
+    route.follow_up.setChecked(True)
+    route.choices.setText("")
+    assert not route.new_conversation.isEnabled()
+    shown: list[str] = []  # the answer line while the reply is written
+    route.job.progressed.connect(lambda *_: shown.append(route.answer_text.text()))
+    for number, text in enumerate(["w9 w10", "w11"], start=1):
+        route.question.setText(text)
+        with qtbot.waitSignal(route.job.succeeded, timeout=60_000):
+            assert route.answer()
+        assert "tiny-llama" in route.answer_text.text() and f"turn {number})" in route.answer_text.text()
+    assert shown and all(line.startswith("<b>tiny-llama</b>: ") for line in shown)  # streamed as written
+    assert [t.role for t in route.conversation.turns] == ["user", "assistant", "user", "assistant"]
+    assert [t.content for t in route.conversation.turns[::2]] == ["w9 w10", "w11"]
+    transcript = route.batch_log.toPlainText()
+    assert "you: w9 w10\ntiny-llama: " in transcript and "you: w11\ntiny-llama: " in transcript
+    assert route.new_conversation.isEnabled()
+    route.new_conversation.click()
+    assert route.conversation is None and route.batch_log.toPlainText().endswith("(new conversation)")
+    assert not route.new_conversation.isEnabled()
+
 
 def test_screenshot_renders_every_page(tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
     from app.gui.main import run_gui

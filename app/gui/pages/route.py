@@ -1,9 +1,12 @@
 """Route page: the calibrated pool, the cost–quality knob with its curve, a query box and a batch
 runner; each answer shows the chosen model, every member's predicted score and cost, latency. A pool
-is calibrated here too ("Calibrate a pool…"), as `lensroute route calibrate` does."""
+is calibrated here too ("Calibrate a pool…"), as `lensroute route calibrate` does. With "Follow-up"
+ticked the questions make one conversation (as `lensroute route chat`): each is routed on its own
+and answered after the exchanges before it, the reply shown as it is written."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Collection
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import polars as pl
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -77,6 +81,12 @@ class RoutePage(QWidget):
         self.answer_button = QPushButton("Route and answer")
         self.answer_button.setShortcut("Ctrl+Return")
         self.batch_button = QPushButton("Run a batch file…")
+        self.follow_up = QCheckBox("Follow-up")
+        self.follow_up.setToolTip("answer each question after the exchanges before it, as one conversation")
+        self.new_conversation = QPushButton("New conversation")
+        self.new_conversation.setEnabled(False)
+        self.conversation = None  # routing.conversation.Conversation over the current session, once asked
+        self.streamed: list[str] = []  # the reply being written (appended by the worker, read here)
         self.answer_text = QLabel("")
         self.answer_text.setObjectName("answerText")
         self.answer_text.setWordWrap(True)
@@ -101,7 +111,9 @@ class RoutePage(QWidget):
         ask = QHBoxLayout()
         ask.addWidget(self.question, 3)
         ask.addWidget(self.choices, 2)
+        ask.addWidget(self.follow_up)
         ask.addWidget(self.answer_button)
+        ask.addWidget(self.new_conversation)
         ask.addWidget(self.batch_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -118,8 +130,11 @@ class RoutePage(QWidget):
         self.answer_button.clicked.connect(self.answer)
         self.batch_button.clicked.connect(self.choose_batch)
         self.calibrate_button.clicked.connect(lambda: self.open_calibrate())  # not clicked's `checked` as `ticked`
+        self.new_conversation.clicked.connect(self.forget_conversation)
         self.job.succeeded.connect(self.on_result)
         self.job.running_changed.connect(self.on_running)
+        self.job.progressed.connect(self.on_progress)
+        self.job.cancelled.connect(self.on_cancelled)
 
     def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         self.refresh_routers(settings.router_name)
@@ -149,6 +164,7 @@ class RoutePage(QWidget):
         from routing.serve import RoutingSession
 
         self.session = None
+        self.forget_conversation()
         try:
             saved = load_router(name or "default")
             self.session = RoutingSession(saved, cost_weight=0.0, encoder=self.context.encoder())
@@ -262,12 +278,59 @@ class RoutePage(QWidget):
             show_error(self, problem)
             return False
         session = self.session
+        if self.follow_up.isChecked():
+            return self.follow_up_answer(question)
 
         def work(progress, cancel):  # type: ignore[no-untyped-def]
             decision, answer = session.answer(question)
             return [session.as_json(question, decision, answer)]
 
         return self.job.start(work)
+
+    def follow_up_answer(self, question) -> bool:  # type: ignore[no-untyped-def]
+        """The question as the next message of the conversation; the reply streams into the
+        answer line (Cancel stops it and keeps what was written, as `route chat` does)."""
+        from routing.conversation import Conversation
+
+        if self.conversation is None:
+            self.conversation = Conversation(self.session)
+        conversation, streamed = self.conversation, []
+        self.streamed = streamed
+        self.batch_log.appendPlainText(f"you: {question.question}")
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            def routed(model: str) -> None:
+                streamed.append(f"<b>{html.escape(model)}</b>: ")
+                progress(0, None, f"{model} is writing…")
+
+            def heard(piece: str) -> None:
+                streamed.append(html.escape(piece))
+                progress(len(streamed), None, "writing…")
+
+            return {"conversation": conversation.ask(question.question, heard, cancel, on_routed=routed,
+                                                     choices=question.choices)}
+
+        return self.job.start(work)
+
+    @Slot()
+    def forget_conversation(self) -> None:
+        if self.conversation is not None and self.conversation.turns:
+            self.batch_log.appendPlainText("(new conversation)")
+        self.conversation = None
+        self.new_conversation.setEnabled(False)
+
+    @Slot(float, float, str)
+    def on_progress(self, done: float, total: float, message: str) -> None:
+        if self.streamed:
+            self.answer_text.setText("".join(self.streamed))
+
+    @Slot()
+    def on_cancelled(self) -> None:
+        """A stopped reply stays in the conversation with what was written."""
+        if self.streamed and self.conversation is not None and self.conversation.turns:
+            self.batch_log.appendPlainText(f"{self.conversation.turns[-1].content} (stopped)")
+            self.new_conversation.setEnabled(True)
+        self.streamed = []
 
     @Slot()
     def choose_batch(self) -> None:
@@ -298,22 +361,36 @@ class RoutePage(QWidget):
 
     @Slot(object)
     def on_result(self, results: list | dict) -> None:  # type: ignore[type-arg]
+        if isinstance(results, dict) and "conversation" in results:
+            self.on_reply(results["conversation"])
+            return
         if isinstance(results, dict):
             self.on_calibrated(results["calibrated"])
             return
         last = results[-1]
         chosen = last["chosen"]
-        self.answer_text.setText(f"<b>{chosen['model']}</b>: {chosen['answer']}  "
+        self.answer_text.setText(f"<b>{html.escape(chosen['model'])}</b>: {html.escape(str(chosen['answer']))}  "
                                  f"(answer {chosen['answer_ms']:.0f} ms, routing {last['routing_ms']:.1f} ms)"
-                                 + ("".join(f"<br>note: {n}" for n in last["notes"])))
+                                 + ("".join(f"<br>note: {html.escape(n)}" for n in last["notes"])))
         self.model.set_frame(pool_frame(last))
         if len(results) > 1:
             from routing.serve import batch_summary
 
             self.batch_log.appendPlainText(batch_summary(results))
 
+    def on_reply(self, result: dict) -> None:
+        self.streamed = []
+        ending = {"length": ", cut at the reply's length", "cancelled": ", stopped"}.get(result["finish_reason"], "")
+        self.answer_text.setText(f"<b>{html.escape(result['model'])}</b>: {html.escape(result['reply'])}  "
+                                 f"(answer {result['answer_ms']:.0f} ms, routing {result['routing_ms']:.1f} ms{ending}; "
+                                 f"turn {result['turns'] // 2})" + "".join(f"<br>note: {html.escape(n)}" for n in result["notes"]))
+        self.model.set_frame(pool_frame({"chosen": {"model": result["model"]}, "pool": result["pool"]}))
+        self.batch_log.appendPlainText(f"{result['model']}: {result['reply']}")
+        self.new_conversation.setEnabled(True)
+
     @Slot(bool)
     def on_running(self, running: bool) -> None:
         self.answer_button.setEnabled(not running)
         self.batch_button.setEnabled(not running)
         self.calibrate_button.setEnabled(not running)
+        self.new_conversation.setEnabled(not running and self.conversation is not None and bool(self.conversation.turns))
