@@ -43,12 +43,12 @@ class ChatFormat:
         """The prompt for the assistant's next reply after `turns`."""
         parts = [self.start]
         if self.default_system is not None and (not turns or turns[0].role != "system"):
-            parts.append(self._wrap(Turn("system", self.default_system)))
-        parts.extend(self._wrap(turn) for turn in turns)
+            parts.append(self.wrap(Turn("system", self.default_system)))
+        parts.extend(self.wrap(turn) for turn in turns)
         parts.append(self.generation)
         return "".join(parts)
 
-    def _wrap(self, turn: Turn) -> str:
+    def wrap(self, turn: Turn) -> str:
         before, after = self.roles[turn.role]
         return f"{before}{turn.content}{after}"
 
