@@ -41,6 +41,8 @@ class Answer:
     choice: int | None
     seconds: float
     finish_reason: str = "stop"  # "length": a free-text reply cut at its token budget
+    prompt_tokens: int = 0  # what the model read: the prompt (and, for a choice, every option)
+    completion_tokens: int = 0  # what it wrote (0 for a chosen option)
 
 
 def _answer_index(value, choices: list[str], where: str) -> int:  # type: ignore[no-untyped-def]
@@ -134,21 +136,24 @@ class Answerer:
         started = time.perf_counter()
         if question.choices:
             if isinstance(self.runtime, EmbeddingModel):
-                vectors, _ = self.runtime.encode([question.question, *question.choices])
+                read = [question.question, *question.choices]
+                vectors, _ = self.runtime.encode(read)
                 scores = vectors[1:] @ vectors[0]
+                tokens = self.runtime.count_tokens(read, add_special=True)
             else:
                 # Each option scored as the assistant's whole reply to the bare question (no leading
                 # space: the reply starts a line). Listing the options in the prompt, or scoring a
                 # letter, measured at chance for SmolLM2-135M on the bundled set (0.20–0.28 vs 0.45).
-                scores = self.runtime.score_options(self.runtime.conversation_prompt(question.context, question.question),
-                                                    question.choices, per_token=True)
+                prompt = self.runtime.conversation_prompt(question.context, question.question)
+                scores = self.runtime.score_options(prompt, question.choices, per_token=True)
+                tokens = self.runtime.count_tokens([prompt, *question.choices])
             choice = int(np.argmax(scores))
-            text = question.choices[choice]
-        else:
-            if not isinstance(self.runtime, CausalLM):
-                raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
-                                 "(give --choices)")
-            prompt = self.runtime.conversation_prompt(question.context, question.question)
-            text, reason = self.runtime.generate_reply(prompt, max_new_tokens, on_text)
-            return Answer(self.model.name, text.strip(), None, time.perf_counter() - started, reason)
-        return Answer(self.model.name, text, choice, time.perf_counter() - started)
+            return Answer(self.model.name, question.choices[choice], choice, time.perf_counter() - started,
+                          prompt_tokens=tokens)
+        if not isinstance(self.runtime, CausalLM):
+            raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
+                             "(give --choices)")
+        prompt = self.runtime.conversation_prompt(question.context, question.question)
+        reply = self.runtime.generate_reply(prompt, max_new_tokens, on_text)
+        return Answer(self.model.name, reply.text.strip(), None, time.perf_counter() - started, reply.finish_reason,
+                      reply.prompt_tokens, reply.completion_tokens)

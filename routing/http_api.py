@@ -106,6 +106,10 @@ class Api:
         stream = _flag(body.get("stream"), "stream")
         if stream and events is None:
             raise ApiError(HTTPStatus.BAD_REQUEST, "streaming needs the HTTP endpoint")
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+            raise ApiError(HTTPStatus.BAD_REQUEST, 'stream_options must be like {"include_usage": true}')
+        include_usage = bool(options.get("include_usage"))
         if body.get("n") not in (None, 1):
             raise ApiError(HTTPStatus.BAD_REQUEST, "n must be 1: one routed answer per request")
         extra = body.get("lensroute") or {}
@@ -139,7 +143,8 @@ class Api:
                 notes.extend(fitted)
                 if stream:
                     assert events is not None
-                    self._stream_chat(session, decision.chosen, question, budget, routed(None), head, events)
+                    self._stream_chat(session, decision.chosen, question, budget, routed(None), head, events,
+                                      include_usage)
                     return None
                 answer = session.answer_with(decision.chosen, question, budget)
             except LensrouteError as exc:
@@ -148,15 +153,18 @@ class Api:
             **head, "object": "chat.completion", "model": answer.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": answer.finish_reason, "logprobs": None}],
+            "usage": _usage(answer),
             "lensroute": routed(answer),
         }
 
     @staticmethod
     def _stream_chat(session, member: int, question: Question, budget: int, routed: dict,  # type: ignore[no-untyped-def]
-                     head: dict, events: EventStream) -> None:
+                     head: dict, events: EventStream, include_usage: bool = False) -> None:
         """The reply as OpenAI's `chat.completion.chunk` events: the role (with the routing
-        decision), the text as the model writes it, then the finish reason and `[DONE]`. Once
-        the events have begun an error can no longer change the status: it goes out as an event."""
+        decision), the text as the model writes it, then the finish reason, the usage when
+        `stream_options.include_usage` asked for it (a last chunk with no choices, as OpenAI
+        sends it) and `[DONE]`. Once the events have begun an error can no longer change the
+        status: it goes out as an event."""
         model = session.models[member].name
 
         def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
@@ -180,6 +188,8 @@ class Api:
             if answer.choice is not None:  # a chosen option arrives whole
                 piece(answer.text)
             events.send(chunk({}, answer.finish_reason))
+            if include_usage:
+                events.send({**chunk({}), "choices": [], "usage": _usage(answer)})
         except LensrouteError as exc:
             events.send({"error": {"message": str(exc), "type": "invalid_request_error"}})
         events.done()
@@ -250,6 +260,12 @@ def _conversation(messages: object) -> tuple[str, list[Turn], list[str]]:
     if last < len(turns) - 1:
         notes.append(f"the {len(turns) - 1 - last} message(s) after the last user message were ignored")
     return turns[last].content, turns[:last], notes
+
+
+def _usage(answer: Answer) -> dict:
+    """OpenAI's token usage: what the chosen model read and wrote (a chosen option writes nothing)."""
+    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+            "total_tokens": answer.prompt_tokens + answer.completion_tokens}
 
 
 def _cost_weight(value: object) -> float | None:

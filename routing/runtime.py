@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,13 @@ from routing.chat_format import Turn, for_model
 from routing.local_models import LocalModel
 
 log = logging.getLogger("lensroute.runtime")
+
+
+class Reply(NamedTuple):
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int  # what the model read (after cutting to its length)
+    completion_tokens: int  # what it generated
 
 
 @dataclass
@@ -46,6 +54,10 @@ class _Base:
         self.session, self.info = create_session(model.path / "model.onnx", device=device)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.vocab_size = int(model.manifest.get("vocab_size") or self.tokenizer.get_vocab_size())
+
+    def count_tokens(self, texts: Sequence[str], add_special: bool = False) -> int:
+        """How many tokens these texts are (uncut): what a reply's usage reports as read."""
+        return sum(len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=add_special))
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None, add_special: bool = True) -> Encoded:
         limit = max_length or self.model.max_length
@@ -134,22 +146,19 @@ class CausalLM(_Base):
         conversation (the reply then stops at the model's length)."""
         kept = list(context)
         budget = self.model.max_length - min(reserve, self.model.max_length // 2)
-        excess = self._tokens(self.conversation_prompt(kept, user)) - budget
+        excess = self.count_tokens([self.conversation_prompt(kept, user)]) - budget
         if excess <= 0 or self.chat is None:
             return kept, 0
         # Drop by each turn's own token count first (one tokenisation per turn, not per drop:
         # 400 turns took 4 s re-tokenising the whole prompt each time), then check exactly.
-        sizes = {id(turn): self._tokens(self.chat.wrap(turn)) for turn in kept}
+        sizes = {id(turn): self.count_tokens([self.chat.wrap(turn)]) for turn in kept}
         dropped = 0
         while excess > 0 and (removed := _drop_oldest_exchange(kept)):
             dropped += len(removed)
             excess -= sum(sizes[id(turn)] for turn in removed)
-        while self._tokens(self.conversation_prompt(kept, user)) > budget and (removed := _drop_oldest_exchange(kept)):
+        while self.count_tokens([self.conversation_prompt(kept, user)]) > budget and (removed := _drop_oldest_exchange(kept)):
             dropped += len(removed)
         return kept, dropped
-
-    def _tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _empty_past(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         shape = (self.layers, batch, self.kv_heads, 1, self.head_dim)
@@ -229,7 +238,7 @@ class CausalLM(_Base):
         return self.generate_reply(prompt, max_new_tokens)[0]
 
     def generate_reply(self, prompt: str, max_new_tokens: int = 64,
-                       on_text: Callable[[str], None] | None = None) -> tuple[str, str]:
+                       on_text: Callable[[str], None] | None = None) -> Reply:
         """`generate`, and why it stopped: "stop" (the model ended its reply) or "length" (it
         reached `max_new_tokens` or the model's length), the two finish reasons an OpenAI-style
         client expects.
@@ -276,7 +285,7 @@ class CausalLM(_Base):
         text = self.tokenizer.decode(produced)
         if on_text is not None and len(text) > sent:
             on_text(text[sent:])
-        return text, reason
+        return Reply(text, reason, len(ids), len(produced) + (reason == "stop"))  # the end token was generated too
 
     def _emit_new_text(self, produced: list[int], sent: int, on_text: Callable[[str], None]) -> int:
         """Send the text decoded since `sent` characters; returns the new count sent."""

@@ -35,7 +35,7 @@ def greedy_reply(turns: list, max_new_tokens: int) -> str:  # type: ignore[type-
 
     tiny = open_model(get("tiny-llama"), device="cpu")
     assert tiny.chat is not None
-    return tiny.generate_reply(tiny.chat.render(turns), max_new_tokens)[0].strip()
+    return tiny.generate_reply(tiny.chat.render(turns), max_new_tokens).text.strip()
 
 
 @pytest.mark.builtin_models

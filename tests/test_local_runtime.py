@@ -123,14 +123,16 @@ def test_a_conversation_is_rendered_in_the_chat_format_and_cut_oldest_first(tiny
     kept, dropped = chatty.fitting_context([system, *exchanges], "w40", reserve=8)
     assert kept[0] == system and kept[1].role == "user" and kept[1:] == exchanges[-len(kept) + 1 :]
     assert dropped == 10 - (len(kept) - 1) and dropped % 2 == 0 and dropped > 0
-    assert chatty._tokens(chatty.conversation_prompt(kept, "w40")) <= 64 - 8
+    assert chatty.count_tokens([chatty.conversation_prompt(kept, "w40")]) <= 64 - 8
     assert chatty.fitting_context(earlier, "w40", reserve=8) == (earlier, 0)  # what fits is kept whole
     # a budget over half the length reserves half, so a big max_tokens does not cost the conversation
     assert chatty.fitting_context(earlier, "w40", reserve=1000) == (earlier, 0)
     # the reply stops at the model's length ("length"), however large its budget
-    reply, reason = chatty.generate_reply(" ".join(f"w{10 + i % 50}" for i in range(60)), max_new_tokens=100)
-    produced = len(chatty.tokenizer.encode(reply, add_special_tokens=False).ids)
-    assert produced <= 64 - 60 and (reason == "length") == (produced == 64 - 60)
+    reply = chatty.generate_reply(" ".join(f"w{10 + i % 50}" for i in range(60)), max_new_tokens=100)
+    produced = chatty.count_tokens([reply.text])
+    assert produced <= 64 - 60 and (reply.finish_reason == "length") == (produced == 64 - 60)
+    # its usage: the 60 tokens read, and every token generated (the end token too, when it came)
+    assert reply.prompt_tokens == 60 and reply.completion_tokens == produced + (reply.finish_reason == "stop")
 
 
 def test_bad_model_folders_are_clear_errors(tiny_core, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -66,6 +66,9 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert reply["object"] == "chat.completion" and reply["id"].startswith("chatcmpl-")
     assert reply["model"] == "tiny-llama" and reply["choices"][0]["message"]["role"] == "assistant"
     assert isinstance(reply["choices"][0]["message"]["content"], str) and reply["choices"][0]["finish_reason"] == "length"
+    usage = reply["usage"]  # OpenAI's token usage: cut at 3 tokens, so 3 written
+    assert usage["completion_tokens"] == 3 and usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     routed = reply["lensroute"]
     assert routed["chosen"]["model"] == "tiny-llama" and not routed["pinned"]
     assert [m["eligible"] for m in routed["pool"]] == [True, False]  # the encoder cannot write text
@@ -78,6 +81,7 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert answer["model"] == "all-minilm-l6-v2" and answer["lensroute"]["pinned"]
     assert answer["choices"][0]["message"]["content"] in {"Venus", "Mars", "Jupiter"}
     assert answer["choices"][0]["finish_reason"] == "stop"
+    assert answer["usage"]["completion_tokens"] == 0 and answer["usage"]["prompt_tokens"] >= 4  # read, wrote nothing
     assert any("temperature ignored" in note for note in answer["lensroute"]["notes"])
 
     # a conversation goes to the model whole, in its chat format: the reply is the model's greedy
@@ -94,7 +98,8 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert turns["lensroute"]["question"] == "w13 w14" and turns["model"] == "tiny-llama"
     prompt = ChatFormat.from_manifest(get("tiny-llama").manifest).render(
         [Turn("system", "w7 w8"), Turn("user", "w9 w10"), Turn("assistant", "w11"), Turn("user", "w13 w14")])
-    assert turns["choices"][0]["message"]["content"] == tiny.generate_reply(prompt, 4)[0].strip()
+    assert turns["choices"][0]["message"]["content"] == tiny.generate_reply(prompt, 4).text.strip()
+    assert turns["usage"]["prompt_tokens"] == tiny.count_tokens([prompt])  # the whole conversation was read
     assert turns["lensroute"]["notes"] == ["1 tool message(s) and tool call(s) were left out: local models do not "
                                            "call tools"]
     # longer than the model's 64 tokens: the oldest exchanges go first, and the reply says so
@@ -166,10 +171,14 @@ def test_openais_own_client_talks_to_the_server(api: str) -> None:
     assert done.model == "tiny-llama" and done.choices[0].finish_reason == "length"
     assert isinstance(done.choices[0].message.content, str) and done.choices[0].message.role == "assistant"
     assert done.model_extra["lensroute"]["chosen"]["model"] == "tiny-llama"  # the decision rides along
+    assert done.usage is not None and done.usage.completion_tokens == 4 and done.usage.prompt_tokens > 0
     stream = client.chat.completions.create(model="lensroute", max_tokens=4, stream=True,
+                                            stream_options={"include_usage": True},
                                             messages=[{"role": "user", "content": "Tell me about Paris."}])
-    pieces = [chunk.choices[0].delta.content or "" for chunk in stream]
+    chunks = list(stream)
+    pieces = [chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices]
     assert "".join(pieces).rstrip() == done.choices[0].message.content
+    assert not chunks[-1].choices and chunks[-1].usage == done.usage  # the usage chunk comes last, as OpenAI's
     import openai
 
     with pytest.raises(openai.NotFoundError, match="not in the pool"):
@@ -195,6 +204,7 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
                                                                         {"role": "user", "content": "hi"}]}), 400,
             "an assistant message's content must be text")
     refused(chat(api, "hi", stream="yes"), 400, "stream must be true or false")
+    refused(chat(api, "hi", stream=True, stream_options={"include_usage": "yes"}), 400, "stream_options")
     refused(chat(api, "hi", max_tokens=0), 400, "max_tokens")
     refused(chat(api, "hi", model="gpt-4"), 404, "not in the pool")
     refused(chat(api, "hi", model="all-minilm-l6-v2"), 422, "multiple-choice questions only")
