@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,8 +131,10 @@ class Answerer:
     def can_generate(self) -> bool:
         return isinstance(self.runtime, CausalLM)
 
-    def answer(self, question: Question, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None) -> Answer:
-        """`on_text` hears a free-text reply as it is written (a chosen option comes whole in `Answer`)."""
+    def answer(self, question: Question, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None,
+               stop: Sequence[str] = ()) -> Answer:
+        """`on_text` hears a free-text reply as it is written (a chosen option comes whole in
+        `Answer`); a free-text reply ends before the first of the `stop` texts it writes."""
         started = time.perf_counter()
         if question.choices:
             if isinstance(self.runtime, EmbeddingModel):
@@ -154,6 +156,6 @@ class Answerer:
             raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
                              "(give --choices)")
         prompt = self.runtime.conversation_prompt(question.context, question.question)
-        reply = self.runtime.generate_reply(prompt, max_new_tokens, on_text)
+        reply = self.runtime.generate_reply(prompt, max_new_tokens, on_text, stop)
         return Answer(self.model.name, reply.text.strip(), None, time.perf_counter() - started, reply.finish_reason,
                       reply.prompt_tokens, reply.completion_tokens)

@@ -19,7 +19,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,9 +121,12 @@ class Api:
         if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
         cost_weight = _cost_weight(extra.get("cost_weight"))
+        stop = _stop_texts(body.get("stop"))
         pinned = _pinned(body.get("model"), [m.name for m in session.models])
-        if body.get("temperature") not in (None, 0, 0.0):
-            notes.append("temperature ignored: local models answer with greedy decoding")
+        sampling = [name for name, neutral in (("temperature", 0), ("top_p", 1), ("presence_penalty", 0),
+                                               ("frequency_penalty", 0)) if body.get(name) not in (None, neutral)]
+        if sampling:
+            notes.append(f"{', '.join(sampling)} ignored: local models answer with greedy decoding")
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
 
         def routed(answer: Answer | None) -> dict:
@@ -144,9 +147,9 @@ class Api:
                 if stream:
                     assert events is not None
                     self._stream_chat(session, decision.chosen, question, budget, routed(None), head, events,
-                                      include_usage)
+                                      include_usage, stop)
                     return None
-                answer = session.answer_with(decision.chosen, question, budget)
+                answer = session.answer_with(decision.chosen, question, budget, stop=stop)
             except LensrouteError as exc:
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
         return {
@@ -159,7 +162,7 @@ class Api:
 
     @staticmethod
     def _stream_chat(session, member: int, question: Question, budget: int, routed: dict,  # type: ignore[no-untyped-def]
-                     head: dict, events: EventStream, include_usage: bool = False) -> None:
+                     head: dict, events: EventStream, include_usage: bool = False, stop: Sequence[str] = ()) -> None:
         """The reply as OpenAI's `chat.completion.chunk` events: the role (with the routing
         decision), the text as the model writes it, then the finish reason, the usage when
         `stream_options.include_usage` asked for it (a last chunk with no choices, as OpenAI
@@ -184,7 +187,7 @@ class Api:
                 events.send(chunk({"content": text}))
 
         try:
-            answer = session.answer_with(member, question, budget, piece)
+            answer = session.answer_with(member, question, budget, piece, stop)
             if answer.choice is not None:  # a chosen option arrives whole
                 piece(answer.text)
             events.send(chunk({}, answer.finish_reason))
@@ -260,6 +263,16 @@ def _conversation(messages: object) -> tuple[str, list[Turn], list[str]]:
     if last < len(turns) - 1:
         notes.append(f"the {len(turns) - 1 - last} message(s) after the last user message were ignored")
     return turns[last].content, turns[:last], notes
+
+
+def _stop_texts(value: object) -> list[str]:
+    """OpenAI's `stop`: a text or up to 4 texts that end the reply (not part of it)."""
+    if value is None:
+        return []
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or len(texts) > 4 or not all(isinstance(t, str) and t for t in texts):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "stop must be a non-empty text or a list of up to 4 of them")
+    return texts
 
 
 def _usage(answer: Answer) -> dict:

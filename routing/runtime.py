@@ -237,18 +237,21 @@ class CausalLM(_Base):
         """Greedy decoding with the KV cache (kept on the GPU between steps when on CUDA)."""
         return self.generate_reply(prompt, max_new_tokens)[0]
 
-    def generate_reply(self, prompt: str, max_new_tokens: int = 64,
-                       on_text: Callable[[str], None] | None = None) -> Reply:
-        """`generate`, and why it stopped: "stop" (the model ended its reply) or "length" (it
-        reached `max_new_tokens` or the model's length), the two finish reasons an OpenAI-style
-        client expects.
+    def generate_reply(self, prompt: str, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None,
+                       stop: Sequence[str] = ()) -> Reply:
+        """`generate`, and why it stopped: "stop" (the model ended its reply, or wrote one of the
+        `stop` texts, which is not part of the reply) or "length" (it reached `max_new_tokens` or
+        the model's length), the two finish reasons an OpenAI-style client expects.
         `on_text` hears the reply as it grows, piece by piece (a streamed answer); a piece is held
-        back while it ends inside a multi-byte character, so every piece is whole text."""
+        back while it ends inside a multi-byte character, so every piece is whole text, and while
+        it could be the start of a stop text, so no part of one is ever sent."""
         ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids[-(self.model.max_length - 1) :]
         if not ids:
             raise UsageError("empty prompt")
         import onnxruntime as ort
 
+        stops = [s for s in stop if s]
+        hold = max((len(s) for s in stops), default=1) - 1
         device = "cuda" if self.on_cuda else "cpu"
         past_key, past_value = self._empty_past(1)
         tokens = np.array([ids], np.int64)
@@ -257,7 +260,7 @@ class CausalLM(_Base):
         key = ort.OrtValue.ortvalue_from_numpy(past_key, device)
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
         produced: list[int] = []
-        reason, sent = "length", 0
+        reason, sent, text, ended = "length", 0, "", False
         # the reply stops where the model's length does ("length"), as when its budget is spent
         for _ in range(min(max_new_tokens, self.model.max_length - len(ids))):
             binding = self.session.io_binding()
@@ -274,26 +277,26 @@ class CausalLM(_Base):
             logits, key, value = binding.get_outputs()
             next_id = int(np.argmax(logits.numpy()[0, -1]))
             if next_id in self.eos:
-                reason = "stop"
+                reason, ended = "stop", True
                 break
             produced.append(next_id)
-            if on_text is not None:
-                sent = self._emit_new_text(produced, sent, on_text)
+            if stops or on_text is not None:
+                text = self.tokenizer.decode(produced)
+                cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+                if cut >= 0:
+                    text, reason = text[:cut], "stop"
+                    break
+                if on_text is not None and not text.endswith("\ufffd") and len(text) - hold > sent:
+                    on_text(text[sent : len(text) - hold])
+                    sent = len(text) - hold
             past_mask = np.concatenate([past_mask, np.ones((1, tokens.shape[1]), np.int64)], axis=1)
             position = position[:, -1:] + 1
             tokens = np.array([[next_id]], np.int64)
-        text = self.tokenizer.decode(produced)
+        if reason == "length" or ended:
+            text = self.tokenizer.decode(produced)
         if on_text is not None and len(text) > sent:
             on_text(text[sent:])
-        return Reply(text, reason, len(ids), len(produced) + (reason == "stop"))  # the end token was generated too
-
-    def _emit_new_text(self, produced: list[int], sent: int, on_text: Callable[[str], None]) -> int:
-        """Send the text decoded since `sent` characters; returns the new count sent."""
-        text = self.tokenizer.decode(produced)
-        if len(text) > sent and not text.endswith("\ufffd"):
-            on_text(text[sent:])
-            return len(text)
-        return sent
+        return Reply(text, reason, len(ids), len(produced) + ended)  # the end token was generated too
 
     def check(self) -> None:
         self._check_vocab()

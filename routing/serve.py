@@ -8,7 +8,7 @@ can generate text are candidates.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -76,10 +76,10 @@ class RoutingSession:
         return decision, self.answer_with(decision.chosen, question, max_new_tokens)
 
     def answer_with(self, member: int, question: Question, max_new_tokens: int = 64,
-                    on_text: Callable[[str], None] | None = None) -> Answer:
+                    on_text: Callable[[str], None] | None = None, stop: Sequence[str] = ()) -> Answer:
         """Answer with one pool member (the chosen one, or one a caller pinned); `on_text` hears
-        a free-text reply as it is written."""
-        return self._answerer(member).answer(question, max_new_tokens, on_text)
+        a free-text reply as it is written, which ends before any of the `stop` texts."""
+        return self._answerer(member).answer(question, max_new_tokens, on_text, stop)
 
     def _answerer(self, member: int) -> Answerer:
         model = self.models[member]

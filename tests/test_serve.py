@@ -84,6 +84,14 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert answer["usage"]["completion_tokens"] == 0 and answer["usage"]["prompt_tokens"] >= 4  # read, wrote nothing
     assert any("temperature ignored" in note for note in answer["lensroute"]["notes"])
 
+    # OpenAI's `stop`: the reply ends before the first stop text, which it does not include, streamed or not
+    free = chat(api, "Tell me about Paris.", max_tokens=12).json()["choices"][0]["message"]["content"]
+    words = free.split()
+    assert len(words) >= 4, free
+    cut = chat(api, "Tell me about Paris.", max_tokens=12, stop=[words[2], "never-written"]).json()
+    assert cut["choices"][0]["finish_reason"] == "stop"
+    assert cut["choices"][0]["message"]["content"] == free[: free.index(words[2])].strip()
+
     # a conversation goes to the model whole, in its chat format: the reply is the model's greedy
     # reply to exactly that prompt; the last user message is what is routed
     from routing.chat_format import ChatFormat, Turn
@@ -150,6 +158,9 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     whole = chat(api, "Tell me about Paris.", max_tokens=6).json()["choices"][0]["message"]["content"]
     assert len(chunks) >= 3 and text.rstrip() == whole  # the same greedy reply, piece by piece
+    stopped = streamed("Tell me about Paris.", max_tokens=6, stop=text.split()[1])
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in stopped).strip() == \
+        text[: text.index(text.split()[1])].strip() and stopped[-1]["choices"][0]["finish_reason"] == "stop"
     option = streamed("Which planet is the Red Planet?", lensroute={"choices": ["Venus", "Mars"]})
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in option) in {"Venus", "Mars"}
 
@@ -205,6 +216,8 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
             "an assistant message's content must be text")
     refused(chat(api, "hi", stream="yes"), 400, "stream must be true or false")
     refused(chat(api, "hi", stream=True, stream_options={"include_usage": "yes"}), 400, "stream_options")
+    refused(chat(api, "hi", stop=["a", "b", "c", "d", "e"]), 400, "up to 4")
+    refused(chat(api, "hi", stop=""), 400, "stop must be")
     refused(chat(api, "hi", max_tokens=0), 400, "max_tokens")
     refused(chat(api, "hi", model="gpt-4"), 404, "not in the pool")
     refused(chat(api, "hi", model="all-minilm-l6-v2"), 422, "multiple-choice questions only")
