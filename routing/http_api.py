@@ -237,7 +237,7 @@ def _conversation(messages: object) -> tuple[str, list[Turn], list[str]]:
     turns: list[Turn] = []
     skipped = 0
     for message in messages:
-        if not isinstance(message, dict) or "role" not in message:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise ApiError(HTTPStatus.BAD_REQUEST, "each message needs a role and content")
         role = {"developer": "system"}.get(message["role"], message["role"])
         if role in ("tool", "function"):

@@ -211,6 +211,8 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
             "no user message")
     refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": [{"role": "narrator", "content": "x"}]}), 400,
             "unknown message role 'narrator'")
+    refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": [{"role": ["user"], "content": "x"}]}), 400,
+            "each message needs a role")
     refused(httpx.post(f"{api}/v1/chat/completions", json={"messages": [{"role": "assistant", "content": 3},
                                                                         {"role": "user", "content": "hi"}]}), 400,
             "an assistant message's content must be text")
