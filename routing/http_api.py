@@ -4,8 +4,10 @@ application sends each query to lensroute instead of to one fixed model.
 The chat endpoint speaks the shape clients already use — OpenAI's `POST /v1/chat/completions`
 and `GET /v1/models`, as RouteLLM's server does — with the routing decision added under
 "lensroute"; `model: "lensroute"` (or none) routes, a pool member's name pins that member. Beside
-it: `POST /v1/route` (a question with optional choices; `route answer --json`'s shape),
-`POST /v1/rank` (one `rank --queries` line in, `rank --json`'s shape out) and `GET /health`.
+it: `POST /v1/embeddings` (OpenAI's shape, any installed embedding model), `POST /v1/route` (a
+question with optional choices; `route answer --json`'s shape), `POST /v1/rank` (one
+`rank --queries` line in, `rank --json`'s shape out) and `GET /health`. With an API key every
+endpoint but `/health` wants `Authorization: Bearer KEY`, as OpenAI's clients send it.
 
 Standard library only (`ThreadingHTTPServer`): a local, single-user service needs no framework.
 Bodies are read with a size cap; bad input is a 4xx with an OpenAI-style `{"error": {...}}` in one
@@ -15,6 +17,7 @@ shared), the ranker has its own.
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
@@ -31,6 +34,7 @@ from routing.chat_format import ROLES, Turn
 
 MAX_BODY = 1 << 20  # bytes: a question, not a document store
 MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
+MAX_EMBEDDING_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 DEFAULT_TOKENS = 128
 ROUTED = ("lensroute", "auto", "router")  # chat `model` values that mean "route it"
 
@@ -47,11 +51,22 @@ class Api:
     """What the handlers call: the routing session (None when no router could be loaded, with why)
     and a lazily loaded ranker."""
 
-    def __init__(self, session, session_error: str | None, load_ranker: Callable[[], object]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, session, session_error: str | None, load_ranker: Callable[[], object],  # type: ignore[no-untyped-def]
+                 api_key: str | None = None, device: str = "auto") -> None:
         self.session, self.session_error = session, session_error
         self._load_ranker, self._ranker = load_ranker, None
         self.model_lock, self.ranker_lock = threading.Lock(), threading.Lock()
+        self.api_key, self.device = api_key or None, device
+        self._encoders: dict[str, object] = {}  # embedding models opened for /v1/embeddings
         self.started = time.time()
+
+    def authorised(self, header: str | None) -> bool:
+        """Whether a request may use the API: always without a key; with one, `Authorization:
+        Bearer KEY` (what OpenAI's clients send), compared in constant time."""
+        if self.api_key is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.api_key.encode())
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -81,8 +96,12 @@ class Api:
                 "router_error": self.session_error}
 
     def models(self) -> dict:
+        from routing.local_models import installed
+
         created = int(self.started)
-        names = ["lensroute", *([] if self.session is None else [m.name for m in self.session.models])]
+        pool = [] if self.session is None else [m.name for m in self.session.models]
+        encoders = [m.name for m in installed() if m.kind == "embedding" and m.name not in pool]  # for /v1/embeddings
+        names = ["lensroute", *pool, *encoders]
         return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "lensroute"}
                                            for n in names]}
 
@@ -196,6 +215,67 @@ class Api:
         except LensrouteError as exc:
             events.send({"error": {"message": str(exc), "type": "invalid_request_error"}})
         events.done()
+
+    def embeddings(self, body: dict) -> dict:
+        """OpenAI's embeddings endpoint over any installed embedding model (the pool's or not):
+        `input` a text or a list of texts; `encoding_format` float or base64 (OpenAI's Python
+        client asks for base64 by default)."""
+        import base64
+
+        import numpy as np
+
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "input must be a text or a non-empty list of texts (token arrays are "
+                                                   "not taken)")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"input has {len(texts)} texts; at most {MAX_EMBEDDING_INPUTS}")
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "encoding_format must be float or base64")
+        with self.model_lock:
+            encoder = self._encoder(body.get("model"))
+            try:
+                vectors, truncated = encoder.encode(texts)
+                tokens = encoder.count_tokens(texts, add_special=True)
+            except LensrouteError as exc:
+                raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
+        dimensions = body.get("dimensions")
+        if dimensions is not None and dimensions != vectors.shape[1]:
+            raise ApiError(HTTPStatus.BAD_REQUEST, f"{encoder.model.name} gives {vectors.shape[1]} dimensions; "
+                                                   f"it cannot give {dimensions!r}")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+        def encoded(row: np.ndarray) -> list[float] | str:
+            return base64.b64encode(row.tobytes()).decode("ascii") if encoding == "base64" else row.tolist()
+
+        out = {"object": "list", "model": encoder.model.name,
+               "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)],
+               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        if any(truncated):
+            out["lensroute"] = {"notes": [f"{sum(truncated)} input(s) longer than {encoder.model.max_length} tokens were "
+                                          "embedded from their beginning"]}
+        return out
+
+    def _encoder(self, name: object):  # type: ignore[no-untyped-def]
+        from recommender.errors import NotFoundError
+        from routing.local_models import get
+        from routing.runtime import EmbeddingModel, open_model
+
+        if not isinstance(name, str) or not name:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "model must name an installed embedding model (see GET /v1/models)")
+        if name not in self._encoders:
+            try:
+                model = get(name)
+            except NotFoundError as exc:
+                raise ApiError(HTTPStatus.NOT_FOUND, str(exc), "model_not_found") from exc
+            if model.kind != "embedding":
+                raise ApiError(HTTPStatus.BAD_REQUEST, f"{name} is a {model.kind}, not an embedding model")
+            runtime = open_model(model, device=self.device)
+            assert isinstance(runtime, EmbeddingModel)
+            self._encoders[name] = runtime
+        return self._encoders[name]
 
     def rank(self, body: dict) -> dict:
         from recommender.batch_queries import query_from, rank_queries
@@ -347,7 +427,9 @@ class _Handler(BaseHTTPRequestHandler):
     # delayed ACK (~40 ms measured by tests/bench/bench_serve.py) on every response
     disable_nagle_algorithm = True
     routes_get: ClassVar[dict[str, str]] = {"/health": "health", "/v1/models": "models"}
-    routes_post: ClassVar[dict[str, str]] = {"/v1/chat/completions": "chat", "/v1/route": "route", "/v1/rank": "rank"}
+    routes_post: ClassVar[dict[str, str]] = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings",
+                                             "/v1/route": "route", "/v1/rank": "rank"}
+    open_paths: ClassVar[set[str]] = {"/health"}  # answered without the API key (a liveness probe)
 
     def do_GET(self) -> None:  # http.server's naming
         self._serve(self.routes_get, with_body=False)
@@ -368,6 +450,10 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"{path} takes {'GET' if with_body else 'POST'}")
                 raise ApiError(HTTPStatus.NOT_FOUND, f"no endpoint {path} (there are {', '.join([*self.routes_get, *self.routes_post])})",
                                "not_found")
+            if path not in self.open_paths and not api.authorised(self.headers.get("Authorization")):
+                self.close_connection = True  # its body stays unread
+                raise ApiError(HTTPStatus.UNAUTHORIZED, "a missing or wrong API key: send Authorization: Bearer KEY",
+                               "invalid_api_key")
             handler = getattr(api, routes[path])
             events = EventStream(self)
             if not with_body:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -195,6 +196,52 @@ def test_openais_own_client_talks_to_the_server(api: str) -> None:
     with pytest.raises(openai.NotFoundError, match="not in the pool"):
         client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
 
+    # embeddings from any installed embedding model: the client asks for base64 and decodes it
+    from routing.local_models import get
+    from routing.runtime import open_model
+
+    texts = ["French legal documents", "Red planet"]
+    embedded = client.embeddings.create(model="all-minilm-l6-v2", input=texts)
+    direct, _ = open_model(get("all-minilm-l6-v2"), device="cpu").encode(texts)
+    assert [e.index for e in embedded.data] == [0, 1] and embedded.model == "all-minilm-l6-v2"
+    assert np.allclose(np.array([e.embedding for e in embedded.data]), direct, atol=1e-5)
+    assert embedded.usage.prompt_tokens == embedded.usage.total_tokens > len(texts)
+    floats = httpx.post(f"{api}/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "Red planet",
+                                                      "encoding_format": "float"}).json()
+    assert np.allclose(floats["data"][0]["embedding"], direct[1], atol=1e-5)
+    with pytest.raises(openai.BadRequestError, match="not an embedding model"):
+        client.embeddings.create(model="tiny-llama", input="x")
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-encoder", input="x")
+
+
+@pytest.mark.builtin_models
+@pytest.mark.slow
+def test_an_api_key_guards_every_endpoint_but_health(local_pool: list[str]) -> None:
+    import openai
+    from openai import OpenAI
+
+    from routing.http_api import Api, ApiServer
+
+    server = ApiServer(("127.0.0.1", 0), Api(None, "no router here", lambda: None, api_key="s3cret"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = server.url
+        assert httpx.get(f"{url}/health").status_code == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            refused = httpx.get(f"{url}/v1/models", headers=headers)
+            assert refused.status_code == 401 and refused.json()["error"]["type"] == "invalid_api_key"
+        body = httpx.post(f"{url}/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "x"})
+        assert body.status_code == 401  # refused before its body is read; the connection is closed
+        client = OpenAI(base_url=f"{url}/v1", api_key="s3cret", max_retries=0)
+        assert "all-minilm-l6-v2" in [m.id for m in client.models.list()]
+        assert len(client.embeddings.create(model="all-minilm-l6-v2", input="x").data[0].embedding) == 384
+        with pytest.raises(openai.AuthenticationError):
+            OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
+    finally:
+        server.shutdown()
+        server.server_close()
+
 
 @pytest.mark.builtin_models
 @pytest.mark.slow
@@ -226,6 +273,11 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
     refused(chat(api, "   "), 400, "question is empty")
     refused(chat(api, "Q?", lensroute={"choices": ["only one"]}), 400, "at least two choices")
     refused(httpx.post(f"{api}/v1/route", json={"question": "Q?", "cost_weight": -1}), 400, "cost_weight")
+    refused(httpx.post(f"{api}/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": [1, 2]}), 400,
+            "token arrays are not taken")
+    refused(httpx.post(f"{api}/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "x", "dimensions": 64}), 400,
+            "cannot give 64")
+    refused(httpx.post(f"{api}/v1/embeddings", json={"input": "x"}), 400, "model must name")
     refused(httpx.post(f"{api}/v1/rank", json={"descripton": "typo"}), 400, "unknown field(s) 'descripton'")
     refused(httpx.post(f"{api}/v1/rank", json={"dataset": "no-such-dataset"}, timeout=120), 422, "no-such-dataset")
     refused(httpx.post(f"{api}/v1/chat/completions", content=b"x" * (2 << 20)), 413, "at most")
@@ -238,20 +290,29 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
 def test_serve_without_a_router_still_starts_says_why_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     import os
 
-    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", "0"], cwd=REPO, env=os.environ.copy(),
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", "0"], cwd=REPO,
+                               env={**os.environ, "LENSROUTE_API_KEY": "k1"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("serving on http://127.0.0.1:") and "no routing (no trained router 'default'" in line
+        assert "API key required" in line
         url = line.split()[2]
-        health = httpx.get(f"{url}/health", timeout=30).json()
+        health = httpx.get(f"{url}/health", timeout=30).json()  # a liveness probe needs no key
         assert health["router"] is None and "route calibrate" in health["router_error"]
-        unavailable = chat(url, "hi")
+        assert chat(url, "hi").status_code == 401  # the key came from $LENSROUTE_API_KEY
+        unavailable = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": "Bearer k1"}, timeout=30,
+                                 json={"messages": [{"role": "user", "content": "hi"}]})
         assert unavailable.status_code == 503 and "routing is not available" in unavailable.json()["error"]["message"]
-        busy = subprocess.run([sys.executable, "-m", "app", "serve", "--port", url.rsplit(":", 1)[1]], cwd=REPO,
+        port = url.rsplit(":", 1)[1]
+        busy = subprocess.run([sys.executable, "-m", "app", "serve", "--port", port], cwd=REPO,
                               capture_output=True, text=True, timeout=60)
         assert busy.returncode == 2 and "choose another --port" in busy.stderr
         assert len(busy.stderr.strip().splitlines()) == 1, busy.stderr
+        # open to the network without a key: it says so before anything else
+        exposed = subprocess.run([sys.executable, "-m", "app", "serve", "--host", "0.0.0.0", "--port", port], cwd=REPO,
+                                 capture_output=True, text=True, timeout=60)
+        assert exposed.stderr.startswith("warning: listening on 0.0.0.0 without an API key"), exposed.stderr
     finally:
         process.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 30
