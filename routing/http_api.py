@@ -12,7 +12,7 @@ endpoint but `/health` wants `Authorization: Bearer KEY`, as OpenAI's clients se
 Standard library only (`ThreadingHTTPServer`): a local, single-user service needs no framework.
 Bodies are read with a size cap; bad input is a 4xx with an OpenAI-style `{"error": {...}}` in one
 line; model work is serialised by one lock (the ONNX sessions and the answerers' cache are
-shared), the ranker has its own.
+shared), the ranker and the embedding models each have their own.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Api:
                  api_key: str | None = None, device: str = "auto") -> None:
         self.session, self.session_error = session, session_error
         self._load_ranker, self._ranker = load_ranker, None
-        self.model_lock, self.ranker_lock = threading.Lock(), threading.Lock()
+        self.model_lock, self.ranker_lock, self.encoder_lock = threading.Lock(), threading.Lock(), threading.Lock()
         self.api_key, self.device = api_key or None, device
         self._encoders: dict[str, object] = {}  # embedding models opened for /v1/embeddings
         self.started = time.time()
@@ -234,7 +234,7 @@ class Api:
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise ApiError(HTTPStatus.BAD_REQUEST, "encoding_format must be float or base64")
-        with self.model_lock:
+        with self.encoder_lock:  # not the chat's lock: an embedding does not wait for a reply being written
             encoder = self._encoder(body.get("model"))
             try:
                 vectors, truncated = encoder.encode(texts)
