@@ -6,7 +6,8 @@ over HTTP on 127.0.0.1 (one keep-alive httpx client), timed in this run.
 Uses $LENSROUTE_HOME's default router (`lensroute route calibrate` first) and ranker. Routing
 queries are the 64 bundled questions with their choices (`decide_only`: the decision, not the
 answering model), as asked again (the encoder's cache answers the embedding) and as new text
-(each call's question made unique); rankings are ten dataset descriptions. Prints medians and p90s and the HTTP /
+(each call's question made unique); rankings are ten dataset descriptions; embeddings are the
+64 questions one at a time with the built-in MiniLM. Prints medians and p90s and the HTTP /
 in-process ratio of the medians.
 """
 
@@ -97,6 +98,15 @@ def main() -> int:
             http = times_ms([lambda d=d: client.post("/v1/rank", json={"description": d, "top_k": 10}).raise_for_status()
                              for d in DESCRIPTIONS], args.repeats)
             report("rank", local, http)
+            from routing.local_models import get
+            from routing.runtime import open_model
+
+            encoder = open_model(get("all-minilm-l6-v2"), device="cpu")  # what /v1/embeddings opens
+            local = times_ms([lambda q=q: encoder.encode([q.question]) for q in questions], args.repeats)
+            http = times_ms([lambda q=q: client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2",
+                                                                             "input": q.question}).raise_for_status()
+                             for q in questions], args.repeats)
+            report("embed", local, http)
     finally:
         server.shutdown()
         server.server_close()
