@@ -52,10 +52,13 @@ class Api:
     and a lazily loaded ranker."""
 
     def __init__(self, session, session_error: str | None, load_ranker: Callable[[], object],  # type: ignore[no-untyped-def]
-                 api_key: str | None = None, device: str = "auto") -> None:
+                 api_key: str | None = None, device: str = "auto", model_lock: threading.Lock | None = None) -> None:
+        """`model_lock`: the lock around the session's models, when something beside the server
+        uses the same session (the desktop app's Route page does)."""
         self.session, self.session_error = session, session_error
         self._load_ranker, self._ranker = load_ranker, None
-        self.model_lock, self.ranker_lock, self.encoder_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        self.model_lock = model_lock or threading.Lock()
+        self.ranker_lock, self.encoder_lock = threading.Lock(), threading.Lock()
         self.api_key, self.device = api_key or None, device
         self._encoders: dict[str, object] = {}  # embedding models opened for /v1/embeddings
         self.started = time.time()

@@ -462,6 +462,47 @@ def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: 
     assert not route.new_conversation.isEnabled()
 
 
+@pytest.mark.builtin_models
+def test_route_page_serves_its_pool_to_other_applications(qtbot, window, local_pool: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    import httpx
+
+    from app.gui.local_server import LocalServer
+    from routing.answering import read_questions
+    from routing.calibrate import calibrate
+    from tests.test_routing import small_mc_set
+
+    calibrate(local_pool, read_questions(small_mc_set(tmp_path, 12), labelled=True), device="cpu")
+    route = page(window, "Route")
+    route.refresh_routers()
+    assert route.session is not None
+    route.serve_port.setValue(0)  # any free port
+    route.serve_key.setText("k1")
+    assert route.toggle_serving() and route.server.running
+    url = route.server.url
+    assert f"OpenAI base URL {url}/v1" in route.serve_status.text() and not route.serve_port.isEnabled()
+    assert httpx.get(f"{url}/v1/models").status_code == 401  # the key is asked for
+    reply = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": "Bearer k1"}, timeout=120,
+                       json={"max_tokens": 3, "messages": [{"role": "user", "content": "w9 w10"}]})
+    assert reply.status_code == 200 and reply.json()["model"] == "tiny-llama"
+    qtbot.waitUntil(lambda: "served: POST /v1/chat/completions 200" in route.batch_log.toPlainText(), timeout=10_000)
+    route.serve_button.click()  # stop
+    assert not route.server.running and route.serve_button.text() == "Start serving"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/health", timeout=5)
+    # a port in use is a message, not a crash; quitting stops every server
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        route.serve_port.setValue(taken.getsockname()[1])
+        assert not route.toggle_serving() and "choose another port" in error_boxes(window)[-1].text()
+    route.serve_port.setValue(0)
+    assert route.toggle_serving()
+    LocalServer.stop_all()
+    assert not route.server.running
+
+
 def test_screenshot_renders_every_page(tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
     from app.gui.main import run_gui
 

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import Job
+from app.gui.local_server import LocalServer
 from app.gui.settings import GuiSettings
 
 
@@ -207,6 +208,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         self.save()
         Job.stop_all()
+        LocalServer.stop_all()
         super().closeEvent(event)
 
 
@@ -287,6 +289,7 @@ def run_gui(argv: list[str]) -> int:
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     app.aboutToQuit.connect(Job.stop_all)
+    app.aboutToQuit.connect(LocalServer.stop_all)
     from app.gui.theme import follow_system
 
     follow_system(app)

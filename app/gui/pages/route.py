@@ -2,11 +2,14 @@
 runner; each answer shows the chosen model, every member's predicted score and cost, latency. A pool
 is calibrated here too ("Calibrate a pool…"), as `lensroute route calibrate` does. With "Follow-up"
 ticked the questions make one conversation (as `lensroute route chat`): each is routed on its own
-and answered after the exchanges before it, the reply shown as it is written."""
+and answered after the exchanges before it, the reply shown as it is written. "Start serving"
+puts the pool on the local HTTP API (`lensroute serve`: OpenAI-style chat and embeddings) while
+the window is open."""
 
 from __future__ import annotations
 
 import html
+import threading
 from collections.abc import Collection
 from pathlib import Path
 
@@ -24,12 +27,14 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSlider,
+    QSpinBox,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from app.gui.jobs import Job
+from app.gui.local_server import LocalServer
 from app.gui.pages.calibrate_dialog import CalibrateDialog, CalibrationChoice
 from app.gui.widgets import FrameModel, JobBar, compact_table, fit_columns, show_error
 
@@ -97,6 +102,20 @@ class RoutePage(QWidget):
         self.batch_log = QPlainTextEdit()
         self.batch_log.setReadOnly(True)
         self.job = Job("route", self)
+        self.model_lock = threading.Lock()  # the page's answers and the served ones share the models
+        self.server = LocalServer(self.model_lock, self)
+        self.serve_port = QSpinBox()
+        self.serve_port.setRange(0, 65535)
+        self.serve_port.setValue(8000)
+        self.serve_port.setToolTip("0: any free port")
+        self.serve_key = QLineEdit()
+        self.serve_key.setPlaceholderText("API key (optional)")
+        self.serve_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.serve_button = QPushButton("Start serving")
+        self.serve_status = QLabel("other applications on this machine can use this pool through lensroute's "
+                                   "OpenAI-style API")
+        self.serve_status.setObjectName("serveStatus")
+        self.serve_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Router"))
@@ -115,10 +134,17 @@ class RoutePage(QWidget):
         ask.addWidget(self.answer_button)
         ask.addWidget(self.new_conversation)
         ask.addWidget(self.batch_button)
+        serve = QHBoxLayout()
+        serve.addWidget(QLabel("Serve on port"))
+        serve.addWidget(self.serve_port)
+        serve.addWidget(self.serve_key)
+        serve.addWidget(self.serve_button)
+        serve.addWidget(self.serve_status, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(knob)
         layout.addWidget(self.curve, 2)
+        layout.addLayout(serve)
         layout.addLayout(ask)
         layout.addWidget(self.answer_text)
         layout.addWidget(self.table, 2)
@@ -131,6 +157,9 @@ class RoutePage(QWidget):
         self.batch_button.clicked.connect(self.choose_batch)
         self.calibrate_button.clicked.connect(lambda: self.open_calibrate())  # not clicked's `checked` as `ticked`
         self.new_conversation.clicked.connect(self.forget_conversation)
+        self.serve_button.clicked.connect(self.toggle_serving)
+        self.server.logged.connect(self.on_served)
+        self.server.running_changed.connect(self.on_serving)
         self.job.succeeded.connect(self.on_result)
         self.job.running_changed.connect(self.on_running)
         self.job.progressed.connect(self.on_progress)
@@ -140,11 +169,13 @@ class RoutePage(QWidget):
         self.refresh_routers(settings.router_name)
         self.knob.setValue(round(settings.cost_weight))
         self.question.setText(settings.route_question)
+        self.serve_port.setValue(settings.serve_port if 0 <= settings.serve_port <= 65535 else 8000)
 
     def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         settings.router_name = self.router_name.currentText()
         settings.cost_weight = float(self.knob.value())
         settings.route_question = self.question.text()
+        settings.serve_port = self.serve_port.value()
 
     def refresh_routers(self, wanted: str = "default") -> None:
         from routing.router_store import saved_names
@@ -170,7 +201,9 @@ class RoutePage(QWidget):
             self.session = RoutingSession(saved, cost_weight=0.0, encoder=self.context.encoder())
         except LensrouteError as exc:
             self.pool_label.setText(f"no pool: {exc} (or here: Calibrate a pool…)")
+            self.server.use_session(None, str(exc))
             return
+        self.server.use_session(self.session, None)
         cv = saved.meta.get("cross_validated", {})
         quality = f" — cross-validated accuracy {cv['router']:.3f} (best single {cv['best_single']:.3f})" if cv.get("folds") else ""
         self.pool_label.setText(f"pool: {', '.join(saved.pool)} ({saved.meta.get('kind')}, {saved.meta.get('questions')} "
@@ -281,8 +314,11 @@ class RoutePage(QWidget):
         if self.follow_up.isChecked():
             return self.follow_up_answer(question)
 
+        lock = self.model_lock
+
         def work(progress, cancel):  # type: ignore[no-untyped-def]
-            decision, answer = session.answer(question)
+            with lock:
+                decision, answer = session.answer(question)
             return [session.as_json(question, decision, answer)]
 
         return self.job.start(work)
@@ -294,7 +330,7 @@ class RoutePage(QWidget):
 
         if self.conversation is None:
             self.conversation = Conversation(self.session)
-        conversation, streamed = self.conversation, []
+        conversation, streamed, lock = self.conversation, [], self.model_lock
         self.streamed = streamed
         self.batch_log.appendPlainText(f"you: {question.question}")
 
@@ -307,10 +343,48 @@ class RoutePage(QWidget):
                 streamed.append(html.escape(piece))
                 progress(len(streamed), None, "writing…")
 
-            return {"conversation": conversation.ask(question.question, heard, cancel, on_routed=routed,
-                                                     choices=question.choices)}
+            with lock:
+                return {"conversation": conversation.ask(question.question, heard, cancel, on_routed=routed,
+                                                         choices=question.choices)}
 
         return self.job.start(work)
+
+    @Slot()
+    def toggle_serving(self) -> bool:
+        """Start the local HTTP API over this page's pool (or stop it); returns whether it serves."""
+        if self.server.running:
+            self.server.stop()
+            return False
+        def load_ranker():  # type: ignore[no-untyped-def]
+            from recommender.ranker import Ranker
+
+            return Ranker.load()  # its own: /v1/rank must not share the Recommend page's ranker across threads
+
+        try:
+            self.server.start(self.session, None if self.session else "no calibrated router (Calibrate a pool…)",
+                              load_ranker, port=self.serve_port.value(), api_key=self.serve_key.text().strip() or None)
+        except OSError as exc:
+            show_error(self, f"cannot listen on 127.0.0.1:{self.serve_port.value()} ({exc.strerror or exc}): "
+                             "choose another port")
+            return False
+        return True
+
+    @Slot(bool)
+    def on_serving(self, serving: bool) -> None:
+        self.serve_button.setText("Stop serving" if serving else "Start serving")
+        self.serve_port.setEnabled(not serving)
+        self.serve_key.setEnabled(not serving)
+        if serving:
+            key = "; send the API key as the client's api_key" if self.serve_key.text().strip() else ""
+            self.serve_status.setText(f"serving on {self.server.url} — OpenAI base URL {self.server.url}/v1{key}")
+            self.batch_log.appendPlainText(f"serving on {self.server.url}")
+        else:
+            self.serve_status.setText("stopped serving")
+            self.batch_log.appendPlainText("stopped serving")
+
+    @Slot(str)
+    def on_served(self, line: str) -> None:
+        self.batch_log.appendPlainText(f"served: {line}")
 
     @Slot()
     def forget_conversation(self) -> None:
@@ -342,7 +416,7 @@ class RoutePage(QWidget):
         if self.session is None:
             show_error(self, "no calibrated router: calibrate a pool first")
             return False
-        session = self.session
+        session, lock = self.session, self.model_lock
 
         def work(progress, cancel):  # type: ignore[no-untyped-def]
             from routing.answering import read_questions
@@ -351,7 +425,8 @@ class RoutePage(QWidget):
             results = []
             for i, question in enumerate(questions):
                 cancel.raise_if_cancelled()
-                decision, answer = session.answer(question)
+                with lock:
+                    decision, answer = session.answer(question)
                 results.append(session.as_json(question, decision, answer))
                 progress(i + 1, len(questions), results[-1]["chosen"]["model"])
             return results
