@@ -66,13 +66,14 @@ class Conversation:
         try:
             answer = self.session.answer_with(decision.chosen, fitted, self.max_new_tokens, hear)
             reply, reason = answer.text, answer.finish_reason
+            usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
             if answer.choice is not None and on_text is not None:  # a chosen option arrives whole
                 on_text(reply)
         except ReplyStopped:
-            reply, reason = "".join(written).strip(), "cancelled"
+            reply, reason, usage = "".join(written).strip(), "cancelled", None  # the decoder's count went with it
         seconds = time.perf_counter() - started
         self.turns += [Turn("user", question.question), Turn("assistant", reply)]
         routed = self.session.as_json(question, decision, None)
         return {"message": question.question, "model": routed["chosen"]["model"], "reply": reply,
                 "finish_reason": reason, "answer_ms": round(seconds * 1000, 2), "routing_ms": routed["routing_ms"],
-                "pool": routed["pool"], "turns": len(self.turns), "notes": [*routed["notes"], *notes]}
+                "pool": routed["pool"], "turns": len(self.turns), "usage": usage, "notes": [*routed["notes"], *notes]}

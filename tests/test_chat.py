@@ -53,6 +53,7 @@ def test_each_reply_reads_the_conversation_before_it(calibrated: list[str]) -> N
     assert first["model"] == "tiny-llama" == routed[0]  # only the causal LM writes text
     assert first["reply"] == greedy_reply([Turn("system", "w7 w8"), Turn("user", "w9 w10")], 3)
     assert "".join(heard).strip() == first["reply"] and first["turns"] == 2
+    assert first["usage"]["prompt_tokens"] > 0 and 1 <= first["usage"]["completion_tokens"] <= 3
     second = chat.ask("w11")
     assert second["reply"] == greedy_reply([Turn("system", "w7 w8"), Turn("user", "w9 w10"),
                                             Turn("assistant", first["reply"]), Turn("user", "w11")], 3)
@@ -65,6 +66,7 @@ def test_each_reply_reads_the_conversation_before_it(calibrated: list[str]) -> N
     pieces: list[str] = []
     stopped = chat.ask("w12 w13", pieces.append, token)
     assert stopped["finish_reason"] == "cancelled" and stopped["reply"] == pieces[0].strip() and len(pieces) == 1
+    assert stopped["usage"] is None
     assert chat.turns[-1] == Turn("assistant", stopped["reply"])
     with pytest.raises(UsageError, match="empty"):
         chat.ask("   ")

@@ -427,7 +427,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--json", action="store_true",
                    help='one line per message: {"message", "model", "reply", "finish_reason", "answer_ms", "routing_ms", '
-                        '"pool", "turns", "notes"}')
+                        '"pool", "turns", "usage": {"prompt_tokens", "completion_tokens"} | null (stopped), "notes"}')
     p.set_defaults(func=cmd_chat)
 
     for name, helptext in (("answer", "route one question and answer it"),
