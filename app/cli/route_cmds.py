@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from app.cli.arguments import (
@@ -295,24 +296,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        while True:
-            try:
-                line = input("you> ") if interactive else sys.stdin.readline()
-            except (EOFError, KeyboardInterrupt):
-                break
-            if not line and not interactive:  # end of the piped input
-                break
-            message = line.strip()
-            if message in ("/exit", "/quit"):
-                break
+        for message in _chat_messages(interactive):
             if message == "/reset":
                 conversation.reset()
                 print("(the conversation is forgotten)", file=sys.stderr)
                 continue
             if message == "/help":
                 print(CHAT_HELP, file=sys.stderr)
-                continue
-            if not message:
                 continue
             token = CancelToken()
             replying[:] = [token]
@@ -335,6 +325,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
         print(f"{sum(counts.values())} message(s) routed: " + ", ".join(f"{m} {n}" for m, n in sorted(counts.items())),
               file=sys.stderr)
     return 0
+
+
+def _chat_messages(interactive: bool) -> Iterator[str]:
+    """The user's messages, stripped and non-empty, until the end of the input, Ctrl-D or Ctrl-C
+    at the prompt, or /exit (/quit)."""
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if not line and not interactive:  # the end of the piped input
+            return
+        message = line.strip()
+        if message in ("/exit", "/quit"):
+            return
+        if message:
+            yield message
 
 
 def _write_speaker(model: str) -> None:
