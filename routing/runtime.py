@@ -260,31 +260,21 @@ class CausalLM(_Base):
         key = ort.OrtValue.ortvalue_from_numpy(past_key, device)
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
         produced: list[int] = []
-        reason, sent, text, ended = "length", 0, "", False
+        sent, text = 0, ""
+        end_token = stop_text = False
         # the reply stops where the model's length does ("length"), as when its budget is spent
         for _ in range(min(max_new_tokens, self.model.max_length - len(ids))):
-            binding = self.session.io_binding()
-            binding.bind_cpu_input("input_ids", tokens)
-            binding.bind_cpu_input("token_mask", np.ones_like(tokens))
-            binding.bind_cpu_input("past_mask", past_mask)
-            binding.bind_cpu_input("position_ids", position)
-            binding.bind_ortvalue_input("past_key", key)
-            binding.bind_ortvalue_input("past_value", value)
-            binding.bind_output("logits", "cpu")
-            binding.bind_output("present_key", device)
-            binding.bind_output("present_value", device)
-            self.session.run_with_iobinding(binding)
-            logits, key, value = binding.get_outputs()
+            logits, key, value = self._step(tokens, past_mask, position, key, value, device)
             next_id = int(np.argmax(logits.numpy()[0, -1]))
             if next_id in self.eos:
-                reason, ended = "stop", True
+                end_token = True
                 break
             produced.append(next_id)
             if stops or on_text is not None:
                 text = self.tokenizer.decode(produced)
                 cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
                 if cut >= 0:
-                    text, reason = text[:cut], "stop"
+                    text, stop_text = text[:cut], True
                     break
                 if on_text is not None and not text.endswith("\ufffd") and len(text) - hold > sent:
                     on_text(text[sent : len(text) - hold])
@@ -292,11 +282,29 @@ class CausalLM(_Base):
             past_mask = np.concatenate([past_mask, np.ones((1, tokens.shape[1]), np.int64)], axis=1)
             position = position[:, -1:] + 1
             tokens = np.array([[next_id]], np.int64)
-        if reason == "length" or ended:
+        if not stop_text:
             text = self.tokenizer.decode(produced)
         if on_text is not None and len(text) > sent:
             on_text(text[sent:])
-        return Reply(text, reason, len(ids), len(produced) + ended)  # the end token was generated too
+        reason = "stop" if end_token or stop_text else "length"
+        return Reply(text, reason, len(ids), len(produced) + end_token)  # the end token was generated too
+
+    def _step(self, tokens: np.ndarray, past_mask: np.ndarray, position: np.ndarray, key, value,  # type: ignore[no-untyped-def]
+              device: str) -> list:  # type: ignore[type-arg]
+        """One decoding step through IOBinding: the cache stays where the model runs (on the GPU
+        under CUDA), only the logits come back to the CPU."""
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("input_ids", tokens)
+        binding.bind_cpu_input("token_mask", np.ones_like(tokens))
+        binding.bind_cpu_input("past_mask", past_mask)
+        binding.bind_cpu_input("position_ids", position)
+        binding.bind_ortvalue_input("past_key", key)
+        binding.bind_ortvalue_input("past_value", value)
+        binding.bind_output("logits", "cpu")
+        binding.bind_output("present_key", device)
+        binding.bind_output("present_value", device)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()
 
     def check(self) -> None:
         self._check_vocab()
