@@ -501,6 +501,13 @@ def test_route_page_serves_its_pool_to_other_applications(qtbot, window, local_p
     assert route.toggle_serving()
     LocalServer.stop_all()
     assert not route.server.running
+    # a follow-up needs a pool member that writes text: an encoder-only pool says so
+    calibrate(["all-minilm-l6-v2"], read_questions(small_mc_set(tmp_path, 12), labelled=True), name="enc", device="cpu")
+    route.refresh_routers("enc")
+    route.follow_up.setChecked(True)
+    route.question.setText("Hello?")
+    route.choices.setText("")
+    assert not route.answer() and "embedding models only" in error_boxes(window)[-1].text()
 
 
 def test_screenshot_renders_every_page(tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]

@@ -326,10 +326,15 @@ class RoutePage(QWidget):
     def follow_up_answer(self, question) -> bool:  # type: ignore[no-untyped-def]
         """The question as the next message of the conversation; the reply streams into the
         answer line (Cancel stops it and keeps what was written, as `route chat` does)."""
+        from recommender.errors import LensrouteError
         from routing.conversation import Conversation
 
         if self.conversation is None:
-            self.conversation = Conversation(self.session)
+            try:
+                self.conversation = Conversation(self.session)
+            except LensrouteError as exc:  # a pool of embedding models only
+                show_error(self, str(exc))
+                return False
         conversation, streamed, lock = self.conversation, [], self.model_lock
         self.streamed = streamed
         self.batch_log.appendPlainText(f"you: {question.question}")
@@ -355,6 +360,7 @@ class RoutePage(QWidget):
         if self.server.running:
             self.server.stop()
             return False
+
         def load_ranker():  # type: ignore[no-untyped-def]
             from recommender.ranker import Ranker
 
