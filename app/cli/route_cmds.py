@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -284,6 +285,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     conversation = Conversation(_session(args), system=args.system, max_new_tokens=args.max_tokens)
     interactive = sys.stdin.isatty()
     if interactive:
+        with contextlib.suppress(ImportError):  # line editing and ↑ for earlier messages, where the platform has it
+            import readline  # noqa: F401
         pool = ", ".join(m.name for m in conversation.session.models)
         print(f"chatting through router {args.router_name!r} ({pool}); {CHAT_HELP}", file=sys.stderr)
     counts: dict[str, int] = {}
