@@ -149,6 +149,9 @@ class Api:
                                                ("frequency_penalty", 0)) if body.get(name) not in (None, neutral)]
         if sampling:
             notes.append(f"{', '.join(sampling)} ignored: local models answer with greedy decoding")
+        unsupported = [name for name in ("tools", "response_format", "logprobs") if body.get(name) not in (None, False, [])]
+        if unsupported:
+            notes.append(f"{', '.join(unsupported)} ignored: the local models write plain text")
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
 
         def routed(answer: Answer | None) -> dict:

@@ -76,7 +76,7 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
 
     # multiple choice rides along under "lensroute"; a pool member's name pins that member
     picked = chat(api, "Which planet is the Red Planet?", model="all-minilm-l6-v2", temperature=0.7,
-                  lensroute={"choices": ["Venus", "Mars", "Jupiter"]})
+                  response_format={"type": "json_object"}, lensroute={"choices": ["Venus", "Mars", "Jupiter"]})
     assert picked.status_code == 200, picked.text
     answer = picked.json()
     assert answer["model"] == "all-minilm-l6-v2" and answer["lensroute"]["pinned"]
@@ -84,6 +84,7 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert answer["choices"][0]["finish_reason"] == "stop"
     assert answer["usage"]["completion_tokens"] == 0 and answer["usage"]["prompt_tokens"] >= 4  # read, wrote nothing
     assert any("temperature ignored" in note for note in answer["lensroute"]["notes"])
+    assert "response_format ignored: the local models write plain text" in answer["lensroute"]["notes"]
 
     # OpenAI's `stop`: the reply ends before the first stop text, which it does not include, streamed or not
     free = chat(api, "Tell me about Paris.", max_tokens=12).json()["choices"][0]["message"]["content"]
