@@ -18,6 +18,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,10 +85,10 @@ def main() -> int:
                                                                         "decide_only": True}).raise_for_status()
                              for q in questions], args.repeats)
             report("route", local, http)  # repeated texts: the encoder's cache answers the embedding
-            fresh = iter(range(10**9))  # a text never seen before on every call: the embedding computed each time
-
+            # a text never seen before on every call, in this run or an earlier one (the encoder's cache
+            # is a file that outlives the process: a counter from 0 was answered from it on a second run)
             def new(q):  # type: ignore[no-untyped-def]
-                return type(q)(f"{q.question} (#{next(fresh)})", q.choices)
+                return type(q)(f"{q.question} (#{uuid.uuid4().hex[:12]})", q.choices)
 
             local = times_ms([lambda q=q: session.decide(new(q)) for q in questions], args.repeats)
             http = times_ms([lambda q=q: client.post("/v1/route", json={"question": new(q).question, "choices": q.choices,
