@@ -128,10 +128,7 @@ class Api:
         stream = _flag(body.get("stream"), "stream")
         if stream and events is None:
             raise ApiError(HTTPStatus.BAD_REQUEST, "streaming needs the HTTP endpoint")
-        options = body.get("stream_options") or {}
-        if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
-            raise ApiError(HTTPStatus.BAD_REQUEST, 'stream_options must be like {"include_usage": true}')
-        include_usage = bool(options.get("include_usage"))
+        include_usage = _include_usage(body.get("stream_options"))
         if body.get("n") not in (None, 1):
             raise ApiError(HTTPStatus.BAD_REQUEST, "n must be 1: one routed answer per request")
         extra = body.get("lensroute") or {}
@@ -139,19 +136,11 @@ class Api:
             raise ApiError(HTTPStatus.BAD_REQUEST, '"lensroute" must be an object like {"choices": [...]}')
         text, context, notes = _conversation(body.get("messages"))
         question = replace(_question(text, extra.get("choices")), context=tuple(context))
-        budget = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), DEFAULT_TOKENS)
-        if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
+        budget = _reply_budget(body)
         cost_weight = _cost_weight(extra.get("cost_weight"))
         stop = _stop_texts(body.get("stop"))
         pinned = _pinned(body.get("model"), [m.name for m in session.models])
-        sampling = [name for name, neutral in (("temperature", 0), ("top_p", 1), ("presence_penalty", 0),
-                                               ("frequency_penalty", 0)) if body.get(name) not in (None, neutral)]
-        if sampling:
-            notes.append(f"{', '.join(sampling)} ignored: local models answer with greedy decoding")
-        unsupported = [name for name in ("tools", "response_format", "logprobs") if body.get(name) not in (None, False, [])]
-        if unsupported:
-            notes.append(f"{', '.join(unsupported)} ignored: the local models write plain text")
+        notes += _ignored_options(body)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
 
         def routed(answer: Answer | None) -> dict:
@@ -278,7 +267,10 @@ class Api:
                 raise ApiError(HTTPStatus.NOT_FOUND, str(exc), "model_not_found") from exc
             if model.kind != "embedding":
                 raise ApiError(HTTPStatus.BAD_REQUEST, f"{name} is a {model.kind}, not an embedding model")
-            runtime = open_model(model, device=self.device)
+            try:
+                runtime = open_model(model, device=self.device)
+            except LensrouteError as exc:  # a broken model folder: its reason, not a 500
+                raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
             assert isinstance(runtime, EmbeddingModel)
             self._encoders[name] = runtime
         return self._encoders[name]
@@ -349,6 +341,35 @@ def _conversation(messages: object) -> tuple[str, list[Turn], list[str]]:
     if last < len(turns) - 1:
         notes.append(f"the {len(turns) - 1 - last} message(s) after the last user message were ignored")
     return turns[last].content, turns[:last], notes
+
+
+def _include_usage(options: object) -> bool:
+    """OpenAI's `stream_options.include_usage`: the usage as a last streamed chunk."""
+    options = options or {}
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise ApiError(HTTPStatus.BAD_REQUEST, 'stream_options must be like {"include_usage": true}')
+    return bool(options.get("include_usage"))
+
+
+def _reply_budget(body: dict) -> int:
+    """`max_completion_tokens` (OpenAI's newer name) or `max_tokens`; null is not given."""
+    budget = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), DEFAULT_TOKENS)
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
+    return budget
+
+
+def _ignored_options(body: dict) -> list[str]:
+    """Notes on the options a request asked for that local greedy decoding of plain text cannot give."""
+    notes = []
+    sampling = [name for name, neutral in (("temperature", 0), ("top_p", 1), ("presence_penalty", 0),
+                                           ("frequency_penalty", 0)) if body.get(name) not in (None, neutral)]
+    if sampling:
+        notes.append(f"{', '.join(sampling)} ignored: local models answer with greedy decoding")
+    unsupported = [name for name in ("tools", "response_format", "logprobs") if body.get(name) not in (None, False, [])]
+    if unsupported:
+        notes.append(f"{', '.join(unsupported)} ignored: the local models write plain text")
+    return notes
 
 
 def _stop_texts(value: object) -> list[str]:

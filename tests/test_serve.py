@@ -279,6 +279,15 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
     refused(httpx.post(f"{api}/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "x", "dimensions": 64}), 400,
             "cannot give 64")
     refused(httpx.post(f"{api}/v1/embeddings", json={"input": "x"}), 400, "model must name")
+    from routing.local_models import MANIFEST, get, local_dir
+
+    broken = local_dir() / "broken-encoder"  # an embedding model whose ONNX file is not one
+    broken.mkdir(parents=True)
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    (broken / "tokenizer.json").write_bytes((get("all-minilm-l6-v2").path / "tokenizer.json").read_bytes())
+    (broken / MANIFEST).write_text(json.dumps({"name": "broken-encoder", "kind": "embedding", "max_length": 256}))
+    refused(httpx.post(f"{api}/v1/embeddings", json={"model": "broken-encoder", "input": "x"}), 422,
+            "cannot load ONNX model")
     refused(httpx.post(f"{api}/v1/rank", json={"descripton": "typo"}), 400, "unknown field(s) 'descripton'")
     refused(httpx.post(f"{api}/v1/rank", json={"dataset": "no-such-dataset"}, timeout=120), 422, "no-such-dataset")
     refused(httpx.post(f"{api}/v1/chat/completions", content=b"x" * (2 << 20)), 413, "at most")
