@@ -19,6 +19,7 @@ from recommender.errors import FormatError, NotFoundError, UsageError
 from routing.chat_format import Turn
 from routing.local_models import LocalModel
 from routing.runtime import CausalLM, EmbeddingModel, open_model
+from routing.sampling import GREEDY, Sampling
 
 
 @dataclass
@@ -132,9 +133,10 @@ class Answerer:
         return isinstance(self.runtime, CausalLM)
 
     def answer(self, question: Question, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None,
-               stop: Sequence[str] = ()) -> Answer:
+               stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0) -> Answer:
         """`on_text` hears a free-text reply as it is written (a chosen option comes whole in
-        `Answer`); a free-text reply ends before the first of the `stop` texts it writes."""
+        `Answer`); a free-text reply ends before the first of the `stop` texts it writes and is
+        decoded as `sampling` says (a multiple-choice answer is always the best-scored option)."""
         started = time.perf_counter()
         if question.choices:
             if isinstance(self.runtime, EmbeddingModel):
@@ -156,6 +158,6 @@ class Answerer:
             raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
                              "(give --choices)")
         prompt = self.runtime.conversation_prompt(question.context, question.question)
-        reply = self.runtime.generate_reply(prompt, max_new_tokens, on_text, stop)
+        reply = self.runtime.generate_reply(prompt, max_new_tokens, on_text, stop, sampling, draw)
         return Answer(self.model.name, reply.text.strip(), None, time.perf_counter() - started, reply.finish_reason,
                       reply.prompt_tokens, reply.completion_tokens)

@@ -15,6 +15,7 @@ from recommender.errors import UsageError
 from recommender.progress import CancelToken
 from routing.answering import Question, choices_problem
 from routing.chat_format import Turn
+from routing.sampling import GREEDY, Sampling
 from routing.serve import RoutingSession
 
 
@@ -23,13 +24,14 @@ class ReplyStopped(Exception):
 
 
 class Conversation:
-    def __init__(self, session: RoutingSession, *, system: str | None = None, max_new_tokens: int = 256) -> None:
+    def __init__(self, session: RoutingSession, *, system: str | None = None, max_new_tokens: int = 256,
+                 sampling: Sampling = GREEDY) -> None:
         if not any(m.kind == "causal-lm" for m in session.models):
             raise UsageError(f"router {session.saved.name!r} routes over embedding models only "
                              f"({', '.join(m.name for m in session.models)}): a chat needs a model that writes text")
         if max_new_tokens < 1:
             raise UsageError("--max-tokens must be at least 1")
-        self.session, self.max_new_tokens = session, max_new_tokens
+        self.session, self.max_new_tokens, self.sampling = session, max_new_tokens, sampling
         self.system = [Turn("system", system)] if system and system.strip() else []
         self.turns: list[Turn] = []
 
@@ -64,7 +66,7 @@ class Conversation:
 
         started = time.perf_counter()
         try:
-            answer = self.session.answer_with(decision.chosen, fitted, self.max_new_tokens, hear)
+            answer = self.session.answer_with(decision.chosen, fitted, self.max_new_tokens, hear, sampling=self.sampling)
             reply, reason = answer.text, answer.finish_reason
             usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
             if answer.choice is not None and on_text is not None:  # a chosen option arrives whole

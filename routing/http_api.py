@@ -28,12 +28,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-from recommender.errors import LensrouteError
+from recommender.errors import LensrouteError, UsageError
 from routing.answering import Answer, Question, choices_problem
 from routing.chat_format import ROLES, Turn
+from routing.sampling import GREEDY, Sampling
 
 MAX_BODY = 1 << 20  # bytes: a question, not a document store
 MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
+MAX_REPLIES = 8  # OpenAI's `n`: each reply is written in turn by one local model
 MAX_EMBEDDING_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 DEFAULT_TOKENS = 128
 ROUTED = ("lensroute", "auto", "router")  # chat `model` values that mean "route it"
@@ -123,29 +125,39 @@ class Api:
 
     def chat(self, body: dict, events: EventStream | None = None) -> dict | None:
         """One chat completion; with `"stream": true` it goes out as server-sent events through
-        `events` (OpenAI's chunk shape, the routing decision in the first chunk) and this returns None."""
+        `events` (OpenAI's chunk shape, the routing decision in the first chunk) and this returns None.
+        `n` replies are written one after the other by the one routed model (a request is routed once)."""
         session = self._routing()
         stream = _flag(body.get("stream"), "stream")
         if stream and events is None:
             raise ApiError(HTTPStatus.BAD_REQUEST, "streaming needs the HTTP endpoint")
         include_usage = _include_usage(body.get("stream_options"))
-        if body.get("n") not in (None, 1):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "n must be 1: one routed answer per request")
+        n = _replies(body.get("n"))
         extra = body.get("lensroute") or {}
         if not isinstance(extra, dict):
             raise ApiError(HTTPStatus.BAD_REQUEST, '"lensroute" must be an object like {"choices": [...]}')
         text, context, notes = _conversation(body.get("messages"))
         question = replace(_question(text, extra.get("choices")), context=tuple(context))
+        if n > 1 and question.choices:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "n above 1 needs a free-text reply: a multiple-choice question "
+                                                   "has one answer, the option the model scores best")
         budget = _reply_budget(body)
         cost_weight = _cost_weight(extra.get("cost_weight"))
         stop = _stop_texts(body.get("stop"))
+        sampling = _sampling(body)
         pinned = _pinned(body.get("model"), [m.name for m in session.models])
         notes += _ignored_options(body)
+        if question.choices and sampling != GREEDY:
+            notes.append("temperature, top_p, top_k, penalties and seed ignored: a multiple-choice answer is the "
+                         "option the model scores best")
+        elif n > 1 and sampling.greedy and not sampling.penalised:
+            notes.append(f"the {n} replies are the same: greedy decoding writes one reply (give a temperature)")
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
 
         def routed(answer: Answer | None) -> dict:
             out = session.as_json(question, decision, answer)
-            return {**out, "pinned": pinned is not None, "notes": [*out["notes"], *notes]}
+            return {**out, "pinned": pinned is not None, "sampling": sampling.describe(),
+                    "notes": [*out["notes"], *notes]}
 
         with self.model_lock:
             try:
@@ -161,52 +173,58 @@ class Api:
                 if stream:
                     assert events is not None
                     self._stream_chat(session, decision.chosen, question, budget, routed(None), head, events,
-                                      include_usage, stop)
+                                      include_usage, stop, sampling, n)
                     return None
-                answer = session.answer_with(decision.chosen, question, budget, stop=stop)
+                answers = [session.answer_with(decision.chosen, question, budget, stop=stop, sampling=sampling, draw=i)
+                           for i in range(n)]
             except LensrouteError as exc:
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
         return {
-            **head, "object": "chat.completion", "model": answer.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                         "finish_reason": answer.finish_reason, "logprobs": None}],
-            "usage": _usage(answer),
-            "lensroute": routed(answer),
+            **head, "object": "chat.completion", "model": answers[0].model,
+            "choices": [{"index": i, "message": {"role": "assistant", "content": answer.text},
+                         "finish_reason": answer.finish_reason, "logprobs": None} for i, answer in enumerate(answers)],
+            "usage": _usage(answers),
+            "lensroute": routed(answers[0]),
         }
 
     @staticmethod
     def _stream_chat(session, member: int, question: Question, budget: int, routed: dict,  # type: ignore[no-untyped-def]
-                     head: dict, events: EventStream, include_usage: bool = False, stop: Sequence[str] = ()) -> None:
-        """The reply as OpenAI's `chat.completion.chunk` events: the role (with the routing
-        decision), the text as the model writes it, then the finish reason, the usage when
-        `stream_options.include_usage` asked for it (a last chunk with no choices, as OpenAI
-        sends it) and `[DONE]`. Once the events have begun an error can no longer change the
-        status: it goes out as an event."""
+                     head: dict, events: EventStream, include_usage: bool = False, stop: Sequence[str] = (),
+                     sampling: Sampling = GREEDY, n: int = 1) -> None:
+        """The replies as OpenAI's `chat.completion.chunk` events: per reply (its `index`) the
+        role (the first with the routing decision), the text as the model writes it and the finish
+        reason; then the usage when `stream_options.include_usage` asked for it (a last chunk with
+        no choices, as OpenAI sends it) and `[DONE]`. Once the events have begun an error can no
+        longer change the status: it goes out as an event."""
         model = session.models[member].name
 
-        def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
+        def chunk(delta: dict, index: int = 0, finish: str | None = None, **extra: object) -> dict:
             return {**head, "object": "chat.completion.chunk", "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+                    "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
 
         events.start()
-        events.send(chunk({"role": "assistant", "content": ""}, lensroute=routed))
-        begun = False  # leading whitespace is dropped, as the whole reply is stripped
-
-        def piece(text: str) -> None:
-            nonlocal begun
-            if not begun:
-                text = text.lstrip()
-                begun = bool(text)
-            if text:
-                events.send(chunk({"content": text}))
-
+        answers: list[Answer] = []
         try:
-            answer = session.answer_with(member, question, budget, piece, stop)
-            if answer.choice is not None:  # a chosen option arrives whole
-                piece(answer.text)
-            events.send(chunk({}, answer.finish_reason))
+            for index in range(n):
+                first = {"lensroute": routed} if index == 0 else {}
+                events.send(chunk({"role": "assistant", "content": ""}, index, **first))
+                begun = False  # leading whitespace is dropped, as the whole reply is stripped
+
+                def piece(text: str, index: int = index) -> None:
+                    nonlocal begun
+                    if not begun:
+                        text = text.lstrip()
+                        begun = bool(text)
+                    if text:
+                        events.send(chunk({"content": text}, index))
+
+                answer = session.answer_with(member, question, budget, piece, stop, sampling, index)
+                if answer.choice is not None:  # a chosen option arrives whole
+                    piece(answer.text)
+                events.send(chunk({}, index, answer.finish_reason))
+                answers.append(answer)
             if include_usage:
-                events.send({**chunk({}), "choices": [], "usage": _usage(answer)})
+                events.send({**chunk({}), "choices": [], "usage": _usage(answers)})
         except LensrouteError as exc:
             events.send({"error": {"message": str(exc), "type": "invalid_request_error"}})
         events.done()
@@ -359,13 +377,32 @@ def _reply_budget(body: dict) -> int:
     return budget
 
 
+def _replies(value: object) -> int:
+    """OpenAI's `n`: how many replies (each written in turn, so a few)."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPLIES:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"n must be a whole number from 1 to {MAX_REPLIES} "
+                                               "(the replies are written one after the other)")
+    return value
+
+
+def _sampling(body: dict) -> Sampling:
+    """The decoding a request asks for. Without a temperature a reply is greedy — the same
+    question, the same reply — where OpenAI's default is 1: a local router is easier to trust
+    when it is repeatable, and `temperature` turns sampling on. `top_k` is an extension (as
+    vLLM and llama.cpp's server take it)."""
+    given = {name: body[name] for name in ("temperature", "top_p", "top_k", "frequency_penalty", "presence_penalty",
+                                           "seed") if body.get(name) is not None}
+    try:
+        return Sampling(**given)
+    except UsageError as exc:
+        raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+
+
 def _ignored_options(body: dict) -> list[str]:
-    """Notes on the options a request asked for that local greedy decoding of plain text cannot give."""
+    """Notes on the options a request asked for that local decoding of plain text cannot give."""
     notes = []
-    sampling = [name for name, neutral in (("temperature", 0), ("top_p", 1), ("presence_penalty", 0),
-                                           ("frequency_penalty", 0)) if body.get(name) not in (None, neutral)]
-    if sampling:
-        notes.append(f"{', '.join(sampling)} ignored: local models answer with greedy decoding")
     unsupported = [name for name in ("tools", "response_format", "logprobs") if body.get(name) not in (None, False, [])]
     if unsupported:
         notes.append(f"{', '.join(unsupported)} ignored: the local models write plain text")
@@ -382,10 +419,12 @@ def _stop_texts(value: object) -> list[str]:
     return texts
 
 
-def _usage(answer: Answer) -> dict:
-    """OpenAI's token usage: what the chosen model read and wrote (a chosen option writes nothing)."""
-    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
-            "total_tokens": answer.prompt_tokens + answer.completion_tokens}
+def _usage(answers: Sequence[Answer]) -> dict:
+    """OpenAI's token usage: what the chosen model read (once: every reply answers the same
+    prompt) and wrote, all replies together (a chosen option writes nothing)."""
+    read = answers[0].prompt_tokens if answers else 0
+    written = sum(answer.completion_tokens for answer in answers)
+    return {"prompt_tokens": read, "completion_tokens": written, "total_tokens": read + written}
 
 
 def _cost_weight(value: object) -> float | None:

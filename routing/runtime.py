@@ -1,5 +1,5 @@
-"""Running local models with ONNX Runtime: embeddings, answer-option log-likelihoods, greedy
-generation with a KV cache. CUDA when present (KV cache kept on the device through IOBinding),
+"""Running local models with ONNX Runtime: embeddings, answer-option log-likelihoods, generation
+with a KV cache (greedy or sampled: `routing.sampling`). CUDA when present (KV cache kept on the device through IOBinding),
 CPU otherwise; one session factory for the whole program (`recommender.onnx_session`).
 """
 
@@ -16,6 +16,7 @@ from recommender.errors import FormatError, RuntimeUnavailableError, UsageError
 from recommender.onnx_session import create_session
 from routing.chat_format import Turn, for_model
 from routing.local_models import LocalModel
+from routing.sampling import GREEDY, Sampling
 
 log = logging.getLogger("lensroute.runtime")
 
@@ -238,8 +239,9 @@ class CausalLM(_Base):
         return self.generate_reply(prompt, max_new_tokens)[0]
 
     def generate_reply(self, prompt: str, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None,
-                       stop: Sequence[str] = ()) -> Reply:
-        """`generate`, and why it stopped: "stop" (the model ended its reply, or wrote one of the
+                       stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0) -> Reply:
+        """`generate` with the decoding `sampling` asks for (greedy by default; `draw` numbers the
+        replies of one request, so a seeded request's replies differ and each repeats), and why it stopped: "stop" (the model ended its reply, or wrote one of the
         `stop` texts, which is not part of the reply) or "length" (it reached `max_new_tokens` or
         the model's length), the two finish reasons an OpenAI-style client expects.
         `on_text` hears the reply as it grows, piece by piece (a streamed answer); a piece is held
@@ -259,13 +261,14 @@ class CausalLM(_Base):
         position = np.arange(len(ids), dtype=np.int64)[None]
         key = ort.OrtValue.ortvalue_from_numpy(past_key, device)
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
+        picker = sampling.picker(draw)
         produced: list[int] = []
         sent, text = 0, ""
         end_token = stop_text = False
         # the reply stops where the model's length does ("length"), as when its budget is spent
         for _ in range(min(max_new_tokens, self.model.max_length - len(ids))):
             logits, key, value = self._step(tokens, past_mask, position, key, value, device)
-            next_id = int(np.argmax(logits.numpy()[0, -1]))
+            next_id = picker.pick(logits.numpy()[0, -1])
             if next_id in self.eos:
                 end_token = True
                 break

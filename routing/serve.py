@@ -20,6 +20,7 @@ from routing.local_models import LocalModel, get
 from routing.router_store import SavedRouter, calibrate_command
 from routing.routers import decide
 from routing.runtime import CausalLM
+from routing.sampling import GREEDY, Sampling
 
 
 @dataclass
@@ -71,15 +72,18 @@ class RoutingSession:
         chosen = int(decide(predicted[None], cost[None], eligible[None], weight)[0])
         return Decision(chosen, predicted, cost, eligible, (time.perf_counter() - started) * 1000, notes)
 
-    def answer(self, question: Question, max_new_tokens: int = 64) -> tuple[Decision, Answer]:
+    def answer(self, question: Question, max_new_tokens: int = 64,
+               sampling: Sampling = GREEDY) -> tuple[Decision, Answer]:
         decision = self.decide(question)
-        return decision, self.answer_with(decision.chosen, question, max_new_tokens)
+        return decision, self.answer_with(decision.chosen, question, max_new_tokens, sampling=sampling)
 
     def answer_with(self, member: int, question: Question, max_new_tokens: int = 64,
-                    on_text: Callable[[str], None] | None = None, stop: Sequence[str] = ()) -> Answer:
+                    on_text: Callable[[str], None] | None = None, stop: Sequence[str] = (),
+                    sampling: Sampling = GREEDY, draw: int = 0) -> Answer:
         """Answer with one pool member (the chosen one, or one a caller pinned); `on_text` hears
-        a free-text reply as it is written, which ends before any of the `stop` texts."""
-        return self._answerer(member).answer(question, max_new_tokens, on_text, stop)
+        a free-text reply as it is written, which ends before any of the `stop` texts and is
+        decoded as `sampling` says."""
+        return self._answerer(member).answer(question, max_new_tokens, on_text, stop, sampling, draw)
 
     def _answerer(self, member: int) -> Answerer:
         model = self.models[member]

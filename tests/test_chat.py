@@ -110,6 +110,24 @@ def test_route_chat_reads_a_pipe_and_answers_each_line(calibrated: list[str]) ->
     assert text.stdout.startswith("tiny-llama> ")  # the reply on stdout, who wrote it first
     assert "[tiny-llama: routed in" in text.stderr  # how it went, on stderr
 
+    # sampled: the options reach the decoder, and a seed repeats the conversation's replies
+    from routing.conversation import Conversation
+    from routing.router_store import load_router
+    from routing.sampling import Sampling
+    from routing.serve import RoutingSession
+
+    def replies_in_process(sampling: Sampling) -> list[str]:
+        conversation = Conversation(RoutingSession(load_router(), device="cpu"), max_new_tokens=6, sampling=sampling)
+        return [conversation.ask(message)["reply"] for message in ("w9 w10", "w11")]
+
+    seeded = Sampling(temperature=1.0, top_p=0.95, seed=5)
+    assert replies_in_process(seeded) == replies_in_process(seeded) != replies_in_process(Sampling())
+    sampled = subprocess.run([sys.executable, "-m", "app", "route", "chat", "--json", "--max-tokens", "6", "--temperature",
+                              "1", "--top-p", "0.95", "--seed", "5", "--device", "cpu"], input="w9 w10\nw11\n",
+                             capture_output=True, text=True, timeout=300, cwd=REPO, env=os.environ.copy())
+    assert sampled.returncode == 0, sampled.stderr
+    assert [json.loads(line)["reply"] for line in sampled.stdout.splitlines()] == replies_in_process(seeded)
+
     # Ctrl-C while it waits for the next message ends the chat cleanly
     process = subprocess.Popen([sys.executable, "-m", "app", "route", "chat", "--json", "--max-tokens", "2",
                                 "--device", "cpu"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -131,3 +149,11 @@ def test_route_chat_without_a_router_or_with_a_bad_option(local_pool: list[str])
     assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
     bad = run_cli("route", "chat", "--max-tokens", "0")
     assert bad.returncode == 2 and "--max-tokens" in bad.stderr
+    for option, value, words in (("--temperature", "3", "--temperature must be a number from 0 to 2"),
+                                 ("--top-p", "0", "--top-p must be a number above 0"),
+                                 ("--frequency-penalty", "9", "--frequency-penalty must be a number from -2 to 2")):
+        for command in ("chat", "answer"):
+            args = ("route", command, "Q?") if command == "answer" else ("route", command)
+            refused = run_cli(*args, option, value)
+            assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1

@@ -456,9 +456,24 @@ def test_route_page_answers_with_the_calibrated_pool(qtbot, window, local_pool: 
     assert [t.content for t in route.conversation.turns[::2]] == ["w9 w10", "w11"]
     transcript = route.batch_log.toPlainText()
     assert "you: w9 w10\ntiny-llama: " in transcript and "you: w11\ntiny-llama: " in transcript
+    # the temperature: greedy at 0 (as shown), sampled above it, from the next reply on, and kept
+    from app.gui.settings import GuiSettings
+
+    assert route.temperature.text() == "greedy" and route.sampling().greedy
+    route.temperature.setValue(0.8)
+    route.question.setText("w12")
+    with qtbot.waitSignal(route.job.succeeded, timeout=60_000):
+        assert route.answer()
+    assert route.conversation.sampling.describe() == "temperature 0.8" and len(route.conversation.turns) == 6
     assert route.new_conversation.isEnabled()
     route.new_conversation.click()
     assert route.conversation is None and route.batch_log.toPlainText().endswith("(new conversation)")
+    kept = GuiSettings()
+    route.save_state(kept)
+    assert kept.route_temperature == pytest.approx(0.8)
+    route.temperature.setValue(0)
+    route.load_state(kept)
+    assert route.temperature.value() == pytest.approx(0.8)
     assert not route.new_conversation.isEnabled()
 
 

@@ -83,7 +83,8 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     assert answer["choices"][0]["message"]["content"] in {"Venus", "Mars", "Jupiter"}
     assert answer["choices"][0]["finish_reason"] == "stop"
     assert answer["usage"]["completion_tokens"] == 0 and answer["usage"]["prompt_tokens"] >= 4  # read, wrote nothing
-    assert any("temperature ignored" in note for note in answer["lensroute"]["notes"])
+    assert any("temperature, top_p, top_k, penalties and seed ignored: a multiple-choice answer" in note
+               for note in answer["lensroute"]["notes"])
     assert "response_format ignored: the local models write plain text" in answer["lensroute"]["notes"]
 
     # OpenAI's `stop`: the reply ends before the first stop text, which it does not include, streamed or not
@@ -218,6 +219,43 @@ def test_openais_own_client_talks_to_the_server(api: str) -> None:
 
 @pytest.mark.builtin_models
 @pytest.mark.slow
+def test_temperature_seed_and_n_sample_repeatable_replies(api: str) -> None:
+    from openai import OpenAI
+
+    sampled = {"max_tokens": 8, "temperature": 1.0, "seed": 7, "n": 2}
+    first = chat(api, "Tell me about Paris.", **sampled).json()
+    texts = [c["message"]["content"] for c in first["choices"]]
+    assert [c["index"] for c in first["choices"]] == [0, 1] and texts[0] != texts[1]  # two draws, not one twice
+    assert chat(api, "Tell me about Paris.", **sampled).json()["choices"] == first["choices"]  # the seed repeats them
+    greedy = chat(api, "Tell me about Paris.", max_tokens=8).json()["choices"][0]["message"]["content"]
+    assert greedy not in texts  # the temperature was used, not ignored
+    assert first["lensroute"]["sampling"] == "temperature 1, seed 7"
+    assert not any("ignored" in note for note in first["lensroute"]["notes"])
+    # usage: the prompt read once, both replies' tokens written
+    single = chat(api, "Tell me about Paris.", **{**sampled, "n": 1}).json()
+    assert first["usage"]["prompt_tokens"] == single["usage"]["prompt_tokens"]
+    assert single["choices"][0] == first["choices"][0]  # reply 0 of n is the reply n=1 writes
+    assert first["choices"][1]["finish_reason"] == "length"  # so it wrote all 8 tokens
+    assert first["usage"]["completion_tokens"] == single["usage"]["completion_tokens"] + 8
+    # OpenAI's own client streams the two replies by index; each is the reply the plain request wrote
+    client = OpenAI(base_url=f"{api}/v1", api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(model="lensroute", stream=True, stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "Tell me about Paris."}], **sampled)
+    pieces: dict[int, str] = {0: "", 1: ""}
+    chunks = list(stream)
+    for chunk in chunks:
+        for choice in chunk.choices:
+            pieces[choice.index] += choice.delta.content or ""
+    assert [pieces[0].rstrip(), pieces[1].rstrip()] == texts
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == first["usage"]["completion_tokens"]
+    # greedy n: the same reply n times, and a note says why
+    same = chat(api, "Tell me about Paris.", max_tokens=4, n=2).json()
+    assert same["choices"][0]["message"] == same["choices"][1]["message"]
+    assert any("greedy decoding writes one reply" in note for note in same["lensroute"]["notes"])
+
+
+@pytest.mark.builtin_models
+@pytest.mark.slow
 def test_an_api_key_guards_every_endpoint_but_health(local_pool: list[str]) -> None:
     import openai
     from openai import OpenAI
@@ -269,6 +307,11 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
     refused(chat(api, "hi", stop=["a", "b", "c", "d", "e"]), 400, "up to 4")
     refused(chat(api, "hi", stop=""), 400, "stop must be")
     refused(chat(api, "hi", max_tokens=0), 400, "max_tokens")
+    refused(chat(api, "hi", temperature=5), 400, "temperature must be a number from 0 to 2")
+    refused(chat(api, "hi", top_p=0), 400, "top_p must be")
+    refused(chat(api, "hi", seed="x"), 400, "seed must be a whole number")
+    refused(chat(api, "hi", n=0), 400, "n must be a whole number from 1 to 8")
+    refused(chat(api, "Q?", n=2, lensroute={"choices": ["a", "b"]}), 400, "n above 1 needs a free-text reply")
     refused(chat(api, "hi", model="gpt-4"), 404, "not in the pool")
     refused(chat(api, "hi", model="all-minilm-l6-v2"), 422, "multiple-choice questions only")
     refused(chat(api, "   "), 400, "question is empty")

@@ -68,3 +68,33 @@ def filter_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-
     if args.require_known and constraint is None:
         raise UsageError("--require-known goes with a filter: --max-params, --licence or --open-weights")
     return constraint
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a free-text reply is decoded (`routing.sampling`): greedy unless a temperature is given."""
+    group = parser.add_argument_group("decoding (free-text replies; greedy unless --temperature is above 0)")
+    group.add_argument("--temperature", type=non_negative_float, default=0.0, metavar="T",
+                       help="sample with this temperature, 0 to 2 (default 0: greedy, the same reply every time)")
+    group.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                       help="sample from the fewest likeliest tokens whose probability reaches P (default 1: all)")
+    group.add_argument("--top-k", type=non_negative_int, default=0, metavar="K",
+                       help="sample from the K likeliest tokens only (default 0: no limit)")
+    group.add_argument("--frequency-penalty", type=float, default=0.0, metavar="F",
+                       help="-2 to 2: lower a token's score by F per time the reply has used it (less repetition)")
+    group.add_argument("--presence-penalty", type=float, default=0.0, metavar="F",
+                       help="-2 to 2: lower a token's score by F once the reply has used it (new topics)")
+    group.add_argument("--seed", type=int, default=None, metavar="N",
+                       help="make a sampled reply repeatable: the same seed, the same reply")
+
+
+def sampling_from_arguments(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The decoding the options ask for; a value out of range is the usage error Sampling names."""
+    from recommender.errors import UsageError
+    from routing.sampling import Sampling
+
+    try:
+        return Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                        frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty, seed=args.seed)
+    except UsageError as exc:  # named as the API names it ("top_p must be …"): say the option
+        name, rest = str(exc).split(" ", 1)
+        raise UsageError(f"--{name.replace('_', '-')} {rest}") from None

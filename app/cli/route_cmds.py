@@ -10,10 +10,12 @@ from pathlib import Path
 
 from app.cli.arguments import (
     add_filter_arguments,
+    add_sampling_arguments,
     filter_from_arguments,
     non_negative_float,
     non_negative_int,
     positive_int,
+    sampling_from_arguments,
 )
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
@@ -232,8 +234,10 @@ def cmd_answer(args: argparse.Namespace) -> int:
     if problem := choices_problem(choices):
         raise UsageError(f"--choices: {problem}")
     question = Question(args.question, choices)
+    sampling = sampling_from_arguments(args)
     session = _session(args)
-    decision, answer = (session.decide(question), None) if args.decide_only else session.answer(question)
+    decision, answer = ((session.decide(question), None) if args.decide_only
+                        else session.answer(question, args.max_tokens, sampling))
     result = session.as_json(question, decision, answer)
     if args.json:
         emit_json(result)
@@ -247,6 +251,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from routing.serve import batch_summary
 
     questions = read_questions(Path(args.file), labelled=False)
+    sampling = sampling_from_arguments(args)
     session = _session(args)
     results: list[dict] = []
     cancelled = False
@@ -255,7 +260,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             if token.cancelled:
                 cancelled = True
                 break
-            decision, answer = (session.decide(question), None) if args.decide_only else session.answer(question)
+            decision, answer = ((session.decide(question), None) if args.decide_only
+                                else session.answer(question, args.max_tokens, sampling))
             results.append(session.as_json(question, decision, answer))
             bar(i + 1, len(questions), results[-1]["chosen"]["model"])
     if args.json:
@@ -282,7 +288,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from recommender.progress import CancelToken
     from routing.conversation import Conversation
 
-    conversation = Conversation(_session(args), system=args.system, max_new_tokens=args.max_tokens)
+    sampling = sampling_from_arguments(args)
+    conversation = Conversation(_session(args), system=args.system, max_new_tokens=args.max_tokens, sampling=sampling)
     interactive = sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):  # line editing and ↑ for earlier messages, where the platform has it
@@ -438,6 +445,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--json", action="store_true",
                    help='one line per message: {"message", "model", "reply", "finish_reason", "answer_ms", "routing_ms", '
                         '"pool", "turns", "usage": {"prompt_tokens", "completion_tokens"} | null (stopped), "notes"}')
+    add_sampling_arguments(p)
     p.set_defaults(func=cmd_chat)
 
     for name, helptext in (("answer", "route one question and answer it"),
@@ -456,6 +464,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
         p.add_argument("--decide-only", action="store_true", help="print the routing decision without answering")
         p.add_argument("--json", action="store_true")
+        p.add_argument("--max-tokens", type=positive_int, default=64,
+                       help="the longest free-text reply, in tokens (default 64)")
+        add_sampling_arguments(p)
 
     def show_help(args: argparse.Namespace) -> int:
         route.print_help(sys.stderr)

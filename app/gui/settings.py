@@ -27,6 +27,7 @@ class GuiSettings:
     cost_weight: float = 0.0
     router_name: str = "default"
     route_question: str = ""
+    route_temperature: float = 0.0  # 0: greedy replies
     serve_port: int = 8000  # the Route page's Serve switch (its API key is not kept)
     sparsity: float = 0.25
     extra: dict = field(default_factory=dict)

@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -88,6 +89,14 @@ class RoutePage(QWidget):
         self.batch_button = QPushButton("Run a batch file…")
         self.follow_up = QCheckBox("Follow-up")
         self.follow_up.setToolTip("answer each question after the exchanges before it, as one conversation")
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 2.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setDecimals(2)
+        self.temperature.setPrefix("temperature ")
+        self.temperature.setSpecialValueText("greedy")  # shown at 0
+        self.temperature.setToolTip("how free-text replies are written: greedy (the same reply every time) or "
+                                    "sampled, more varied the higher the temperature")
         self.new_conversation = QPushButton("New conversation")
         self.new_conversation.setEnabled(False)
         self.conversation = None  # routing.conversation.Conversation over the current session, once asked
@@ -131,6 +140,7 @@ class RoutePage(QWidget):
         ask.addWidget(self.question, 3)
         ask.addWidget(self.choices, 2)
         ask.addWidget(self.follow_up)
+        ask.addWidget(self.temperature)
         ask.addWidget(self.answer_button)
         ask.addWidget(self.new_conversation)
         ask.addWidget(self.batch_button)
@@ -169,12 +179,14 @@ class RoutePage(QWidget):
         self.refresh_routers(settings.router_name)
         self.knob.setValue(round(settings.cost_weight))
         self.question.setText(settings.route_question)
+        self.temperature.setValue(min(max(settings.route_temperature, 0.0), 2.0))
         self.serve_port.setValue(settings.serve_port if 0 <= settings.serve_port <= 65535 else 8000)
 
     def save_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         settings.router_name = self.router_name.currentText()
         settings.cost_weight = float(self.knob.value())
         settings.route_question = self.question.text()
+        settings.route_temperature = self.temperature.value()
         settings.serve_port = self.serve_port.value()
 
     def refresh_routers(self, wanted: str = "default") -> None:
@@ -250,6 +262,13 @@ class RoutePage(QWidget):
         if points:
             self.curve_here.setData(pos=[points[value]])
 
+    def sampling(self):  # type: ignore[no-untyped-def]
+        """The decoding the page asks for: greedy at temperature 0, else sampled (no seed: a
+        question asked again may get another reply, as in a chat app)."""
+        from routing.sampling import Sampling
+
+        return Sampling(temperature=round(self.temperature.value(), 2))
+
     def question_object(self):  # type: ignore[no-untyped-def]
         from routing.answering import Question
 
@@ -314,11 +333,11 @@ class RoutePage(QWidget):
         if self.follow_up.isChecked():
             return self.follow_up_answer(question)
 
-        lock = self.model_lock
+        lock, sampling = self.model_lock, self.sampling()
 
         def work(progress, cancel):  # type: ignore[no-untyped-def]
             with lock:
-                decision, answer = session.answer(question)
+                decision, answer = session.answer(question, sampling=sampling)
             return [session.as_json(question, decision, answer)]
 
         return self.job.start(work)
@@ -336,6 +355,7 @@ class RoutePage(QWidget):
                 show_error(self, str(exc))
                 return False
         conversation, streamed, lock = self.conversation, [], self.model_lock
+        conversation.sampling = self.sampling()  # a change of temperature holds from the next reply on
         self.streamed = streamed
         self.batch_log.appendPlainText(f"you: {question.question}")
 
@@ -422,7 +442,7 @@ class RoutePage(QWidget):
         if self.session is None:
             show_error(self, "no calibrated router: calibrate a pool first")
             return False
-        session, lock = self.session, self.model_lock
+        session, lock, sampling = self.session, self.model_lock, self.sampling()
 
         def work(progress, cancel):  # type: ignore[no-untyped-def]
             from routing.answering import read_questions
@@ -432,7 +452,7 @@ class RoutePage(QWidget):
             for i, question in enumerate(questions):
                 cancel.raise_if_cancelled()
                 with lock:
-                    decision, answer = session.answer(question)
+                    decision, answer = session.answer(question, sampling=sampling)
                 results.append(session.as_json(question, decision, answer))
                 progress(i + 1, len(questions), results[-1]["chosen"]["model"])
             return results
