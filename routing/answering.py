@@ -18,6 +18,7 @@ import numpy as np
 from recommender.errors import FormatError, NotFoundError, UsageError
 from routing.chat_format import Turn
 from routing.local_models import LocalModel
+from routing.logprobs import TokenLogprob
 from routing.runtime import CausalLM, EmbeddingModel, open_model
 from routing.sampling import GREEDY, Sampling
 
@@ -44,6 +45,7 @@ class Answer:
     finish_reason: str = "stop"  # "length": a free-text reply cut at its token budget
     prompt_tokens: int = 0  # what the model read: the prompt (and, for a choice, every option)
     completion_tokens: int = 0  # what it wrote (0 for a chosen option)
+    logprobs: list[TokenLogprob] | None = None  # per written token, when asked for (free text only)
 
 
 def _answer_index(value, choices: list[str], where: str) -> int:  # type: ignore[no-untyped-def]
@@ -133,7 +135,8 @@ class Answerer:
         return isinstance(self.runtime, CausalLM)
 
     def answer(self, question: Question, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None,
-               stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0) -> Answer:
+               stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0, logprobs: int | None = None,
+               on_logprob: Callable[[TokenLogprob], None] | None = None) -> Answer:
         """`on_text` hears a free-text reply as it is written (a chosen option comes whole in
         `Answer`); a free-text reply ends before the first of the `stop` texts it writes and is
         decoded as `sampling` says (a multiple-choice answer is always the best-scored option)."""
@@ -158,6 +161,6 @@ class Answerer:
             raise UsageError(f"{self.model.name} is an embedding model: it can answer multiple-choice questions only "
                              "(give --choices)")
         prompt = self.runtime.conversation_prompt(question.context, question.question)
-        reply = self.runtime.generate_reply(prompt, max_new_tokens, on_text, stop, sampling, draw)
+        reply = self.runtime.generate_reply(prompt, max_new_tokens, on_text, stop, sampling, draw, logprobs, on_logprob)
         return Answer(self.model.name, reply.text.strip(), None, time.perf_counter() - started, reply.finish_reason,
-                      reply.prompt_tokens, reply.completion_tokens)
+                      reply.prompt_tokens, reply.completion_tokens, reply.logprobs)

@@ -31,6 +31,7 @@ from typing import ClassVar
 from recommender.errors import LensrouteError, UsageError
 from routing.answering import Answer, Question, choices_problem
 from routing.chat_format import ROLES, Turn
+from routing.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TokenTexts, openai_content
 from routing.sampling import GREEDY, Sampling
 
 MAX_BODY = 1 << 20  # bytes: a question, not a document store
@@ -145,11 +146,14 @@ class Api:
         cost_weight = _cost_weight(extra.get("cost_weight"))
         stop = _stop_texts(body.get("stop"))
         sampling = _sampling(body)
+        logprobs = _logprobs(body)
         pinned = _pinned(body.get("model"), [m.name for m in session.models])
         notes += _ignored_options(body)
         if question.choices and sampling != GREEDY:
             notes.append("temperature, top_p, top_k, penalties and seed ignored: a multiple-choice answer is the "
                          "option the model scores best")
+        if question.choices and logprobs is not None:
+            notes.append("logprobs not given: a multiple-choice answer is an option, not written tokens")
         elif n > 1 and sampling.greedy and not sampling.penalised:
             notes.append(f"the {n} replies are the same: greedy decoding writes one reply (give a temperature)")
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
@@ -173,16 +177,18 @@ class Api:
                 if stream:
                     assert events is not None
                     self._stream_chat(session, decision.chosen, question, budget, routed(None), head, events,
-                                      include_usage, stop, sampling, n)
+                                      include_usage, stop, sampling, n, logprobs)
                     return None
-                answers = [session.answer_with(decision.chosen, question, budget, stop=stop, sampling=sampling, draw=i)
-                           for i in range(n)]
+                answers = [session.answer_with(decision.chosen, question, budget, stop=stop, sampling=sampling, draw=i,
+                                               logprobs=logprobs) for i in range(n)]
+                texts = session.token_texts(decision.chosen)
             except LensrouteError as exc:
                 raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
         return {
             **head, "object": "chat.completion", "model": answers[0].model,
             "choices": [{"index": i, "message": {"role": "assistant", "content": answer.text},
-                         "finish_reason": answer.finish_reason, "logprobs": None} for i, answer in enumerate(answers)],
+                         "finish_reason": answer.finish_reason, "logprobs": _logprob_block(answer.logprobs, texts)}
+                        for i, answer in enumerate(answers)],
             "usage": _usage(answers),
             "lensroute": routed(answers[0]),
         }
@@ -190,38 +196,45 @@ class Api:
     @staticmethod
     def _stream_chat(session, member: int, question: Question, budget: int, routed: dict,  # type: ignore[no-untyped-def]
                      head: dict, events: EventStream, include_usage: bool = False, stop: Sequence[str] = (),
-                     sampling: Sampling = GREEDY, n: int = 1) -> None:
+                     sampling: Sampling = GREEDY, n: int = 1, logprobs: int | None = None) -> None:
         """The replies as OpenAI's `chat.completion.chunk` events: per reply (its `index`) the
         role (the first with the routing decision), the text as the model writes it and the finish
         reason; then the usage when `stream_options.include_usage` asked for it (a last chunk with
-        no choices, as OpenAI sends it) and `[DONE]`. Once the events have begun an error can no
+        no choices, as OpenAI sends it) and `[DONE]`. Asked for, a token's log-probability rides in
+        the chunk that carries its text (one whose text is held back waits for it). Once the events have begun an error can no
         longer change the status: it goes out as an event."""
         model = session.models[member].name
 
-        def chunk(delta: dict, index: int = 0, finish: str | None = None, **extra: object) -> dict:
+        def chunk(delta: dict, index: int = 0, finish: str | None = None, logprobs: dict | None = None,
+                  **extra: object) -> dict:
             return {**head, "object": "chat.completion.chunk", "model": model,
-                    "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+                    "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
+                    **extra}
 
         events.start()
+        texts = session.token_texts(member) if logprobs is not None else None
         answers: list[Answer] = []
         try:
             for index in range(n):
                 first = {"lensroute": routed} if index == 0 else {}
                 events.send(chunk({"role": "assistant", "content": ""}, index, **first))
+                tokens = _StreamedTokens(texts)
                 begun = False  # leading whitespace is dropped, as the whole reply is stripped
 
-                def piece(text: str, index: int = index) -> None:
+                def piece(text: str, index: int = index, tokens: _StreamedTokens = tokens) -> None:
                     nonlocal begun
+                    scored = tokens.written(text)
                     if not begun:
                         text = text.lstrip()
                         begun = bool(text)
-                    if text:
-                        events.send(chunk({"content": text}, index))
+                    if text or scored:
+                        events.send(chunk({"content": text}, index, **_with_logprobs(scored)))
 
-                answer = session.answer_with(member, question, budget, piece, stop, sampling, index)
+                answer = session.answer_with(member, question, budget, piece, stop, sampling, index, logprobs,
+                                             tokens.heard)
                 if answer.choice is not None:  # a chosen option arrives whole
                     piece(answer.text)
-                events.send(chunk({}, index, answer.finish_reason))
+                events.send(chunk({}, index, answer.finish_reason, **_with_logprobs(tokens.rest(answer.logprobs))))
                 answers.append(answer)
             if include_usage:
                 events.send({**chunk({}), "choices": [], "usage": _usage(answers)})
@@ -400,10 +413,67 @@ def _sampling(body: dict) -> Sampling:
         raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
 
 
+def _logprobs(body: dict) -> int | None:
+    """OpenAI's `logprobs` (true: each written token's log-probability) and `top_logprobs` (how
+    many alternatives per token, 0 to 20, only with `logprobs`); None: not asked for."""
+    wanted = _flag(body.get("logprobs"), "logprobs")
+    top = body.get("top_logprobs")
+    if top is None:
+        return 0 if wanted else None
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"top_logprobs must be a whole number from 0 to {MAX_TOP_LOGPROBS}")
+    if not wanted:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "top_logprobs needs logprobs: true")
+    return top
+
+
+def _logprob_block(scored: list[TokenLogprob] | None, texts: TokenTexts | None) -> dict | None:
+    """A choice's `logprobs`: {"content": [...], "refusal": None}, or None when not asked for."""
+    if scored is None or texts is None:
+        return None
+    return {"content": openai_content(scored, texts), "refusal": None}
+
+
+class _StreamedTokens:
+    """Which written tokens a streamed piece of text completes: a token goes out with the chunk
+    whose text finishes it, never before its text (held-back text may yet be a stop text)."""
+
+    def __init__(self, texts: TokenTexts | None) -> None:
+        self.texts = texts
+        self.scored: list[TokenLogprob] = []
+        self.sent_tokens = 0
+        self.sent_chars = 0
+
+    def heard(self, entry: TokenLogprob) -> None:
+        self.scored.append(entry)
+
+    def written(self, text: str) -> list[dict]:
+        """The tokens whose text now lies within what has been sent, as the API writes them."""
+        self.sent_chars += len(text)
+        if self.texts is None:
+            return []
+        decode = self.texts.tokenizer.decode
+        ids = [entry.id for entry in self.scored]
+        start = self.sent_tokens
+        while self.sent_tokens < len(ids) and len(decode(ids[: self.sent_tokens + 1])) <= self.sent_chars:
+            self.sent_tokens += 1
+        return openai_content(self.scored[start : self.sent_tokens], self.texts)
+
+    def rest(self, scored: list[TokenLogprob] | None) -> list[dict]:
+        """The reply's tokens not sent yet (those of a stop text are not the reply's)."""
+        if self.texts is None or scored is None:
+            return []
+        return openai_content(scored[self.sent_tokens :], self.texts)
+
+
+def _with_logprobs(content: list[dict]) -> dict:
+    return {"logprobs": {"content": content, "refusal": None}} if content else {}
+
+
 def _ignored_options(body: dict) -> list[str]:
     """Notes on the options a request asked for that local decoding of plain text cannot give."""
     notes = []
-    unsupported = [name for name in ("tools", "response_format", "logprobs") if body.get(name) not in (None, False, [])]
+    unsupported = [name for name in ("tools", "response_format") if body.get(name) not in (None, False, [])]
     if unsupported:
         notes.append(f"{', '.join(unsupported)} ignored: the local models write plain text")
     return notes

@@ -16,6 +16,7 @@ from recommender.errors import FormatError, RuntimeUnavailableError, UsageError
 from recommender.onnx_session import create_session
 from routing.chat_format import Turn, for_model
 from routing.local_models import LocalModel
+from routing.logprobs import TokenLogprob, token_logprob
 from routing.sampling import GREEDY, Sampling
 
 log = logging.getLogger("lensroute.runtime")
@@ -26,6 +27,7 @@ class Reply(NamedTuple):
     finish_reason: str  # "stop" or "length"
     prompt_tokens: int  # what the model read (after cutting to its length)
     completion_tokens: int  # what it generated
+    logprobs: list[TokenLogprob] | None = None  # per token of `text`, when asked for
 
 
 @dataclass
@@ -239,14 +241,18 @@ class CausalLM(_Base):
         return self.generate_reply(prompt, max_new_tokens)[0]
 
     def generate_reply(self, prompt: str, max_new_tokens: int = 64, on_text: Callable[[str], None] | None = None,
-                       stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0) -> Reply:
+                       stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0,
+                       logprobs: int | None = None, on_logprob: Callable[[TokenLogprob], None] | None = None) -> Reply:
         """`generate` with the decoding `sampling` asks for (greedy by default; `draw` numbers the
         replies of one request, so a seeded request's replies differ and each repeats), and why it stopped: "stop" (the model ended its reply, or wrote one of the
         `stop` texts, which is not part of the reply) or "length" (it reached `max_new_tokens` or
         the model's length), the two finish reasons an OpenAI-style client expects.
         `on_text` hears the reply as it grows, piece by piece (a streamed answer); a piece is held
         back while it ends inside a multi-byte character, so every piece is whole text, and while
-        it could be the start of a stop text, so no part of one is ever sent."""
+        it could be the start of a stop text, so no part of one is ever sent.
+        With `logprobs` (the number of alternatives to keep, 0 or more) each written token's
+        log-probability comes in `Reply.logprobs`, and `on_logprob` hears each as it is written
+        (before the text it belongs to); the tokens of a stop text are not among them."""
         ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids[-(self.model.max_length - 1) :]
         if not ids:
             raise UsageError("empty prompt")
@@ -262,17 +268,23 @@ class CausalLM(_Base):
         key = ort.OrtValue.ortvalue_from_numpy(past_key, device)
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
         picker = sampling.picker(draw)
+        scored: list[TokenLogprob] = []
         produced: list[int] = []
         sent, text = 0, ""
         end_token = stop_text = False
         # the reply stops where the model's length does ("length"), as when its budget is spent
         for _ in range(min(max_new_tokens, self.model.max_length - len(ids))):
             logits, key, value = self._step(tokens, past_mask, position, key, value, device)
-            next_id = picker.pick(logits.numpy()[0, -1])
+            row = logits.numpy()[0, -1]
+            next_id = picker.pick(row)
             if next_id in self.eos:
                 end_token = True
                 break
             produced.append(next_id)
+            if logprobs is not None:
+                scored.append(token_logprob(row, next_id, logprobs))
+                if on_logprob is not None:
+                    on_logprob(scored[-1])
             if stops or on_text is not None:
                 text = self.tokenizer.decode(produced)
                 cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
@@ -290,7 +302,11 @@ class CausalLM(_Base):
         if on_text is not None and len(text) > sent:
             on_text(text[sent:])
         reason = "stop" if end_token or stop_text else "length"
-        return Reply(text, reason, len(ids), len(produced) + end_token)  # the end token was generated too
+        if stop_text and scored:  # the tokens that wrote the stop text are not the reply's
+            while scored and len(self.tokenizer.decode(produced[: len(scored)])) > len(text):
+                scored.pop()
+        # the end token was generated too
+        return Reply(text, reason, len(ids), len(produced) + end_token, scored if logprobs is not None else None)
 
     def _step(self, tokens: np.ndarray, past_mask: np.ndarray, position: np.ndarray, key, value,  # type: ignore[no-untyped-def]
               device: str) -> list:  # type: ignore[type-arg]

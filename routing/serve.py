@@ -17,6 +17,7 @@ from recommender.errors import NotFoundError, UsageError
 from routing.answering import Answer, Answerer, Question
 from routing.calibrate import query_text
 from routing.local_models import LocalModel, get
+from routing.logprobs import TokenLogprob, TokenTexts
 from routing.router_store import SavedRouter, calibrate_command
 from routing.routers import decide
 from routing.runtime import CausalLM
@@ -45,6 +46,7 @@ class RoutingSession:
             encoder = default_encoder()
         self.encoder = encoder
         self._answerers: dict[str, Answerer] = {}
+        self._token_texts: dict[int, TokenTexts] = {}
 
     def _member(self, name: str) -> LocalModel:
         """A pool member, or a NotFoundError saying which router needs it and how to mend that."""
@@ -79,11 +81,23 @@ class RoutingSession:
 
     def answer_with(self, member: int, question: Question, max_new_tokens: int = 64,
                     on_text: Callable[[str], None] | None = None, stop: Sequence[str] = (),
-                    sampling: Sampling = GREEDY, draw: int = 0) -> Answer:
+                    sampling: Sampling = GREEDY, draw: int = 0, logprobs: int | None = None,
+                    on_logprob: Callable[[TokenLogprob], None] | None = None) -> Answer:
         """Answer with one pool member (the chosen one, or one a caller pinned); `on_text` hears
         a free-text reply as it is written, which ends before any of the `stop` texts and is
-        decoded as `sampling` says."""
-        return self._answerer(member).answer(question, max_new_tokens, on_text, stop, sampling, draw)
+        decoded as `sampling` says; with `logprobs` its tokens' log-probabilities come along."""
+        return self._answerer(member).answer(question, max_new_tokens, on_text, stop, sampling, draw, logprobs,
+                                             on_logprob)
+
+    def token_texts(self, member: int) -> TokenTexts | None:
+        """How `member`'s tokens read in the API (None: it writes no tokens), kept per model:
+        reading a tokenizer's table takes a few tens of milliseconds."""
+        runtime = self._answerer(member).runtime
+        if not isinstance(runtime, CausalLM):
+            return None
+        if member not in self._token_texts:
+            self._token_texts[member] = TokenTexts(runtime.tokenizer)
+        return self._token_texts[member]
 
     def _answerer(self, member: int) -> Answerer:
         model = self.models[member]

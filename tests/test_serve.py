@@ -256,6 +256,58 @@ def test_temperature_seed_and_n_sample_repeatable_replies(api: str) -> None:
 
 @pytest.mark.builtin_models
 @pytest.mark.slow
+def test_logprobs_are_the_models_own_and_stream_with_their_tokens(api: str) -> None:
+    from routing.local_models import get
+    from routing.runtime import open_model
+
+    asked = {"max_tokens": 6, "logprobs": True, "top_logprobs": 3}
+    done = chat(api, "Tell me about Paris.", **asked).json()
+    reply, block = done["choices"][0]["message"]["content"], done["choices"][0]["logprobs"]
+    content = block["content"]
+    assert [t["token"] for t in content] == reply.split() and len(content) == 6  # a word-level model: a token a word
+    for token in content:  # greedy: the written token is the likeliest, and its alternatives come best first
+        assert token["top_logprobs"][0]["token"] == token["token"] and len(token["top_logprobs"]) == 3
+        assert token["top_logprobs"][0]["logprob"] == token["logprob"] <= 0
+        assert [a["logprob"] for a in token["top_logprobs"]] == sorted((a["logprob"] for a in token["top_logprobs"]),
+                                                                       reverse=True)
+        assert bytes(token["bytes"]) == token["token"].encode()
+    # the same figures as scoring the reply after the prompt with the model directly
+    tiny = open_model(get("tiny-llama"), device="cpu")
+    direct = tiny.score_options(tiny.conversation_prompt([], "Tell me about Paris."), [reply])[0]
+    assert sum(t["logprob"] for t in content) == pytest.approx(direct, abs=1e-4)
+    assert chat(api, "Tell me about Paris.", max_tokens=6).json()["choices"][0]["logprobs"] is None  # not asked
+    # streamed: each token rides with the chunk that finishes its text; all of them, once, in order
+    def streamed(**fields: object) -> list[dict]:
+        body = {"messages": [{"role": "user", "content": "Tell me about Paris."}], "stream": True, **asked, **fields}
+        with httpx.stream("POST", f"{api}/v1/chat/completions", json=body, timeout=120) as response:
+            data = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+        return [json.loads(item)["choices"][0] for item in data[:-1]]
+
+    shown, tokens = "", []
+    for choice in streamed():
+        shown += choice["delta"].get("content") or ""
+        for token in (choice["logprobs"] or {}).get("content", []):
+            tokens.append(token)
+            assert token["token"] in shown  # never ahead of its text
+    assert tokens == content
+    # with a stop text: the tokens of the cut reply only (sampled: the greedy reply repeats one word)
+    varied = {"temperature": 1.0, "seed": 3, "max_tokens": 8}
+    sampled = chat(api, "Tell me about Paris.", **{**asked, **varied}).json()["choices"][0]["message"]["content"]
+    stop = next(word for word in sampled.split() if sampled.index(word) > 0)  # a word first written after the start
+    cut_words = sampled[: sampled.index(stop)].split()
+    stopped = streamed(stop=stop, **varied)
+    kept = [t for choice in stopped for t in (choice["logprobs"] or {}).get("content", [])]
+    assert [t["token"] for t in kept] == cut_words and cut_words
+    assert [t["token"] for t in chat(api, "Tell me about Paris.", stop=stop, **{**asked, **varied}).json()
+            ["choices"][0]["logprobs"]["content"]] == cut_words
+    # a multiple-choice answer writes no tokens: a note, no logprobs
+    picked = chat(api, "Which planet is the Red Planet?", logprobs=True, lensroute={"choices": ["Venus", "Mars"]}).json()
+    assert picked["choices"][0]["logprobs"] is None
+    assert any("logprobs not given" in note for note in picked["lensroute"]["notes"])
+
+
+@pytest.mark.builtin_models
+@pytest.mark.slow
 def test_an_api_key_guards_every_endpoint_but_health(local_pool: list[str]) -> None:
     import openai
     from openai import OpenAI
@@ -311,6 +363,9 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
     refused(chat(api, "hi", top_p=0), 400, "top_p must be")
     refused(chat(api, "hi", seed="x"), 400, "seed must be a whole number")
     refused(chat(api, "hi", n=0), 400, "n must be a whole number from 1 to 8")
+    refused(chat(api, "hi", logprobs=True, top_logprobs=21), 400, "top_logprobs must be a whole number from 0 to 20")
+    refused(chat(api, "hi", top_logprobs=2), 400, "top_logprobs needs logprobs: true")
+    refused(chat(api, "hi", logprobs="yes"), 400, "logprobs must be true or false")
     refused(chat(api, "Q?", n=2, lensroute={"choices": ["a", "b"]}), 400, "n above 1 needs a free-text reply")
     refused(chat(api, "hi", model="gpt-4"), 404, "not in the pool")
     refused(chat(api, "hi", model="all-minilm-l6-v2"), 422, "multiple-choice questions only")
