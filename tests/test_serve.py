@@ -193,6 +193,10 @@ def test_openais_own_client_talks_to_the_server(api: str) -> None:
     pieces = [chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices]
     assert "".join(pieces).rstrip() == done.choices[0].message.content
     assert not chunks[-1].choices and chunks[-1].usage == done.usage  # the usage chunk comes last, as OpenAI's
+    scored = client.chat.completions.create(model="lensroute", max_tokens=3, logprobs=True, top_logprobs=2,
+                                            messages=[{"role": "user", "content": "Tell me about Paris."}])
+    tokens = scored.choices[0].logprobs.content  # parsed into the client's own types
+    assert len(tokens) == 3 and all(len(t.top_logprobs) == 2 and t.logprob <= 0 and t.bytes for t in tokens)
     import openai
 
     with pytest.raises(openai.NotFoundError, match="not in the pool"):
