@@ -28,26 +28,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-from recommender.errors import LensrouteError, UsageError
-from routing.answering import Answer, Question, choices_problem
-from routing.chat_format import ROLES, Turn
-from routing.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TokenTexts, openai_content
+from recommender.errors import LensrouteError
+from routing import http_options as opts
+from routing.answering import Answer, Question
+from routing.http_options import MAX_EMBEDDING_INPUTS, ApiError
+from routing.logprobs import StreamedTokens
 from routing.sampling import GREEDY, Sampling
 
 MAX_BODY = 1 << 20  # bytes: a question, not a document store
-MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
-MAX_REPLIES = 8  # OpenAI's `n`: each reply is written in turn by one local model
-MAX_EMBEDDING_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
-DEFAULT_TOKENS = 128
-ROUTED = ("lensroute", "auto", "router")  # chat `model` values that mean "route it"
-
-
-class ApiError(Exception):
-    """A request the API refuses: its HTTP status and the one-line reason."""
-
-    def __init__(self, status: HTTPStatus, message: str, kind: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
 
 
 class Api:
@@ -113,9 +101,9 @@ class Api:
 
     def route(self, body: dict) -> dict:
         session = self._routing()
-        question = _question(body.get("question"), body.get("choices"))
-        cost_weight = _cost_weight(body.get("cost_weight"))
-        decide_only = _flag(body.get("decide_only"), "decide_only")
+        question = opts.question(body.get("question"), body.get("choices"))
+        cost_weight = opts.cost_weight(body.get("cost_weight"))
+        decide_only = opts.flag(body.get("decide_only"), "decide_only")
         with self.model_lock:
             try:
                 decision = session.decide(question, cost_weight)
@@ -129,26 +117,26 @@ class Api:
         `events` (OpenAI's chunk shape, the routing decision in the first chunk) and this returns None.
         `n` replies are written one after the other by the one routed model (a request is routed once)."""
         session = self._routing()
-        stream = _flag(body.get("stream"), "stream")
+        stream = opts.flag(body.get("stream"), "stream")
         if stream and events is None:
             raise ApiError(HTTPStatus.BAD_REQUEST, "streaming needs the HTTP endpoint")
-        include_usage = _include_usage(body.get("stream_options"))
-        n = _replies(body.get("n"))
+        include_usage = opts.include_usage(body.get("stream_options"))
+        n = opts.replies(body.get("n"))
         extra = body.get("lensroute") or {}
         if not isinstance(extra, dict):
             raise ApiError(HTTPStatus.BAD_REQUEST, '"lensroute" must be an object like {"choices": [...]}')
-        text, context, notes = _conversation(body.get("messages"))
-        question = replace(_question(text, extra.get("choices")), context=tuple(context))
+        text, context, notes = opts.conversation(body.get("messages"))
+        question = replace(opts.question(text, extra.get("choices")), context=tuple(context))
         if n > 1 and question.choices:
             raise ApiError(HTTPStatus.BAD_REQUEST, "n above 1 needs a free-text reply: a multiple-choice question "
                                                    "has one answer, the option the model scores best")
-        budget = _reply_budget(body)
-        cost_weight = _cost_weight(extra.get("cost_weight"))
-        stop = _stop_texts(body.get("stop"))
-        sampling = _sampling(body)
-        logprobs = _logprobs(body)
-        pinned = _pinned(body.get("model"), [m.name for m in session.models])
-        notes += _ignored_options(body)
+        budget = opts.reply_budget(body)
+        cost_weight = opts.cost_weight(extra.get("cost_weight"))
+        stop = opts.stop_texts(body.get("stop"))
+        sampling = opts.sampling(body)
+        logprobs = opts.logprobs(body)
+        pinned = opts.pinned(body.get("model"), [m.name for m in session.models])
+        notes += opts.ignored_options(body)
         if question.choices and sampling != GREEDY:
             notes.append("temperature, top_p, top_k, penalties and seed ignored: a multiple-choice answer is the "
                          "option the model scores best")
@@ -187,9 +175,9 @@ class Api:
         return {
             **head, "object": "chat.completion", "model": answers[0].model,
             "choices": [{"index": i, "message": {"role": "assistant", "content": answer.text},
-                         "finish_reason": answer.finish_reason, "logprobs": _logprob_block(answer.logprobs, texts)}
+                         "finish_reason": answer.finish_reason, "logprobs": opts.logprob_block(answer.logprobs, texts)}
                         for i, answer in enumerate(answers)],
-            "usage": _usage(answers),
+            "usage": opts.usage(answers),
             "lensroute": routed(answers[0]),
         }
 
@@ -218,26 +206,26 @@ class Api:
             for index in range(n):
                 first = {"lensroute": routed} if index == 0 else {}
                 events.send(chunk({"role": "assistant", "content": ""}, index, **first))
-                tokens = _StreamedTokens(texts)
+                tokens = StreamedTokens(texts)
                 begun = False  # leading whitespace is dropped, as the whole reply is stripped
 
-                def piece(text: str, index: int = index, tokens: _StreamedTokens = tokens) -> None:
+                def piece(text: str, index: int = index, tokens: StreamedTokens = tokens) -> None:
                     nonlocal begun
                     scored = tokens.written(text)
                     if not begun:
                         text = text.lstrip()
                         begun = bool(text)
                     if text or scored:
-                        events.send(chunk({"content": text}, index, **_with_logprobs(scored)))
+                        events.send(chunk({"content": text}, index, **opts.with_logprobs(scored)))
 
                 answer = session.answer_with(member, question, budget, piece, stop, sampling, index, logprobs,
                                              tokens.heard)
                 if answer.choice is not None:  # a chosen option arrives whole
                     piece(answer.text)
-                events.send(chunk({}, index, answer.finish_reason, **_with_logprobs(tokens.rest(answer.logprobs))))
+                events.send(chunk({}, index, answer.finish_reason, **opts.with_logprobs(tokens.rest(answer.logprobs))))
                 answers.append(answer)
             if include_usage:
-                events.send({**chunk({}), "choices": [], "usage": _usage(answers)})
+                events.send({**chunk({}), "choices": [], "usage": opts.usage(answers)})
         except LensrouteError as exc:
             events.send({"error": {"message": str(exc), "type": "invalid_request_error"}})
         events.done()
@@ -323,205 +311,6 @@ class Api:
 
 
 # --- request reading ----------------------------------------------------------------------------
-
-
-def _question(text: object, choices: object) -> Question:
-    if not isinstance(text, str) or not text.strip():
-        raise ApiError(HTTPStatus.BAD_REQUEST, "the question is empty: give the text to answer")
-    if choices is None:
-        choices = []
-    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "choices must be a list of strings")
-    if problem := choices_problem(choices):
-        raise ApiError(HTTPStatus.BAD_REQUEST, problem)
-    return Question(text.strip(), [c.strip() for c in choices])
-
-
-def _conversation(messages: object) -> tuple[str, list[Turn], list[str]]:
-    """The last user message (what is routed and answered), the turns before it (what it is
-    answered in the light of) and notes on what was not taken. `developer` is OpenAI's newer name
-    for `system`; tool and function results have no place in a local model's template."""
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "messages must be a non-empty list of {\"role\", \"content\"}")
-    turns: list[Turn] = []
-    skipped = 0
-    for message in messages:
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "each message needs a role and content")
-        role = {"developer": "system"}.get(message["role"], message["role"])
-        if role in ("tool", "function"):
-            skipped += 1
-            continue
-        if role not in ROLES:
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"unknown message role {message['role']!r}: "
-                                                   "use system, developer, user or assistant")
-        content = message.get("content")
-        if isinstance(content, list):  # content parts: the text ones, in order
-            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if content is None and role == "assistant":  # a reply that only called tools
-            skipped += 1
-            continue
-        if not isinstance(content, str):
-            raise ApiError(HTTPStatus.BAD_REQUEST, f"{'an' if role == 'assistant' else 'a'} {role} message's content "
-                                                   "must be text")
-        turns.append(Turn(role, content))
-    last = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].role == "user"), None)
-    if last is None:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "no user message to answer")
-    notes = [f"{skipped} tool message(s) and tool call(s) were left out: local models do not call tools"] if skipped else []
-    if last < len(turns) - 1:
-        notes.append(f"the {len(turns) - 1 - last} message(s) after the last user message were ignored")
-    return turns[last].content, turns[:last], notes
-
-
-def _include_usage(options: object) -> bool:
-    """OpenAI's `stream_options.include_usage`: the usage as a last streamed chunk."""
-    options = options or {}
-    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
-        raise ApiError(HTTPStatus.BAD_REQUEST, 'stream_options must be like {"include_usage": true}')
-    return bool(options.get("include_usage"))
-
-
-def _reply_budget(body: dict) -> int:
-    """`max_completion_tokens` (OpenAI's newer name) or `max_tokens`; null is not given."""
-    budget = next((body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None), DEFAULT_TOKENS)
-    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TOKENS:
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 1 to {MAX_TOKENS}")
-    return budget
-
-
-def _replies(value: object) -> int:
-    """OpenAI's `n`: how many replies (each written in turn, so a few)."""
-    if value is None:
-        return 1
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPLIES:
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"n must be a whole number from 1 to {MAX_REPLIES} "
-                                               "(the replies are written one after the other)")
-    return value
-
-
-def _sampling(body: dict) -> Sampling:
-    """The decoding a request asks for. Without a temperature a reply is greedy — the same
-    question, the same reply — where OpenAI's default is 1: a local router is easier to trust
-    when it is repeatable, and `temperature` turns sampling on. `top_k` is an extension (as
-    vLLM and llama.cpp's server take it)."""
-    given = {name: body[name] for name in ("temperature", "top_p", "top_k", "frequency_penalty", "presence_penalty",
-                                           "seed") if body.get(name) is not None}
-    try:
-        return Sampling(**given)
-    except UsageError as exc:
-        raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
-
-
-def _logprobs(body: dict) -> int | None:
-    """OpenAI's `logprobs` (true: each written token's log-probability) and `top_logprobs` (how
-    many alternatives per token, 0 to 20, only with `logprobs`); None: not asked for."""
-    wanted = _flag(body.get("logprobs"), "logprobs")
-    top = body.get("top_logprobs")
-    if top is None:
-        return 0 if wanted else None
-    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"top_logprobs must be a whole number from 0 to {MAX_TOP_LOGPROBS}")
-    if not wanted:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "top_logprobs needs logprobs: true")
-    return top
-
-
-def _logprob_block(scored: list[TokenLogprob] | None, texts: TokenTexts | None) -> dict | None:
-    """A choice's `logprobs`: {"content": [...], "refusal": None}, or None when not asked for."""
-    if scored is None or texts is None:
-        return None
-    return {"content": openai_content(scored, texts), "refusal": None}
-
-
-class _StreamedTokens:
-    """Which written tokens a streamed piece of text completes: a token goes out with the chunk
-    whose text finishes it, never before its text (held-back text may yet be a stop text)."""
-
-    def __init__(self, texts: TokenTexts | None) -> None:
-        self.texts = texts
-        self.scored: list[TokenLogprob] = []
-        self.sent_tokens = 0
-        self.sent_chars = 0
-
-    def heard(self, entry: TokenLogprob) -> None:
-        self.scored.append(entry)
-
-    def written(self, text: str) -> list[dict]:
-        """The tokens whose text now lies within what has been sent, as the API writes them."""
-        self.sent_chars += len(text)
-        if self.texts is None:
-            return []
-        decode = self.texts.tokenizer.decode
-        ids = [entry.id for entry in self.scored]
-        start = self.sent_tokens
-        while self.sent_tokens < len(ids) and len(decode(ids[: self.sent_tokens + 1])) <= self.sent_chars:
-            self.sent_tokens += 1
-        return openai_content(self.scored[start : self.sent_tokens], self.texts)
-
-    def rest(self, scored: list[TokenLogprob] | None) -> list[dict]:
-        """The reply's tokens not sent yet (those of a stop text are not the reply's)."""
-        if self.texts is None or scored is None:
-            return []
-        return openai_content(scored[self.sent_tokens :], self.texts)
-
-
-def _with_logprobs(content: list[dict]) -> dict:
-    return {"logprobs": {"content": content, "refusal": None}} if content else {}
-
-
-def _ignored_options(body: dict) -> list[str]:
-    """Notes on the options a request asked for that local decoding of plain text cannot give."""
-    notes = []
-    unsupported = [name for name in ("tools", "response_format") if body.get(name) not in (None, False, [])]
-    if unsupported:
-        notes.append(f"{', '.join(unsupported)} ignored: the local models write plain text")
-    return notes
-
-
-def _stop_texts(value: object) -> list[str]:
-    """OpenAI's `stop`: a text or up to 4 texts that end the reply (not part of it)."""
-    if value is None:
-        return []
-    texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list) or len(texts) > 4 or not all(isinstance(t, str) and t for t in texts):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "stop must be a non-empty text or a list of up to 4 of them")
-    return texts
-
-
-def _usage(answers: Sequence[Answer]) -> dict:
-    """OpenAI's token usage: what the chosen model read (once: every reply answers the same
-    prompt) and wrote, all replies together (a chosen option writes nothing)."""
-    read = answers[0].prompt_tokens if answers else 0
-    written = sum(answer.completion_tokens for answer in answers)
-    return {"prompt_tokens": read, "completion_tokens": written, "total_tokens": read + written}
-
-
-def _cost_weight(value: object) -> float | None:
-    """A request's own λ (None: the server's)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "cost_weight must be a number, 0 or more")
-    return float(value)
-
-
-def _flag(value: object, name: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"{name} must be true or false")
-    return value
-
-
-def _pinned(model: object, pool: list[str]) -> int | None:
-    """None to route; else the index of the pool member the request names."""
-    if model is None or model in ROUTED:
-        return None
-    if isinstance(model, str) and model in pool:
-        return pool.index(model)
-    raise ApiError(HTTPStatus.NOT_FOUND, f"model {model!r} is not in the pool ({', '.join(pool)}); "
-                                         "\"lensroute\" routes among them", "model_not_found")
 
 
 # --- HTTP ---------------------------------------------------------------------------------------

@@ -90,3 +90,35 @@ def openai_content(entries: list[TokenLogprob], texts: TokenTexts) -> list[dict]
         return {"token": text, "logprob": round(logprob, 6), "bytes": raw}
 
     return [{**one(e.id, e.logprob), "top_logprobs": [one(i, lp) for i, lp in e.top]} for e in entries]
+
+
+class StreamedTokens:
+    """Which written tokens a streamed piece of text completes: a token goes out with the chunk
+    whose text finishes it, never before its text (held-back text may yet be a stop text)."""
+
+    def __init__(self, texts: TokenTexts | None) -> None:
+        self.texts = texts
+        self.scored: list[TokenLogprob] = []
+        self.sent_tokens = 0
+        self.sent_chars = 0
+
+    def heard(self, entry: TokenLogprob) -> None:
+        self.scored.append(entry)
+
+    def written(self, text: str) -> list[dict]:
+        """The tokens whose text now lies within what has been sent, as the API writes them."""
+        self.sent_chars += len(text)
+        if self.texts is None:
+            return []
+        decode = self.texts.tokenizer.decode
+        ids = [entry.id for entry in self.scored]
+        start = self.sent_tokens
+        while self.sent_tokens < len(ids) and len(decode(ids[: self.sent_tokens + 1])) <= self.sent_chars:
+            self.sent_tokens += 1
+        return openai_content(self.scored[start : self.sent_tokens], self.texts)
+
+    def rest(self, scored: list[TokenLogprob] | None) -> list[dict]:
+        """The reply's tokens not sent yet (those of a stop text are not the reply's)."""
+        if self.texts is None or scored is None:
+            return []
+        return openai_content(scored[self.sent_tokens :], self.texts)
