@@ -4,7 +4,8 @@ application sends each query to lensroute instead of to one fixed model.
 The chat endpoint speaks the shape clients already use — OpenAI's `POST /v1/chat/completions`
 and `GET /v1/models`, as RouteLLM's server does — with the routing decision added under
 "lensroute"; `model: "lensroute"` (or none) routes, a pool member's name pins that member. Beside
-it: `POST /v1/embeddings` (OpenAI's shape, any installed embedding model), `POST /v1/route` (a
+it: `POST /v1/completions` (raw text continued and scored, `routing.http_completions`),
+`POST /v1/embeddings` (OpenAI's shape, any installed embedding model), `POST /v1/route` (a
 question with optional choices; `route answer --json`'s shape), `POST /v1/rank` (one
 `rank --queries` line in, `rank --json`'s shape out) and `GET /health`. With an API key every
 endpoint but `/health` wants `Authorization: Bearer KEY`, as OpenAI's clients send it.
@@ -64,7 +65,8 @@ class Api:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _routing(self):  # type: ignore[no-untyped-def]
+    def routing_session(self):  # type: ignore[no-untyped-def]
+        """The routing session, or a 503 saying why there is none."""
         if self.session is None:
             raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, f"routing is not available: {self.session_error}",
                            "service_unavailable")
@@ -100,7 +102,7 @@ class Api:
                                            for n in names]}
 
     def route(self, body: dict) -> dict:
-        session = self._routing()
+        session = self.routing_session()
         question = opts.question(body.get("question"), body.get("choices"))
         cost_weight = opts.cost_weight(body.get("cost_weight"))
         decide_only = opts.flag(body.get("decide_only"), "decide_only")
@@ -116,7 +118,7 @@ class Api:
         """One chat completion; with `"stream": true` it goes out as server-sent events through
         `events` (OpenAI's chunk shape, the routing decision in the first chunk) and this returns None.
         `n` replies are written one after the other by the one routed model (a request is routed once)."""
-        session = self._routing()
+        session = self.routing_session()
         stream = opts.flag(body.get("stream"), "stream")
         if stream and events is None:
             raise ApiError(HTTPStatus.BAD_REQUEST, "streaming needs the HTTP endpoint")
@@ -216,19 +218,25 @@ class Api:
                         text = text.lstrip()
                         begun = bool(text)
                     if text or scored:
-                        events.send(chunk({"content": text}, index, **opts.with_logprobs(scored)))
+                        events.send(chunk({"content": text}, index, **opts.with_logprobs(scored, texts)))
 
                 answer = session.answer_with(member, question, budget, piece, stop, sampling, index, logprobs,
                                              tokens.heard)
                 if answer.choice is not None:  # a chosen option arrives whole
                     piece(answer.text)
-                events.send(chunk({}, index, answer.finish_reason, **opts.with_logprobs(tokens.rest(answer.logprobs))))
+                events.send(chunk({}, index, answer.finish_reason, **opts.with_logprobs(tokens.rest(answer.logprobs), texts)))
                 answers.append(answer)
             if include_usage:
                 events.send({**chunk({}), "choices": [], "usage": opts.usage(answers)})
         except LensrouteError as exc:
             events.send({"error": {"message": str(exc), "type": "invalid_request_error"}})
         events.done()
+
+    def completions(self, body: dict, events: EventStream | None = None) -> dict | None:
+        """OpenAI's text completions over the routed pool (`routing.http_completions`)."""
+        from routing.http_completions import completions
+
+        return completions(self, body, events)
 
     def embeddings(self, body: dict) -> dict:
         """OpenAI's embeddings endpoint over any installed embedding model (the pool's or not):
@@ -352,8 +360,8 @@ class _Handler(BaseHTTPRequestHandler):
     # delayed ACK (~40 ms measured by tests/bench/bench_serve.py) on every response
     disable_nagle_algorithm = True
     routes_get: ClassVar[dict[str, str]] = {"/health": "health", "/v1/models": "models"}
-    routes_post: ClassVar[dict[str, str]] = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings",
-                                             "/v1/route": "route", "/v1/rank": "rank"}
+    routes_post: ClassVar[dict[str, str]] = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
+                                             "/v1/embeddings": "embeddings", "/v1/route": "route", "/v1/rank": "rank"}
     open_paths: ClassVar[set[str]] = {"/health"}  # answered without the API key (a liveness probe)
 
     def do_GET(self) -> None:  # http.server's naming
@@ -383,7 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
             events = EventStream(self)
             if not with_body:
                 payload = handler()
-            elif routes[path] == "chat":
+            elif routes[path] in ("chat", "completions"):  # these may stream
                 payload = handler(self._body(), events)
             else:
                 payload = handler(self._body())

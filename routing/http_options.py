@@ -18,6 +18,9 @@ MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
 MAX_REPLIES = 8  # OpenAI's `n`: each reply is written in turn by one local model
 MAX_EMBEDDING_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 DEFAULT_TOKENS = 128
+MAX_PROMPTS = 64  # texts per completions request, each routed and continued in turn
+COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for a text completion
+MAX_LEGACY_LOGPROBS = 5  # OpenAI's limit on the completions endpoint's alternatives per token
 ROUTED = ("lensroute", "auto", "router")  # chat `model` values that mean "route it"
 
 
@@ -138,8 +141,11 @@ def logprob_block(scored: list[TokenLogprob] | None, texts: TokenTexts | None) -
     return {"content": openai_content(scored, texts), "refusal": None}
 
 
-def with_logprobs(content: list[dict]) -> dict:
-    return {"logprobs": {"content": content, "refusal": None}} if content else {}
+def with_logprobs(scored: list[TokenLogprob], texts: TokenTexts | None) -> dict:
+    """A streamed chat chunk's `logprobs` for the tokens it finishes (none: no key)."""
+    if not scored or texts is None:
+        return {}
+    return {"logprobs": {"content": openai_content(scored, texts), "refusal": None}}
 
 
 def ignored_options(body: dict) -> list[str]:
@@ -148,6 +154,8 @@ def ignored_options(body: dict) -> list[str]:
     unsupported = [name for name in ("tools", "response_format") if body.get(name) not in (None, False, [])]
     if unsupported:
         notes.append(f"{', '.join(unsupported)} ignored: the local models write plain text")
+    if body.get("logit_bias"):
+        notes.append("logit_bias ignored: token ids differ from one pool model to the next")
     return notes
 
 
@@ -194,3 +202,55 @@ def pinned(model: object, pool: list[str]) -> int | None:
         return pool.index(model)
     raise ApiError(HTTPStatus.NOT_FOUND, f"model {model!r} is not in the pool ({', '.join(pool)}); "
                                          "\"lensroute\" routes among them", "model_not_found")
+
+
+# --- the completions endpoint's own ---------------------------------------------------------------
+
+
+def prompts(value: object) -> list[str]:
+    """OpenAI's completions `prompt`: a text or a list of texts. Token ids are refused: which
+    model's ids they are is only known after routing, which reads text."""
+    texts = [value] if isinstance(value, str) else value
+    if isinstance(texts, list) and texts and all(isinstance(t, int | list) for t in texts):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "prompt must be text: token ids are not taken, as routing reads text "
+                                               "(lm-evaluation-harness: tokenized_requests=False)")
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "prompt must be a text or a non-empty list of texts")
+    if len(texts) > MAX_PROMPTS:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"prompt has {len(texts)} texts; at most {MAX_PROMPTS}")
+    if not all(t.strip() for t in texts):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "a prompt is empty: give the text to continue")
+    return texts
+
+
+def completion_budget(body: dict, echo: bool) -> int:
+    """`max_tokens` of a completion (16 when not given, as OpenAI's); 0 writes nothing, which
+    only makes sense with `echo` (scoring the prompt itself)."""
+    budget = body.get("max_tokens")
+    if budget is None:
+        return COMPLETION_TOKENS
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_TOKENS:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"max_tokens must be a whole number from 0 to {MAX_TOKENS}")
+    if budget == 0 and not echo:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "max_tokens 0 writes nothing: give echo: true to score the prompt")
+    return budget
+
+
+def legacy_logprobs(value: object) -> int | None:
+    """The completions endpoint's `logprobs`: how many alternatives per token (0 to 5); None: not asked for."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LEGACY_LOGPROBS:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"logprobs must be a whole number from 0 to {MAX_LEGACY_LOGPROBS}")
+    return value
+
+
+def unsupported_completion_options(body: dict, n: int) -> None:
+    """Options of OpenAI's completions that a local model cannot honour: refused, not ignored,
+    as they change what comes back."""
+    if body.get("suffix"):
+        raise ApiError(HTTPStatus.BAD_REQUEST, "suffix is not supported: the local models continue text, they do not "
+                                               "fill a gap")
+    best_of = body.get("best_of")
+    if best_of is not None and best_of != n:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "best_of is not supported: ask for n replies and pick among them")

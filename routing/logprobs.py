@@ -105,8 +105,8 @@ class StreamedTokens:
     def heard(self, entry: TokenLogprob) -> None:
         self.scored.append(entry)
 
-    def written(self, text: str) -> list[dict]:
-        """The tokens whose text now lies within what has been sent, as the API writes them."""
+    def written(self, text: str) -> list[TokenLogprob]:
+        """The tokens whose text now lies within what has been sent."""
         self.sent_chars += len(text)
         if self.texts is None:
             return []
@@ -115,10 +115,33 @@ class StreamedTokens:
         start = self.sent_tokens
         while self.sent_tokens < len(ids) and len(decode(ids[: self.sent_tokens + 1])) <= self.sent_chars:
             self.sent_tokens += 1
-        return openai_content(self.scored[start : self.sent_tokens], self.texts)
+        return self.scored[start : self.sent_tokens]
 
-    def rest(self, scored: list[TokenLogprob] | None) -> list[dict]:
+    def rest(self, scored: list[TokenLogprob] | None) -> list[TokenLogprob]:
         """The reply's tokens not sent yet (those of a stop text are not the reply's)."""
         if self.texts is None or scored is None:
             return []
-        return openai_content(scored[self.sent_tokens :], self.texts)
+        return scored[self.sent_tokens :]
+
+
+@dataclass(frozen=True)
+class PromptScore:
+    """A prompt's tokens as the model read them: ids, where each starts in the prompt's text, and
+    each one's log-probability after the ones before it (None for the first: nothing predicts it)."""
+
+    ids: list[int]
+    offsets: list[int]
+    scored: list[TokenLogprob | None]
+
+
+def legacy_block(tokens: list[tuple[int, TokenLogprob | None]], texts: TokenTexts, offsets: list[int]) -> dict:
+    """OpenAI's completions `logprobs` over (token id, its log-probability or None): parallel lists
+    of the tokens, their log-probabilities, the likeliest alternatives ({token: log-prob}) and
+    where each token starts in the choice's text (an echoed prompt's first token has no
+    log-probability: nothing before it predicts it, and OpenAI writes null there too)."""
+    return {
+        "tokens": [texts(token)[0] for token, _ in tokens],
+        "token_logprobs": [None if e is None else round(e.logprob, 6) for _, e in tokens],
+        "top_logprobs": [None if e is None else {texts(i)[0]: round(lp, 6) for i, lp in e.top} for _, e in tokens],
+        "text_offset": offsets,
+    }

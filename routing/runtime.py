@@ -16,7 +16,7 @@ from recommender.errors import FormatError, RuntimeUnavailableError, UsageError
 from recommender.onnx_session import create_session
 from routing.chat_format import Turn, for_model
 from routing.local_models import LocalModel
-from routing.logprobs import TokenLogprob, token_logprob
+from routing.logprobs import PromptScore, TokenLogprob, token_logprob
 from routing.sampling import GREEDY, Sampling
 
 log = logging.getLogger("lensroute.runtime")
@@ -307,6 +307,30 @@ class CausalLM(_Base):
                 scored.pop()
         # the end token was generated too
         return Reply(text, reason, len(ids), len(produced) + end_token, scored if logprobs is not None else None)
+
+    def score_prompt(self, prompt: str, top: int = 0, chunk: int = 256) -> PromptScore:
+        """Each token of `prompt` with its log-probability after the ones before it (and the `top`
+        likeliest alternatives): what an echoed completion reports, and how an evaluation harness
+        scores a continuation. Read in chunks with the KV cache, so a long prompt never holds
+        logits for all its positions at once (2,048 × 49,152 floats would be 400 MB)."""
+        encoding = self.tokenizer.encode(prompt, add_special_tokens=False)
+        ids, offsets = list(encoding.ids), [start for start, _ in encoding.offsets]
+        if not ids:
+            raise UsageError("empty prompt")
+        if len(ids) > self.model.max_length:
+            raise UsageError(f"the prompt is {len(ids)} tokens; {self.model.name} reads at most {self.model.max_length}")
+        key, value = self._empty_past(1)
+        past_mask = np.zeros((1, 1), np.int64)
+        scored: list[TokenLogprob | None] = [None]
+        for start in range(0, len(ids), chunk):
+            piece = ids[start : start + chunk]
+            logits, key, value = self._run(np.array([piece], np.int64), np.ones((1, len(piece)), np.int64), past_mask,
+                                           np.arange(start, start + len(piece), dtype=np.int64)[None], key, value)
+            past_mask = np.concatenate([past_mask, np.ones((1, len(piece)), np.int64)], axis=1)
+            for j in range(len(piece)):
+                if start + j + 1 < len(ids):  # position p predicts token p + 1
+                    scored.append(token_logprob(logits[0, j], ids[start + j + 1], top))
+        return PromptScore(ids, offsets, scored)
 
     def _step(self, tokens: np.ndarray, past_mask: np.ndarray, position: np.ndarray, key, value,  # type: ignore[no-untyped-def]
               device: str) -> list:  # type: ignore[type-arg]

@@ -17,10 +17,10 @@ from recommender.errors import NotFoundError, UsageError
 from routing.answering import Answer, Answerer, Question
 from routing.calibrate import query_text
 from routing.local_models import LocalModel, get
-from routing.logprobs import TokenLogprob, TokenTexts
+from routing.logprobs import PromptScore, TokenLogprob, TokenTexts
 from routing.router_store import SavedRouter, calibrate_command
 from routing.routers import decide
-from routing.runtime import CausalLM
+from routing.runtime import CausalLM, Reply
 from routing.sampling import GREEDY, Sampling
 
 
@@ -88,6 +88,26 @@ class RoutingSession:
         decoded as `sampling` says; with `logprobs` its tokens' log-probabilities come along."""
         return self._answerer(member).answer(question, max_new_tokens, on_text, stop, sampling, draw, logprobs,
                                              on_logprob)
+
+    def complete(self, member: int, prompt: str, max_new_tokens: int, on_text: Callable[[str], None] | None = None,
+                 stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0, logprobs: int | None = None,
+                 on_logprob: Callable[[TokenLogprob], None] | None = None) -> Reply:
+        """Continue `prompt` as it is, without a chat template (a text completion): what a
+        harness that scores or continues raw text asks for."""
+        return self._causal(member).generate_reply(prompt, max_new_tokens, on_text, stop, sampling, draw, logprobs,
+                                                   on_logprob)
+
+    def count_tokens(self, member: int, text: str) -> int:
+        return self._causal(member).count_tokens([text])
+
+    def score_prompt(self, member: int, prompt: str, top: int = 0) -> PromptScore:
+        return self._causal(member).score_prompt(prompt, top)
+
+    def _causal(self, member: int) -> CausalLM:
+        runtime = self._answerer(member).runtime
+        if not isinstance(runtime, CausalLM):
+            raise UsageError(f"{self.models[member].name} is an embedding model: it does not write text")
+        return runtime
 
     def token_texts(self, member: int) -> TokenTexts | None:
         """How `member`'s tokens read in the API (None: it writes no tokens), kept per model:

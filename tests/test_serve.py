@@ -312,6 +312,86 @@ def test_logprobs_are_the_models_own_and_stream_with_their_tokens(api: str) -> N
 
 @pytest.mark.builtin_models
 @pytest.mark.slow
+def test_text_completions_continue_raw_text_and_score_an_echoed_prompt(api: str) -> None:
+    from openai import OpenAI
+
+    from routing.local_models import get
+    from routing.runtime import open_model
+
+    tiny = open_model(get("tiny-llama"), device="cpu")
+
+    def complete(**body: object) -> dict:
+        response = httpx.post(f"{api}/v1/completions", json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # the prompt continued as written (no chat template), with OpenAI's legacy logprobs
+    done = complete(prompt="w5 w6 w7", max_tokens=4, logprobs=2)
+    [choice] = done["choices"]
+    assert done["object"] == "text_completion" and done["id"].startswith("cmpl-") and done["model"] == "tiny-llama"
+    assert choice["text"] == tiny.generate_reply("w5 w6 w7", 4).text and choice["finish_reason"] == "length"
+    block = choice["logprobs"]
+    assert block["tokens"] == choice["text"].split() and len(block["top_logprobs"]) == 4
+    assert all(len(top) <= 2 and max(top.values()) == lp for top, lp in zip(block["top_logprobs"],
+                                                                             block["token_logprobs"], strict=True))
+    assert sum(block["token_logprobs"]) == pytest.approx(tiny.score_options("w5 w6 w7", [choice["text"]])[0], abs=1e-4)
+    assert [choice["text"][o:].split()[0] for o in block["text_offset"]] == block["tokens"]  # where each token starts
+    assert done["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    assert done["lensroute"]["prompts"][0]["chosen"]["model"] == "tiny-llama"
+
+    # echo with nothing written: the prompt's own tokens scored, as an evaluation harness asks
+    scored = complete(prompt="w5 w6 w7", max_tokens=0, echo=True, logprobs=1)["choices"][0]
+    assert scored["text"] == "w5 w6 w7" and scored["finish_reason"] == "length"
+    assert scored["logprobs"]["tokens"] == ["w5", "w6", "w7"] and scored["logprobs"]["text_offset"] == [0, 3, 6]
+    assert scored["logprobs"]["token_logprobs"][0] is None and scored["logprobs"]["top_logprobs"][0] is None
+    assert sum(scored["logprobs"]["token_logprobs"][1:]) == pytest.approx(tiny.score_options("w5", ["w6 w7"])[0],
+                                                                          abs=1e-4)
+    # echo and a continuation: the prompt's block, then the written tokens', offsets in the whole text
+    both = complete(prompt="w5 w6 w7", max_tokens=4, echo=True, logprobs=1)["choices"][0]
+    assert both["text"] == "w5 w6 w7" + choice["text"]
+    assert both["logprobs"]["tokens"] == ["w5", "w6", "w7", *block["tokens"]]
+    assert both["logprobs"]["text_offset"][3:] == [o + len("w5 w6 w7") for o in block["text_offset"]]
+
+    # several prompts, each routed; n replies each, indexed prompt by prompt
+    many = complete(prompt=["w5 w6", "w9"], max_tokens=3, n=2, temperature=1.0, seed=1)
+    assert [c["index"] for c in many["choices"]] == [0, 1, 2, 3] and len(many["lensroute"]["prompts"]) == 2
+    assert many["lensroute"]["sampling"] == "temperature 1, seed 1"
+
+    # streamed: the same text and tokens, piece by piece, then the usage
+    body = {"prompt": "w5 w6 w7", "max_tokens": 4, "echo": True, "logprobs": 1, "stream": True,
+            "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{api}/v1/completions", json=body, timeout=120) as response:
+        data = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(item) for item in data[:-1]]
+    assert chunks[0]["lensroute"]["chosen"]["model"] == "tiny-llama" and chunks[-1]["choices"] == []
+    parts = [c["choices"][0] for c in chunks[:-1]]
+    assert "".join(p["text"] for p in parts) == both["text"] and parts[-1]["finish_reason"] == "length"
+    assert [t for p in parts if p["logprobs"] for t in p["logprobs"]["tokens"]] == both["logprobs"]["tokens"]
+    assert [o for p in parts if p["logprobs"] for o in p["logprobs"]["text_offset"]] == both["logprobs"]["text_offset"]
+    assert chunks[-1]["usage"]["completion_tokens"] == 4
+
+    # OpenAI's own client reads it
+    client = OpenAI(base_url=f"{api}/v1", api_key="unused", max_retries=0)
+    parsed = client.completions.create(model="lensroute", prompt="w5 w6 w7", max_tokens=2, logprobs=1, echo=True)
+    assert parsed.choices[0].text.startswith("w5 w6 w7") and parsed.choices[0].logprobs.tokens[:3] == ["w5", "w6", "w7"]
+
+    def refused(status: int, words: str, **body: object) -> None:
+        response = httpx.post(f"{api}/v1/completions", json=body, timeout=120)
+        assert response.status_code == status and words in response.json()["error"]["message"], response.text
+
+    refused(400, "token ids are not taken", prompt=[5, 6, 7])
+    refused(400, "token ids are not taken", prompt=[[5, 6], [7]])
+    refused(400, "give echo: true", prompt="w5", max_tokens=0)
+    refused(400, "logprobs must be a whole number from 0 to 5", prompt="w5", logprobs=6)
+    refused(400, "suffix is not supported", prompt="w5", suffix="w9")
+    refused(400, "best_of is not supported", prompt="w5", best_of=3)
+    refused(400, "a prompt is empty", prompt=["w5", "  "])
+    refused(422, "does not write text", prompt="w5", model="all-minilm-l6-v2")
+
+
+@pytest.mark.builtin_models
+@pytest.mark.slow
 def test_an_api_key_guards_every_endpoint_but_health(local_pool: list[str]) -> None:
     import openai
     from openai import OpenAI
