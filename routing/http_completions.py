@@ -67,15 +67,17 @@ class _Choice:
             return self.prompt, None
         return self.prompt, legacy_block(list(zip(score.ids, score.scored, strict=True)), self.texts, score.offsets)
 
-    def written(self, scored: list[TokenLogprob], before: list[int]) -> dict:
-        """The legacy block of written tokens `scored`, preceded in the reply by the `before` ids."""
+    def written(self, scored: list[TokenLogprob], before: list[int], end: TokenLogprob | None = None) -> dict:
+        """The legacy block of written tokens `scored`, preceded in the reply by the `before` ids,
+        and the `end` token when the model wrote one: it is not in the text, but a harness that
+        asked for one token and drops the last entry expects a token there (as vLLM's has)."""
         decode = self.texts.tokenizer.decode
-        ids = list(before)
-        offsets = []
-        for entry in scored:
+        entries = [*scored, *([end] if end is not None else [])]
+        ids, offsets = list(before), []
+        for entry in entries:  # where each starts: the length of the text before it (the end token: the text's end)
             offsets.append(self.base + len(decode(ids)) if ids else self.base)
             ids.append(entry.id)
-        return legacy_block([(e.id, e) for e in scored], self.texts, offsets)
+        return legacy_block([(e.id, e) for e in entries], self.texts, offsets)
 
 
 def _merge(first: dict | None, second: dict | None) -> dict | None:
@@ -122,8 +124,8 @@ def completions(api: Api, body: dict, events: EventStream | None = None) -> dict
                     else:
                         reply = _write_choice(session, member, choice)
                         text, block = choice.echoed(score)
-                        block = _merge(block, choice.written(reply.logprobs, []) if reply.logprobs is not None
-                                       else None)
+                        block = _merge(block, choice.written(reply.logprobs, [], reply.end)
+                                       if reply.logprobs is not None else None)
                         choices.append({"text": text + reply.text, "index": choice.index, "logprobs": block,
                                         "finish_reason": reply.finish_reason})
                     written += reply.completion_tokens
@@ -186,5 +188,6 @@ def _stream_choice(session, member: int, choice: _Choice, score: PromptScore | N
                              choice.index % request.n, request.logprobs, hear)
     rest = tokens.rest(reply.logprobs)
     before = [e.id for e in (reply.logprobs or [])[: tokens.sent_tokens]]
-    events.send(chunk("", choice.written(rest, before) if rest else None, reply.finish_reason))
+    tail = choice.written(rest, before, reply.end) if rest or reply.end is not None else None
+    events.send(chunk("", tail, reply.finish_reason))
     return reply

@@ -18,6 +18,7 @@ MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
 MAX_REPLIES = 8  # OpenAI's `n`: each reply is written in turn by one local model
 MAX_EMBEDDING_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 DEFAULT_TOKENS = 128
+MAX_STOP_TEXTS = 16
 MAX_PROMPTS = 64  # texts per completions request, each routed and continued in turn
 COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for a text completion
 MAX_LEGACY_LOGPROBS = 5  # OpenAI's limit on the completions endpoint's alternatives per token
@@ -160,12 +161,14 @@ def ignored_options(body: dict) -> list[str]:
 
 
 def stop_texts(value: object) -> list[str]:
-    """OpenAI's `stop`: a text or up to 4 texts that end the reply (not part of it)."""
+    """OpenAI's `stop`: a text or a list of texts that end the reply (not part of it). OpenAI
+    takes up to 4; up to 16 are taken here, as vLLM takes more: an evaluation harness sends a
+    task's stop texts and the model's end texts together (lm-evaluation-harness: often 5)."""
     if value is None:
         return []
     texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list) or len(texts) > 4 or not all(isinstance(t, str) and t for t in texts):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "stop must be a non-empty text or a list of up to 4 of them")
+    if not isinstance(texts, list) or len(texts) > MAX_STOP_TEXTS or not all(isinstance(t, str) and t for t in texts):
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"stop must be a non-empty text or a list of up to {MAX_STOP_TEXTS} of them")
     return texts
 
 

@@ -28,6 +28,7 @@ class Reply(NamedTuple):
     prompt_tokens: int  # what the model read (after cutting to its length)
     completion_tokens: int  # what it generated
     logprobs: list[TokenLogprob] | None = None  # per token of `text`, when asked for
+    end: TokenLogprob | None = None  # the end token the model wrote, with logprobs asked for (not in `text`)
 
 
 @dataclass
@@ -269,6 +270,7 @@ class CausalLM(_Base):
         value = ort.OrtValue.ortvalue_from_numpy(past_value, device)
         picker = sampling.picker(draw)
         scored: list[TokenLogprob] = []
+        end: TokenLogprob | None = None
         produced: list[int] = []
         sent, text = 0, ""
         end_token = stop_text = False
@@ -279,6 +281,7 @@ class CausalLM(_Base):
             next_id = picker.pick(row)
             if next_id in self.eos:
                 end_token = True
+                end = token_logprob(row, next_id, logprobs) if logprobs is not None else None
                 break
             produced.append(next_id)
             if logprobs is not None:
@@ -306,7 +309,7 @@ class CausalLM(_Base):
             while scored and len(self.tokenizer.decode(produced[: len(scored)])) > len(text):
                 scored.pop()
         # the end token was generated too
-        return Reply(text, reason, len(ids), len(produced) + end_token, scored if logprobs is not None else None)
+        return Reply(text, reason, len(ids), len(produced) + end_token, scored if logprobs is not None else None, end)
 
     def score_prompt(self, prompt: str, top: int = 0, chunk: int = 256) -> PromptScore:
         """Each token of `prompt` with its log-probability after the ones before it (and the `top`

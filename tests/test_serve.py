@@ -352,6 +352,16 @@ def test_text_completions_continue_raw_text_and_score_an_echoed_prompt(api: str)
     assert both["logprobs"]["tokens"] == ["w5", "w6", "w7", *block["tokens"]]
     assert both["logprobs"]["text_offset"][3:] == [o + len("w5 w6 w7") for o in block["text_offset"]]
 
+    # a reply the model ended: its end token closes the logprobs (not the text), as a harness that
+    # asks for one token and drops the last entry expects
+    from routing.sampling import Sampling
+
+    seed = next(s for s in range(500)
+                if tiny.generate_reply("w5", 30, sampling=Sampling(temperature=2.0, seed=s)).finish_reason == "stop")
+    ended = complete(prompt="w5", max_tokens=30, temperature=2.0, seed=seed, logprobs=1)["choices"][0]
+    assert ended["finish_reason"] == "stop" and ended["logprobs"]["tokens"] == [*ended["text"].split(), "w1"]
+    assert ended["logprobs"]["text_offset"][-1] == len(ended["text"])
+
     # several prompts, each routed; n replies each, indexed prompt by prompt
     many = complete(prompt=["w5 w6", "w9"], max_tokens=3, n=2, temperature=1.0, seed=1)
     assert [c["index"] for c in many["choices"]] == [0, 1, 2, 3] and len(many["lensroute"]["prompts"]) == 2
@@ -440,7 +450,7 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
             "an assistant message's content must be text")
     refused(chat(api, "hi", stream="yes"), 400, "stream must be true or false")
     refused(chat(api, "hi", stream=True, stream_options={"include_usage": "yes"}), 400, "stream_options")
-    refused(chat(api, "hi", stop=["a", "b", "c", "d", "e"]), 400, "up to 4")
+    refused(chat(api, "hi", stop=[f"s{i}" for i in range(17)]), 400, "up to 16")
     refused(chat(api, "hi", stop=""), 400, "stop must be")
     refused(chat(api, "hi", max_tokens=0), 400, "max_tokens")
     refused(chat(api, "hi", temperature=5), 400, "temperature must be a number from 0 to 2")
