@@ -114,6 +114,7 @@ def completions(api: Api, body: dict, events: EventStream | None = None) -> dict
                 texts = session.token_texts(member)
                 assert texts is not None  # a causal LM
                 score = session.score_prompt(member, prompt, request.logprobs or 0) if request.scores_prompt else None
+                request.notes += _length_notes(session, member, i, prompt, request.budget)
                 for j in range(request.n):
                     choice = _Choice(i * request.n + j, prompt, request, texts)
                     model = session.models[member].name
@@ -148,6 +149,20 @@ def completions(api: Api, body: dict, events: EventStream | None = None) -> dict
         return None
     return {**head, "object": "text_completion", "model": model, "choices": choices, "usage": usage,
             "lensroute": extra}
+
+
+def _length_notes(session, member: int, i: int, prompt: str, budget: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """What a prompt longer than the model loses: its beginning (a reply needs room after it)."""
+    if budget == 0:  # nothing is written (an echoed prompt that is too long to score is refused)
+        return []
+    model = session.models[member]
+    tokens = session.count_tokens(member, prompt)
+    room = model.max_length - min(tokens, model.max_length - 1)
+    if tokens < model.max_length and room >= budget:
+        return []
+    kept = min(tokens, model.max_length - 1)
+    return [f"prompt {i} is {tokens} tokens: {model.name} read its last {kept} of them ({model.max_length} at most), "
+            f"which leaves room for {min(room, budget)} of the {budget} tokens asked for"]
 
 
 def _write_choice(session, member: int, choice: _Choice) -> Reply:  # type: ignore[no-untyped-def]

@@ -362,6 +362,15 @@ def test_text_completions_continue_raw_text_and_score_an_echoed_prompt(api: str)
     assert ended["finish_reason"] == "stop" and ended["logprobs"]["tokens"] == [*ended["text"].split(), "w1"]
     assert ended["logprobs"]["text_offset"][-1] == len(ended["text"])
 
+    # a prompt longer than the model: its beginning is left out, and a note says how much
+    long = complete(prompt=" ".join(["w7"] * 70), max_tokens=4)
+    assert long["usage"]["prompt_tokens"] == 63 and long["choices"][0]["finish_reason"] == "length"
+    assert "prompt 0 is 70 tokens: tiny-llama read its last 63 of them (64 at most), which leaves room for 1 of the 4" \
+        in long["lensroute"]["notes"][0]
+    refused_long = httpx.post(f"{api}/v1/completions", json={"prompt": " ".join(["w7"] * 70), "max_tokens": 0,
+                                                             "echo": True, "logprobs": 0}, timeout=120)
+    assert refused_long.status_code == 422 and "reads at most 64" in refused_long.json()["error"]["message"]
+
     # several prompts, each routed; n replies each, indexed prompt by prompt
     many = complete(prompt=["w5 w6", "w9"], max_tokens=3, n=2, temperature=1.0, seed=1)
     assert [c["index"] for c in many["choices"]] == [0, 1, 2, 3] and len(many["lensroute"]["prompts"]) == 2
