@@ -92,6 +92,9 @@ def completions(api: Api, body: dict, events: EventStream | None = None) -> dict
     if request.stream and events is None:
         raise ApiError(HTTPStatus.BAD_REQUEST, "streaming needs the HTTP endpoint")
     pinned = opts.pinned(request.model, [m.name for m in session.models])
+    if pinned is not None and session.models[pinned].kind != "causal-lm":  # said before any event goes out
+        raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                       f"{session.models[pinned].name} is an embedding model: it does not write text")
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     routed: list[dict] = []
     choices: list[dict] = []
@@ -106,22 +109,23 @@ def completions(api: Api, body: dict, events: EventStream | None = None) -> dict
                 decision = session.decide(question, request.cost_weight)
                 if pinned is not None:
                     decision.chosen = pinned
-                member = decision.chosen
-                if not decision.eligible[member]:
-                    raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY,
-                                   f"{session.models[member].name} is an embedding model: it does not write text")
-                routed.append({**session.as_json(question, decision, None), "pinned": pinned is not None})
+                member = decision.chosen  # routing chooses among the models that write text
+                decided = session.as_json(question, decision, None)
+                decided["notes"] = [*decided["notes"], *_length_notes(session, member, i, prompt, request.budget)]
+                routed.append({**decided, "pinned": pinned is not None})
                 texts = session.token_texts(member)
                 assert texts is not None  # a causal LM
                 score = session.score_prompt(member, prompt, request.logprobs or 0) if request.scores_prompt else None
-                request.notes += _length_notes(session, member, i, prompt, request.budget)
+                # a streamed prompt's first chunk carries its routing, and the first also the request's notes
+                first = {**routed[-1], "sampling": request.sampling.describe(),
+                         "notes": [*routed[-1]["notes"], *(request.notes if i == 0 else [])]}
                 for j in range(request.n):
                     choice = _Choice(i * request.n + j, prompt, request, texts)
                     model = session.models[member].name
                     if request.stream:
                         assert events is not None
                         reply = _stream_choice(session, member, choice, score, model, head,
-                                               routed[-1] if j == 0 else None, events)
+                                               first if j == 0 else None, events)
                     else:
                         reply = _write_choice(session, member, choice)
                         text, block = choice.echoed(score)

@@ -366,7 +366,7 @@ def test_text_completions_continue_raw_text_and_score_an_echoed_prompt(api: str)
     long = complete(prompt=" ".join(["w7"] * 70), max_tokens=4)
     assert long["usage"]["prompt_tokens"] == 63 and long["choices"][0]["finish_reason"] == "length"
     assert "prompt 0 is 70 tokens: tiny-llama read its last 63 of them (64 at most), which leaves room for 1 of the 4" \
-        in long["lensroute"]["notes"][0]
+        in long["lensroute"]["prompts"][0]["notes"][0]
     refused_long = httpx.post(f"{api}/v1/completions", json={"prompt": " ".join(["w7"] * 70), "max_tokens": 0,
                                                              "echo": True, "logprobs": 0}, timeout=120)
     assert refused_long.status_code == 422 and "reads at most 64" in refused_long.json()["error"]["message"]
@@ -384,6 +384,7 @@ def test_text_completions_continue_raw_text_and_score_an_echoed_prompt(api: str)
     assert data[-1] == "[DONE]"
     chunks = [json.loads(item) for item in data[:-1]]
     assert chunks[0]["lensroute"]["chosen"]["model"] == "tiny-llama" and chunks[-1]["choices"] == []
+    assert chunks[0]["lensroute"]["sampling"] == "greedy"
     parts = [c["choices"][0] for c in chunks[:-1]]
     assert "".join(p["text"] for p in parts) == both["text"] and parts[-1]["finish_reason"] == "length"
     assert [t for p in parts if p["logprobs"] for t in p["logprobs"]["tokens"]] == both["logprobs"]["tokens"]
