@@ -229,7 +229,10 @@ class RoutingSetup:
 
 def prepare_routing(core, train_ids: list, test_ids: list, config, *, device: str = "cpu",  # type: ignore[no-untyped-def]
                     held_out_windows: int = 8, progress: Progress = no_progress,
-                    cancel: CancelToken = NEVER_CANCELLED) -> RoutingSetup:
+                    cancel: CancelToken = NEVER_CANCELLED, model_class=None,
+                    forecasts: tuple[bool, ...] = (True, False)) -> RoutingSetup:
+    """Train the forecasters, then routers for each of `forecasts` (True: informed routing,
+    False: execute-or-skip), and hold out windows of `test_ids` with the dense model's logits."""
     import torch
 
     from routing.informed import (
@@ -242,13 +245,14 @@ def prepare_routing(core, train_ids: list, test_ids: list, config, *, device: st
     )
 
     torch.manual_seed(config.seed)
-    model = RoutedLlama(core, config).to(device)
+    model = (model_class or RoutedLlama)(core, config).to(device)
     model.train()
-    curve = train_forecasters(model, train_ids, SubProgress(progress, 0, 1, 3), cancel)
+    stages = 1 + len(forecasts)
+    curve = train_forecasters(model, train_ids, SubProgress(progress, 0, 1, stages), cancel)
     routers, history = {}, {"lff": curve}
-    for forecast in (True, False):
+    for stage, forecast in enumerate(forecasts, start=1):
         history["informed" if forecast else "skip"] = train_routers(
-            model, train_ids, forecast=forecast, progress=SubProgress(progress, 1 + (not forecast), 1, 3), cancel=cancel)
+            model, train_ids, forecast=forecast, progress=SubProgress(progress, stage, 1, stages), cancel=cancel)
         routers[forecast] = {k: v.clone() for k, v in model.routers.state_dict().items()}
     model.eval()
     errors = unit_errors(model, train_ids)

@@ -45,6 +45,11 @@ class LocalModel:
         return {"name": self.name, "kind": self.kind, "path": str(self.path), "provider": provider}
 
 
+def valid_name(name: str) -> bool:
+    """A model name lensroute can keep: letters, digits, . _ - (a folder name on any platform)."""
+    return bool(_NAME.match(name))
+
+
 def local_dir() -> Path:
     path = paths.models_dir() / "local"
     path.mkdir(parents=True, exist_ok=True)
@@ -144,7 +149,9 @@ def removal_effect(name: str) -> str:
         return f"Its folder {_registered()[name]} stays: lensroute only forgets it"
     model = get(name)
     if model.path.parent == local_dir():
-        return f"Its built files in {model.path} are deleted (building the built-ins makes them again)"
+        again = ("`lensroute models accelerate` makes it again" if "accelerated" in model.manifest
+                 else "building the built-ins makes them again")
+        return f"Its built files in {model.path} are deleted ({again})"
     if model.path.parent == paths.bundled_models_dir():
         raise UsageError(f"{name!r} ships with this lensroute ({model.path}) and cannot be removed")
     raise RuntimeUnavailableError(f"{name!r} is not registered and not a built-in")

@@ -68,8 +68,40 @@ def cmd_build_builtin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accelerate(args: argparse.Namespace) -> int:
+    from app.cli.progress import progress_and_cancel
+    from routing.accelerate import ACCELERATED, accelerate
+    from routing.informed import RoutingConfig
+
+    if not args.sparsity > 0:
+        raise UsageError("--sparsity must be above 0 (0 is the dense model itself)")
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = RoutingConfig(lff_steps=args.lff_steps, router_steps=args.router_steps)
+    calibration = Path(args.calibration) if args.calibration else None
+    with progress_and_cancel(f"accelerate {args.name}", args.quiet) as (bar, token):
+        model = accelerate(args.name, sparsity=args.sparsity, new_name=args.new_name, config=config,
+                           calibration=calibration, device=device, progress=bar, cancel=token)
+    info = model.manifest[ACCELERATED]
+    result = {"name": model.name, "base": info["base"], "path": str(model.path), "sparsity": info["sparsity"],
+              "kl": info["kl"], "top1": info["top1"], "prefill_tokens": info["prefill_tokens"],
+              "prefill_speedup": info["prefill_speedup"], "check": model.manifest["check"]}
+    if args.json:
+        emit_json(result)
+        return 0
+    print(f"installed {model.name} → {model.path}")
+    print(f"  against {info['base']} on held-out text: KL {info['kl']:.3f}, top-1 agreement {info['top1']:.3f}; "
+          f"prefill of {info['prefill_tokens']} tokens ×{info['prefill_speedup']:.2f} (measured here)")
+    print(f"  put it in a pool beside its base, and the router learns when it is good enough:\n"
+          f"  lensroute route calibrate --pool {info['base']},{model.name}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    models = commands.add_parser("models", parents=[common], help="local models: list, add, remove, build, bench")
+    models = commands.add_parser("models", parents=[common], help="local models: list, add, remove, build, bench, accelerate")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
     p = sub.add_parser("list", parents=[common], help="installed local models")
     p.add_argument("--json", action="store_true", help='a list of {"name", "kind", "path", "provider"}')
@@ -98,6 +130,20 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                                                        '"prefill_ms", "decode_ms", "speedup", "theoretical_speedup"}; '
                                                        'quality: kl, top1 (causal LM) or cosine, retrieval_acc (embedding)')
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("accelerate", parents=[common],
+                       help="install a faster informed-routing variant of a causal LM, as a model of its own")
+    p.add_argument("name", help="the causal LM to accelerate (the built-in smollm2-135m-instruct)")
+    p.add_argument("--sparsity", type=fraction, default=0.25,
+                   help="share of tokens each unit approximates instead of running (default 0.25)")
+    p.add_argument("--name", dest="new_name", metavar="NEW", help="the new model's name (default NAME-informed-25)")
+    p.add_argument("--lff-steps", type=positive_int, default=200, help="forecaster training steps (default 200)")
+    p.add_argument("--router-steps", type=positive_int, default=120, help="router training steps (default 120)")
+    p.add_argument("--calibration", help="text or JSONL ({'text': …}) file instead of the routing-table prompts")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (torch)")
+    p.add_argument("--json", action="store_true",
+                   help='{"name", "base", "path", "sparsity", "kl", "top1", "prefill_tokens", "prefill_speedup", "check"}')
+    p.set_defaults(func=cmd_accelerate)
 
     def show_help(args: argparse.Namespace) -> int:
         models.print_help(sys.stderr)
