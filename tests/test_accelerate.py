@@ -14,6 +14,10 @@ from tests.test_routing import run_cli, small_mc_set
 
 @pytest.fixture
 def tiny_base(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return make_tiny_base(tmp_path)
+
+
+def make_tiny_base(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A tiny Llama whose units matter (init std 0.2), installed as `tiny-llama`, with a
     calibration stream that has structure (repeated phrases) for the forecasters to learn."""
     import torch

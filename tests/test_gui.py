@@ -370,6 +370,26 @@ def test_models_page_lists_provider_and_refuses_a_bad_folder(qtbot, window, tmp_
     assert not models.add_folder(tmp_path)
     assert error_boxes(window) and "lensroute-model.json" in error_boxes(window)[-1].text()
     assert not models.bench()  # nothing to benchmark: a message, not a crash
+    assert not models.accelerate() and "select a causal LM to accelerate" in error_boxes(window)[-1].text()
+
+
+def test_models_page_shows_an_accelerated_copy_and_starts_one(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_accelerate import accelerate_tiny, make_tiny_base
+
+    accelerate_tiny(make_tiny_base(tmp_path))  # the real training and export, small
+    models = page(window, "Local models")
+    models.refresh()
+    frame = models.model.frame
+    row = frame.filter(frame["name"] == "tiny-llama-informed-50").row(0, named=True)
+    assert row["accelerated"].startswith("tiny-llama at sparsity 0.5: KL ") and "prefill ×" in row["accelerated"]
+    assert frame.filter(frame["name"] == "tiny-llama")["accelerated"].item() == ""
+    models.table.selectRow(frame["name"].to_list().index("tiny-llama"))
+    models.sparsity.setValue(0.0)
+    assert not models.accelerate() and "sparsity above 0" in error_boxes(window)[-1].text()
+    models.sparsity.setValue(0.25)
+    with qtbot.waitSignal(models.job.failed, timeout=60_000):  # the tiny Llama has no torch weights to train from
+        assert models.accelerate()
+    qtbot.waitUntil(lambda: "only the built-in" in error_boxes(window)[-1].text(), timeout=10_000)
 
 
 def test_without_torch_the_pages_disable_what_needs_it_and_say_why(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -388,7 +408,8 @@ def test_without_torch_the_pages_disable_what_needs_it_and_say_why(qtbot, tmp_pa
     win = MainWindow(AppContext(f"sqlite:///{tmp_path / 'b.db'}"))
     qtbot.addWidget(win)
     train, models = page(win, "Train & evaluate"), page(win, "Local models")
-    for button in (train.train_button, train.evaluate_button, models.build_button, models.bench_button):
+    for button in (train.train_button, train.evaluate_button, models.build_button, models.bench_button,
+                   models.accelerate_button):
         assert not button.isEnabled() and "full install" in button.toolTip()
     assert "full install" in train.eval_note.text()
     train.on_running(False)  # a finished job must not re-enable them

@@ -41,6 +41,15 @@ def bench_frame(rows: list) -> pl.DataFrame:  # type: ignore[type-arg]
     })
 
 
+def accelerated_summary(manifest: dict) -> str:
+    """What an accelerated copy is, in a table cell (empty for any other model)."""
+    info = manifest.get("accelerated")
+    if not isinstance(info, dict):
+        return ""
+    return (f"{info.get('base')} at sparsity {info.get('sparsity')}: KL {info.get('kl')}, top-1 {info.get('top1')}, "
+            f"prefill ×{info.get('prefill_speedup')}")
+
+
 class ModelsPage(QWidget):
     title = "Local models"
 
@@ -62,6 +71,10 @@ class ModelsPage(QWidget):
         self.sparsity.setSingleStep(0.125)
         self.sparsity.setDecimals(3)
         self.bench_button = QPushButton("Benchmark informed routing")
+        self.accelerate_button = QPushButton("Install an accelerated copy")
+        self.accelerate_button.setToolTip("train informed routing at this sparsity and install the routed model as a "
+                                          "model of its own (`lensroute models accelerate`), to put in a pool beside "
+                                          "its base")
         self.bench_label = QLabel("Informed routing benchmark (quality vs sparsity, measured speed)")
         self.bench_label.setObjectName("benchLabel")
         self.bench_model = FrameModel()
@@ -71,7 +84,7 @@ class ModelsPage(QWidget):
         self.job = Job("local models", self)
         buttons = QHBoxLayout()
         for w in (self.build_button, self.add_button, self.remove_button, QLabel("sparsity"), self.sparsity,
-                  self.bench_button):
+                  self.bench_button, self.accelerate_button):
             buttons.addWidget(w)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -85,9 +98,10 @@ class ModelsPage(QWidget):
         self.add_button.clicked.connect(self.choose_folder)
         self.remove_button.clicked.connect(self.remove_selected)
         self.bench_button.clicked.connect(self.bench)
+        self.accelerate_button.clicked.connect(self.accelerate)
         self.job.succeeded.connect(self.on_done)
         self.table.selectionModel().selectionChanged.connect(self.show_saved_bench)
-        disable_without_build_tools(self.build_button, self.bench_button)  # the frozen app runs ONNX models only
+        disable_without_build_tools(self.build_button, self.bench_button, self.accelerate_button)  # the frozen app runs ONNX models only
 
     def load_state(self, settings) -> None:  # type: ignore[no-untyped-def]
         self.sparsity.setValue(settings.sparsity)
@@ -105,7 +119,8 @@ class ModelsPage(QWidget):
         self.model.set_frame(pl.DataFrame({
             "name": [m.name for m in models], "kind": [m.kind for m in models],
             "path": [str(m.path) for m in models], "provider": [provider] * len(models),
-        }, schema={"name": pl.Utf8, "kind": pl.Utf8, "path": pl.Utf8, "provider": pl.Utf8}))
+            "accelerated": [accelerated_summary(m.manifest) for m in models],
+        }, schema={"name": pl.Utf8, "kind": pl.Utf8, "path": pl.Utf8, "provider": pl.Utf8, "accelerated": pl.Utf8}))
         self.show_saved_bench()
 
     @Slot()
@@ -224,6 +239,26 @@ class ModelsPage(QWidget):
             rows = run(name, sparsities=sparsities, progress=progress, cancel=cancel)
             save_rows(rows, name)
             return rows
+
+        return self.job.start(work)
+
+    @Slot()
+    def accelerate(self) -> bool:
+        """An informed-routing copy of the selected causal LM at the chosen sparsity, installed."""
+        picked = self.selected()
+        sparsity = round(self.sparsity.value(), 3)
+        if picked is None or picked[1] != "causal-lm":
+            show_error(self, "select a causal LM to accelerate (build the built-ins for smollm2-135m-instruct)")
+            return False
+        if sparsity <= 0:
+            show_error(self, "set a sparsity above 0: at 0 the copy would be the model itself")
+            return False
+        name = picked[0]
+
+        def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from routing.accelerate import accelerate
+
+            return {"accelerated": accelerate(name, sparsity=sparsity, progress=progress, cancel=cancel).name}
 
         return self.job.start(work)
 
