@@ -1,6 +1,7 @@
 """Running local models with ONNX Runtime: embeddings, answer-option log-likelihoods, generation
-with a KV cache (greedy or sampled: `routing.sampling`). CUDA when present (KV cache kept on the device through IOBinding),
-CPU otherwise; one session factory for the whole program (`recommender.onnx_session`).
+with a KV cache (greedy or sampled: `routing.sampling`), prompt scoring. CUDA when present (KV
+cache kept on the device through IOBinding), CPU otherwise; one session factory for the whole
+program (`recommender.onnx_session`).
 """
 
 from __future__ import annotations
@@ -245,9 +246,10 @@ class CausalLM(_Base):
                        stop: Sequence[str] = (), sampling: Sampling = GREEDY, draw: int = 0,
                        logprobs: int | None = None, on_logprob: Callable[[TokenLogprob], None] | None = None) -> Reply:
         """`generate` with the decoding `sampling` asks for (greedy by default; `draw` numbers the
-        replies of one request, so a seeded request's replies differ and each repeats), and why it stopped: "stop" (the model ended its reply, or wrote one of the
-        `stop` texts, which is not part of the reply) or "length" (it reached `max_new_tokens` or
-        the model's length), the two finish reasons an OpenAI-style client expects.
+        replies of one request, so a seeded request's replies differ and each repeats), and why
+        it stopped: "stop" (the model ended its reply, or wrote one of the `stop` texts, which is
+        not part of the reply) or "length" (it reached `max_new_tokens` or the model's length),
+        the two finish reasons an OpenAI-style client expects.
         `on_text` hears the reply as it grows, piece by piece (a streamed answer); a piece is held
         back while it ends inside a multi-byte character, so every piece is whole text, and while
         it could be the start of a stop text, so no part of one is ever sent.
@@ -308,8 +310,8 @@ class CausalLM(_Base):
         if stop_text and scored:  # the tokens that wrote the stop text are not the reply's
             while scored and len(self.tokenizer.decode(produced[: len(scored)])) > len(text):
                 scored.pop()
-        # the end token was generated too
-        return Reply(text, reason, len(ids), len(produced) + end_token, scored if logprobs is not None else None, end)
+        return Reply(text, reason, len(ids), len(produced) + end_token,  # the end token was generated too
+                     scored if logprobs is not None else None, end)
 
     def score_prompt(self, prompt: str, top: int = 0, chunk: int = 256) -> PromptScore:
         """Each token of `prompt` with its log-probability after the ones before it (and the `top`
