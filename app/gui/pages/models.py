@@ -267,3 +267,9 @@ class ModelsPage(QWidget):
         self.refresh()
         if isinstance(result, list) and result:  # the benchmark just run and saved, whichever row is selected now
             self.show_saved_bench(name=result[0].model)
+        if isinstance(result, dict) and "accelerated" in result:  # a copy just installed: say what it is
+            from routing.local_models import get
+
+            copy = get(result["accelerated"])
+            self.bench_label.setText(f"Installed {copy.name}: {accelerated_summary(copy.manifest)} — calibrate a pool "
+                                     "with it beside its base on the Route page")
