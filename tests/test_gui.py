@@ -383,6 +383,8 @@ def test_models_page_shows_an_accelerated_copy_and_starts_one(qtbot, window, tmp
     row = frame.filter(frame["name"] == "tiny-llama-informed-50").row(0, named=True)
     assert row["accelerated"].startswith("tiny-llama at sparsity 0.5: KL ") and "prefill ×" in row["accelerated"]
     assert frame.filter(frame["name"] == "tiny-llama")["accelerated"].item() == ""
+    models.on_done({"accelerated": "tiny-llama-informed-50"})  # what the job hands back once installed
+    assert models.bench_label.text().startswith("Installed tiny-llama-informed-50: tiny-llama at sparsity 0.5")
     models.table.selectRow(frame["name"].to_list().index("tiny-llama"))
     models.sparsity.setValue(0.0)
     assert not models.accelerate() and "sparsity above 0" in error_boxes(window)[-1].text()
