@@ -28,6 +28,7 @@ from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+from urllib.parse import unquote
 
 from recommender.errors import LensrouteError
 from routing import http_options as opts
@@ -44,16 +45,28 @@ class Api:
     and a lazily loaded ranker."""
 
     def __init__(self, session, session_error: str | None, load_ranker: Callable[[], object],  # type: ignore[no-untyped-def]
-                 api_key: str | None = None, device: str = "auto", model_lock: threading.Lock | None = None) -> None:
+                 api_key: str | None = None, device: str = "auto", model_lock: threading.Lock | None = None,
+                 cors_origins: Sequence[str] = ()) -> None:
         """`model_lock`: the lock around the session's models, when something beside the server
-        uses the same session (the desktop app's Route page does)."""
+        uses the same session (the desktop app's Route page does). `cors_origins`: the web pages
+        (origins like http://localhost:3000, or "*") whose scripts may call the API from a browser."""
         self.session, self.session_error = session, session_error
         self._load_ranker, self._ranker = load_ranker, None
         self.model_lock = model_lock or threading.Lock()
         self.ranker_lock, self.encoder_lock = threading.Lock(), threading.Lock()
         self.api_key, self.device = api_key or None, device
         self._encoders: dict[str, object] = {}  # embedding models opened for /v1/embeddings
+        self.cors_origins = tuple(cors_origins)
         self.started = time.time()
+
+    def allowed_origin(self, origin: str | None) -> str | None:
+        """The `Access-Control-Allow-Origin` a browser request from `origin` gets (None: none,
+        so the browser keeps the answer from the page)."""
+        if not origin or not self.cors_origins:
+            return None
+        if "*" in self.cors_origins:
+            return "*"
+        return origin if origin in self.cors_origins else None
 
     def authorised(self, header: str | None) -> bool:
         """Whether a request may use the API: always without a key; with one, `Authorization:
@@ -100,6 +113,13 @@ class Api:
         names = ["lensroute", *pool, *encoders]
         return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "lensroute"}
                                            for n in names]}
+
+    def model(self, name: str) -> dict:
+        """OpenAI's `GET /v1/models/{model}` (what `client.models.retrieve` asks)."""
+        for entry in self.models()["data"]:
+            if entry["id"] == name:
+                return entry
+        raise ApiError(HTTPStatus.NOT_FOUND, f"no model {name!r} here (GET /v1/models lists them)", "model_not_found")
 
     def route(self, body: dict) -> dict:
         session = self.routing_session()
@@ -370,12 +390,40 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve(self.routes_post, with_body=True)
 
+    def do_OPTIONS(self) -> None:
+        """A browser's CORS preflight: answered without the API key (a browser sends none there);
+        the allow headers go out only to an origin `--cors-origin` names."""
+        self._status = int(HTTPStatus.NO_CONTENT)
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.send_header("Allow", "GET, POST, OPTIONS")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def end_headers(self) -> None:
+        api: Api = self.server.api  # type: ignore[attr-defined]
+        origin = api.allowed_origin(self.headers.get("Origin"))
+        if origin is not None:
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+            if self.command == "OPTIONS":
+                self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+                self.send_header("Access-Control-Allow-Headers",
+                                 self.headers.get("Access-Control-Request-Headers") or "Authorization, Content-Type")
+                self.send_header("Access-Control-Max-Age", "600")
+        super().end_headers()
+
     def _serve(self, routes: dict[str, str], *, with_body: bool) -> None:
         started = time.perf_counter()
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         api: Api = self.server.api  # type: ignore[attr-defined]
         events: EventStream | None = None
         try:
+            if not with_body and path.startswith("/v1/models/"):  # one model, by name
+                if not api.authorised(self.headers.get("Authorization")):
+                    raise ApiError(HTTPStatus.UNAUTHORIZED, "a missing or wrong API key: send Authorization: Bearer KEY",
+                                   "invalid_api_key")
+                self._send(HTTPStatus.OK, api.model(unquote(path.removeprefix("/v1/models/"))))
+                return
             if path not in routes:
                 self.close_connection = True  # an unread body would be taken for the next request
                 other = self.routes_post if routes is self.routes_get else self.routes_get

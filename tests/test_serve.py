@@ -438,6 +438,50 @@ def test_an_api_key_guards_every_endpoint_but_health(local_pool: list[str]) -> N
         server.server_close()
 
 
+def test_one_model_by_name_and_browser_pages_from_allowed_origins() -> None:
+    from openai import OpenAI
+
+    from routing.http_api import Api, ApiServer
+
+    def serving(**options: object) -> ApiServer:
+        server = ApiServer(("127.0.0.1", 0), Api(None, "no router here", lambda: None, **options))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    server = serving(api_key="k", cors_origins=["http://localhost:3000"])
+    try:
+        url, key = server.url, {"Authorization": "Bearer k"}
+        # OpenAI's GET /v1/models/{model}: what client.models.retrieve asks
+        assert OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0).models.retrieve("lensroute").id == "lensroute"
+        missing = httpx.get(f"{url}/v1/models/no-such-model", headers=key)
+        assert missing.status_code == 404 and missing.json()["error"]["type"] == "model_not_found"
+        assert httpx.get(f"{url}/v1/models/lensroute").status_code == 401  # the key guards it too
+        # a browser's preflight: no key needed, the allow headers only for the named origin
+        asked = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+        preflight = httpx.options(f"{url}/v1/chat/completions", headers=asked)
+        assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        assert preflight.headers["access-control-allow-headers"] == "authorization, content-type"
+        answer = httpx.get(f"{url}/v1/models", headers={**key, "Origin": "http://localhost:3000"})
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "http://localhost:3000"
+        refused = httpx.get(f"{url}/v1/models", headers={**key, "Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in refused.headers  # the browser keeps it from that page
+        assert "access-control-allow-origin" not in httpx.options(f"{url}/v1/models",
+                                                                  headers={"Origin": "http://evil.example"}).headers
+    finally:
+        server.shutdown()
+        server.server_close()
+    for options, expected in (({"cors_origins": ["*"]}, "*"), ({}, None)):
+        other = serving(**options)
+        try:
+            got = httpx.get(f"{other.url}/health", headers={"Origin": "http://any.example"}).headers
+            assert got.get("access-control-allow-origin") == expected
+        finally:
+            other.shutdown()
+            other.server_close()
+
+
 @pytest.mark.builtin_models
 @pytest.mark.slow
 def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:

@@ -39,13 +39,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host} without an API key: anyone who can reach this port can use it "
               "(set LENSROUTE_API_KEY or --api-key)", file=sys.stderr)
     try:
-        server = ApiServer((args.host, args.port), Api(session, problem, load_ranker, api_key, args.device),
+        server = ApiServer((args.host, args.port), Api(session, problem, load_ranker, api_key, args.device,
+                                                       cors_origins=args.cors_origin or ()),
                            log=None if quiet else lambda line: print(line, file=sys.stderr, flush=True))
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); choose another --port") from exc
     routing = (f"router {session.saved.name!r} over {', '.join(m.name for m in session.models)}" if session
                else f"no routing ({problem})")
-    print(f"serving on {server.url} — {routing}; POST /v1/chat/completions, /v1/embeddings, /v1/route, /v1/rank; "
+    print(f"serving on {server.url} — {routing}; POST /v1/chat/completions, /v1/completions, /v1/embeddings, "
+          "/v1/route, /v1/rank; "
           f"GET /v1/models, /health{'; API key required' if api_key else ''}. Ctrl-C stops.", flush=True)
     try:
         server.serve_forever()
@@ -60,8 +62,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p = commands.add_parser("serve", parents=[common], help="route and rank over a local HTTP API (OpenAI-style chat)",
                             description="Serve the calibrated router and the ranker on a local HTTP API: "
                                         "POST /v1/chat/completions (OpenAI's shape; model \"lensroute\" routes, a pool "
-                                        "member's name pins it), /v1/embeddings, /v1/route, /v1/rank; GET /v1/models, "
-                                        "/health.")
+                                        "member's name pins it), /v1/completions, /v1/embeddings, /v1/route, /v1/rank; "
+                                        "GET /v1/models, /v1/models/NAME, /health.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
     p.add_argument("--router", default="default", help="the calibrated router to serve (see `lensroute route list`)")
@@ -72,4 +74,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--api-key", metavar="KEY",
                    help="require `Authorization: Bearer KEY` on every endpoint but /health (default: $LENSROUTE_API_KEY; "
                         "none: open to whoever reaches the port)")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. http://localhost:3000; repeatable; * for any) call the API "
+                        "from a browser (default: none)")
     p.set_defaults(func=cmd_serve)
