@@ -7,8 +7,9 @@ Uses $LENSROUTE_HOME's default router (`lensroute route calibrate` first) and ra
 queries are the 64 bundled questions with their choices (`decide_only`: the decision, not the
 answering model), as asked again (the encoder's cache answers the embedding) and as new text
 (each call's question made unique); rankings are ten dataset descriptions; embeddings are the
-64 questions one at a time with the built-in MiniLM. Prints medians and p90s and the HTTP /
-in-process ratio of the medians.
+64 questions one at a time with the built-in MiniLM; scoring is 16 question-and-answer texts sent
+to /v1/completions as lm-evaluation-harness sends them (echo, logprobs, one token) when the pool
+holds SmolLM2. Prints medians and p90s and the HTTP / in-process ratio of the medians.
 """
 
 from __future__ import annotations
@@ -108,6 +109,25 @@ def main() -> int:
                                                                              "input": q.question}).raise_for_status()
                              for q in questions], args.repeats)
             report("embed", local, http)
+            # scoring a continuation as lm-evaluation-harness asks it (echo, one written token, logprobs):
+            # the router's decision, the prompt scored and one token, against the same work in process
+            names = [m.name for m in session.models]
+            smollm = names.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in names else None
+            if smollm is not None:
+                prompts = [f"Question: {q.question}\nAnswer: {q.choices[q.answer or 0]}" for q in questions[:16]]
+
+                def in_process(text: str) -> None:
+                    from routing.answering import Question
+
+                    session.decide(Question(text, []))
+                    session.score_prompt(smollm, text, 1)
+                    session.complete(smollm, text, 1, logprobs=1)
+
+                local = times_ms([lambda t=t: in_process(t) for t in prompts], args.repeats)
+                http = times_ms([lambda t=t: client.post("/v1/completions", json={
+                    "model": "lensroute", "prompt": t, "max_tokens": 1, "echo": True, "logprobs": 1,
+                    "temperature": 0}).raise_for_status() for t in prompts], args.repeats)
+                report("score", local, http)
     finally:
         server.shutdown()
         server.server_close()
