@@ -3,6 +3,7 @@ exported, measured, installed, and usable in a pool beside the dense model it ca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,9 @@ def test_an_accelerated_model_is_installed_measured_and_answers(tiny_base) -> No
     alone = np.array([fast.score_options(prompt, [option])[0] for option in options])
     assert together == pytest.approx(alone, abs=1e-4)
 
+    listed = {m["name"]: m for m in json.loads(run_cli("models", "list", "--json").stdout)}
+    assert listed["tiny-llama-informed-50"]["accelerated"]["base"] == "tiny-llama" and listed["tiny-llama"]["accelerated"] is None
+    assert "informed routing of tiny-llama at sparsity 0.5: KL" in run_cli("models", "list").stdout
     assert "models accelerate" in removal_effect(model.name)
     assert remove(model.name) == model.path and not model.path.exists()
 

@@ -18,12 +18,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     provider = preferred_provider()
     models = installed()
     if args.json:
-        emit_json([m.as_json(provider) for m in models])
+        emit_json([{**m.as_json(provider), "accelerated": m.manifest.get("accelerated")} for m in models])
         return 0
     if not models:
         print("no local models; `lensroute models build-builtin` builds the two built-ins", file=sys.stderr)
     for model in models:
         print(f"{model.name:<28} {model.kind:<10} {provider:<24} {model.path}")
+        if isinstance(info := model.manifest.get("accelerated"), dict):
+            print(f"{'':<28} informed routing of {info.get('base')} at sparsity {info.get('sparsity')}: KL {info.get('kl')}, "
+                  f"top-1 {info.get('top1')}, prefill ×{info.get('prefill_speedup')} at {info.get('prefill_tokens')} tokens")
     return 0
 
 
@@ -104,7 +107,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     models = commands.add_parser("models", parents=[common], help="local models: list, add, remove, build, bench, accelerate")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
     p = sub.add_parser("list", parents=[common], help="installed local models")
-    p.add_argument("--json", action="store_true", help='a list of {"name", "kind", "path", "provider"}')
+    p.add_argument("--json", action="store_true",
+                   help='a list of {"name", "kind", "path", "provider", "accelerated": {...} | null}')
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("add", parents=[common], help="register a model folder (model.onnx, tokenizer.json, lensroute-model.json)")
     p.add_argument("path")
