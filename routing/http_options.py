@@ -1,6 +1,7 @@
 """What a request to `lensroute serve` may ask for, read and checked: each option of OpenAI's
 chat and completions bodies (and lensroute's own) becomes a typed value or an `ApiError` that
-names it in one line. Shared by the chat and the completions endpoints.
+names it in one line; and the answer pieces those options shape (usage, logprob blocks). Shared
+by the chat and the completions endpoints.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from routing.chat_format import ROLES, Turn
 from routing.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TokenTexts, openai_content
 from routing.sampling import Sampling
 
-MAX_TOKENS = 1024  # the most a chat request may ask the local model to write
+MAX_TOKENS = 1024  # the most a request may ask a local model to write
 MAX_REPLIES = 8  # OpenAI's `n`: each reply is written in turn by one local model
 MAX_EMBEDDING_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 DEFAULT_TOKENS = 128
-MAX_STOP_TEXTS = 16
+MAX_STOP_TEXTS = 16  # OpenAI takes 4; a harness sends a task's and the model's end texts together
 MAX_PROMPTS = 64  # texts per completions request, each routed and continued in turn
 COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for a text completion
 MAX_LEGACY_LOGPROBS = 5  # OpenAI's limit on the completions endpoint's alternatives per token
