@@ -140,7 +140,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("name", help="the causal LM to accelerate (the built-in smollm2-135m-instruct)")
     p.add_argument("--sparsity", type=fraction, default=0.25,
                    help="share of tokens each unit approximates instead of running (default 0.25)")
-    p.add_argument("--name", dest="new_name", metavar="NEW", help="the new model's name (default NAME-informed-25)")
+    p.add_argument("--name", dest="new_name", metavar="NEW", help="the new model's name (default NAME-informed-S, S the sparsity in %%: …-informed-25)")
     p.add_argument("--lff-steps", type=positive_int, default=200, help="forecaster training steps (default 200)")
     p.add_argument("--router-steps", type=positive_int, default=120, help="router training steps (default 120)")
     p.add_argument("--calibration", help="text or JSONL ({'text': …}) file instead of the routing-table prompts")
