@@ -164,7 +164,7 @@ class Api:
                          "option the model scores best")
         if question.choices and logprobs is not None:
             notes.append("logprobs not given: a multiple-choice answer is an option, not written tokens")
-        elif n > 1 and sampling.greedy and not sampling.penalised:
+        if n > 1 and sampling.greedy and not sampling.penalised:
             notes.append(f"the {n} replies are the same: greedy decoding writes one reply (give a temperature)")
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
 
@@ -211,8 +211,8 @@ class Api:
         role (the first with the routing decision), the text as the model writes it and the finish
         reason; then the usage when `stream_options.include_usage` asked for it (a last chunk with
         no choices, as OpenAI sends it) and `[DONE]`. Asked for, a token's log-probability rides in
-        the chunk that carries its text (one whose text is held back waits for it). Once the events have begun an error can no
-        longer change the status: it goes out as an event."""
+        the chunk that carries its text (one whose text is held back waits for it). Once the events
+        have begun an error can no longer change the status: it goes out as an event."""
         model = session.models[member].name
 
         def chunk(delta: dict, index: int = 0, finish: str | None = None, logprobs: dict | None = None,
@@ -418,13 +418,10 @@ class _Handler(BaseHTTPRequestHandler):
         api: Api = self.server.api  # type: ignore[attr-defined]
         events: EventStream | None = None
         try:
-            if not with_body and path.startswith("/v1/models/"):  # one model, by name
-                if not api.authorised(self.headers.get("Authorization")):
-                    raise ApiError(HTTPStatus.UNAUTHORIZED, "a missing or wrong API key: send Authorization: Bearer KEY",
-                                   "invalid_api_key")
-                self._send(HTTPStatus.OK, api.model(unquote(path.removeprefix("/v1/models/"))))
-                return
-            if path not in routes:
+            endpoint, argument = routes.get(path), None
+            if endpoint is None and not with_body and path.startswith("/v1/models/"):  # one model, by name
+                endpoint, argument = "model", unquote(path.removeprefix("/v1/models/"))
+            if endpoint is None:
                 self.close_connection = True  # an unread body would be taken for the next request
                 other = self.routes_post if routes is self.routes_get else self.routes_get
                 if path in other:
@@ -435,11 +432,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # its body stays unread
                 raise ApiError(HTTPStatus.UNAUTHORIZED, "a missing or wrong API key: send Authorization: Bearer KEY",
                                "invalid_api_key")
-            handler = getattr(api, routes[path])
+            handler = getattr(api, endpoint)
             events = EventStream(self)
-            if not with_body:
+            if argument is not None:
+                payload = handler(argument)
+            elif not with_body:
                 payload = handler()
-            elif routes[path] in ("chat", "completions"):  # these may stream
+            elif endpoint in ("chat", "completions"):  # these may stream
                 payload = handler(self._body(), events)
             else:
                 payload = handler(self._body())

@@ -102,7 +102,8 @@ def installed() -> list[LocalModel]:
     found: dict[str, LocalModel] = {}
     shipped = paths.bundled_models_dir()
     folders = sorted(p for p in shipped.iterdir() if p.is_dir()) if shipped.is_dir() else []
-    folders += sorted(p for p in local_dir().iterdir() if p.is_dir())  # built here: wins over shipped
+    # built here: wins over shipped; a dot folder is one being built (`models accelerate` stages there)
+    folders += sorted(p for p in local_dir().iterdir() if p.is_dir() and not p.name.startswith("."))
     for folder in folders:
         try:
             manifest = read_manifest(folder)

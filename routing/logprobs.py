@@ -60,7 +60,8 @@ class TokenTexts:
 
     def __init__(self, tokenizer) -> None:  # type: ignore[no-untyped-def]
         self.tokenizer = tokenizer
-        decoder = json.loads(tokenizer.to_str()).get("decoder") or {}
+        # the decoder's own state, not the whole tokenizer's: serialising SmolLM2's took 42 ms
+        decoder = json.loads(tokenizer.decoder.__getstate__()) if tokenizer.decoder is not None else {}
         kinds = {decoder.get("type")} | {d.get("type") for d in decoder.get("decoders") or []}
         self.bytes_of = _byte_decoder() if "ByteLevel" in kinds else None
         self.cache: dict[int, tuple[str, list[int]]] = {}

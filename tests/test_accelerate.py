@@ -102,6 +102,16 @@ def test_bad_requests_to_accelerate_are_one_line_errors(tiny_base) -> None:  # t
     assert len(missing.stderr.strip().splitlines()) == 1
     bad = run_cli("models", "accelerate", "tiny-llama", "--sparsity", "1.5")
     assert bad.returncode == 2 and "--sparsity" in bad.stderr
+    # a copy still being staged (a crash between its manifest and its move) is not an installed model
+    import shutil
+
+    from routing.local_models import MANIFEST, installed, local_dir
+
+    staged = local_dir() / ".tiny-llama-informed-50.partial"
+    shutil.copytree(tiny_base[0].path, staged)
+    manifest = json.loads((staged / MANIFEST).read_text())
+    (staged / MANIFEST).write_text(json.dumps({**manifest, "name": "tiny-llama-informed-50"}))
+    assert "tiny-llama-informed-50" not in {m.name for m in installed()}
 
 
 @pytest.mark.builtin_models
