@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-import sqlalchemy as sa
 
 from recommender import importers, paths, unchanged_files
 from recommender.errors import Cancelled, LensrouteError, NotFoundError
@@ -35,6 +35,9 @@ from recommender.store.writer import (
     write_model_metadata,
     write_records,
 )
+
+if TYPE_CHECKING:
+    from recommender.store.driver import DriverConnection
 
 CHUNK_ROWS = 100_000  # rows per write call: bounds memory of the id joins and executemany lists
 
@@ -99,7 +102,7 @@ def load_task_catalogue(store: Store, context: ImportContext) -> None:
     seed_tasks = paths.resources_dir() / "seed" / "datasets.jsonl.gz"
     if seed_tasks.exists():
         importers.meta._parse_tasks(seed_tasks, context)
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.exec_driver_sql(
             "SELECT name, task_type, main_metric, extra FROM datasets WHERE task_type IS NOT NULL"
         ).fetchall()
@@ -134,7 +137,7 @@ def write_parsed(
     default_source: str,
     cancel: CancelToken,
     unit: str | None = None,
-    before_commit: Callable[[sa.Connection, WriteCounts], None] | None = None,
+    before_commit: Callable[[DriverConnection, WriteCounts], None] | None = None,
     on_rows: Callable[[int, int], None] | None = None,
     force: bool = False,
 ) -> WriteCounts:

@@ -22,12 +22,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from recommender.import_report import ImportReport, Rejected, UnitResult, WriteCounts
 from recommender.store import Store
+from recommender.store.driver import mark as _mark
+from recommender.store.driver import placeholders as _placeholders
+from recommender.store.driver import select_in as _select_in
 from recommender.store.queries import source_generations
+
+if TYPE_CHECKING:
+    from recommender.store.driver import DriverConnection
 
 MAX_FILES = 2_000
 
@@ -109,18 +114,17 @@ def remember(
     key = target_key(target, forced_format, source)
     payload = json.dumps([u.__dict__ for u in units])
     with store.writing() as conn:
-        conn.execute(sa.text("DELETE FROM import_targets WHERE target = :k"), {"k": key})
-        conn.execute(
-            sa.text("INSERT INTO import_targets (target, files, units, skipped, imported_at) "
-                    "VALUES (:k, :f, :u, :s, :t)"),
-            {"k": key, "f": json.dumps(files, sort_keys=True), "u": payload, "s": json.dumps(list(skipped)), "t": when},
+        conn.exec_driver_sql(f"DELETE FROM import_targets WHERE target = {_mark(conn)}", (key,))
+        conn.exec_driver_sql(
+            f"INSERT INTO import_targets (target, files, units, skipped, imported_at) VALUES ({_placeholders(conn, 5)})",
+            (key, json.dumps(files, sort_keys=True), payload, json.dumps(list(skipped)), when),
         )
 
 
 def forget(store: Store, target: Path, forced_format: str | None, source: str | None) -> None:
     with store.writing() as conn:
-        conn.execute(sa.text("DELETE FROM import_targets WHERE target = :k"),
-                     {"k": target_key(target, forced_format, source)})
+        conn.exec_driver_sql(f"DELETE FROM import_targets WHERE target = {_mark(conn)}",
+                             (target_key(target, forced_format, source),))
 
 
 @dataclass
@@ -156,7 +160,7 @@ def check(
     result = Check(list(targets), {t: snapshot(t) for t in targets})
     if not look_up:
         return result
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         for target in result.targets:
             remembered = _remembered(conn, target, result.snapshots[target], forced_format, source)
             if remembered is not None:
@@ -171,14 +175,14 @@ def check(
 
 
 def _remembered(
-    conn: sa.Connection, target: Path, files: dict[str, str] | None, forced_format: str | None, source: str | None
+    conn: DriverConnection, target: Path, files: dict[str, str] | None, forced_format: str | None, source: str | None
 ) -> tuple[list[RememberedUnit], list[str]] | None:
     """The remembered units and skipped files of `target` when they still hold, else None."""
     if files is None:
         return None
-    row = conn.execute(
-        sa.text("SELECT files, units, skipped FROM import_targets WHERE target = :k"),
-        {"k": target_key(target, forced_format, source)},
+    row = conn.exec_driver_sql(
+        f"SELECT files, units, skipped FROM import_targets WHERE target = {_mark(conn)}",
+        (target_key(target, forced_format, source),),
     ).first()
     if row is None:
         return None
@@ -194,7 +198,7 @@ def _remembered(
     return units, skipped
 
 
-def _digests_still_valid(conn: sa.Connection, unit_keys: list[str]) -> bool:
+def _digests_still_valid(conn: DriverConnection, unit_keys: list[str]) -> bool:
     """Every unit still has its digest, and no write touched the units' sources after the last
     of them was written: each source is still at the highest generation a unit recorded.
 
@@ -202,11 +206,7 @@ def _digests_still_valid(conn: sa.Connection, unit_keys: list[str]) -> bool:
     same import is not seen; the next import of a changed file, or any later write to the
     source, takes the full path again.)
     """
-    rows = conn.execute(
-        sa.text("SELECT unit, generations FROM import_digests WHERE unit IN :units").bindparams(
-            sa.bindparam("units", expanding=True)),
-        {"units": sorted(set(unit_keys))},
-    ).fetchall()
+    rows = _select_in(conn, "SELECT unit, generations FROM import_digests WHERE unit IN ({in})", sorted(set(unit_keys)))
     if len(rows) != len(set(unit_keys)):
         return False
     expected: dict[str, int] = {}

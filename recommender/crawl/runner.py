@@ -8,9 +8,9 @@ in flight when a crash or Ctrl-C happens is rolled back whole and fetched again 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
-import sqlalchemy as sa
 
 from recommender.crawl import state
 from recommender.crawl.adapters import ADAPTERS, CrawlContext
@@ -21,6 +21,9 @@ from recommender.ingest import load_task_catalogue, write_parsed
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
 from recommender.store import Store
 from recommender.store.writer import WriteCounts, utc_now
+
+if TYPE_CHECKING:
+    from recommender.store.driver import DriverConnection
 
 
 @dataclass
@@ -77,7 +80,7 @@ def crawl(
                 report.not_modified += unit.not_modified
                 run.cursor = unit.cursor
 
-                def keep_state(conn: sa.Connection, counts: WriteCounts, unit=unit) -> None:
+                def keep_state(conn: DriverConnection, counts: WriteCounts, unit=unit) -> None:
                     report.counts.merge(counts)
                     run.counts = {**report.counts.as_dict(), "requests": client.requests, "not_modified": report.not_modified}
                     state.save_progress(conn, run)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from recommender.store import Store
 from recommender.store.writer import _mark, utc_now
+
+if TYPE_CHECKING:
+    from recommender.store.driver import DriverConnection
 
 UNFINISHED = ("running", "failed", "cancelled")
 
@@ -52,7 +54,7 @@ def start_or_resume(store: Store, source: str, base_url: str, restart: bool = Fa
     return CrawlRun(int(run_id), source, base_url, None)
 
 
-def save_progress(conn: sa.Connection, run: CrawlRun) -> None:
+def save_progress(conn: DriverConnection, run: CrawlRun) -> None:
     q = _mark(conn)
     conn.exec_driver_sql(
         f"UPDATE crawl_runs SET cursor = {q}, counts = {q} WHERE id = {q}",
@@ -102,7 +104,7 @@ def cached(store: Store, url: str) -> CacheEntry | None:
     return CacheEntry(url, row[0], row[1]) if row else None
 
 
-def remember(conn: sa.Connection, entries: list[CacheEntry]) -> None:
+def remember(conn: DriverConnection, entries: list[CacheEntry]) -> None:
     q = _mark(conn)
     now = utc_now()
     for entry in entries:

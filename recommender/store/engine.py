@@ -1,33 +1,40 @@
-"""Opening the catalogue: engine options per backend, migrations, one writer at a time."""
+"""Opening the catalogue: engine options per backend, migrations, one writer at a time.
+
+An SQLite file is opened and written through the standard library (`driver`), and a new file
+is created from the frozen schema (`sqlite_schema`), so importing, counting and crawling never
+load SQLAlchemy; its engine is made on first use, by the readers that build SQL with it (and for
+every other backend, for everything).
+"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from typing import TYPE_CHECKING
 
 from recommender import paths
 from recommender.errors import StoreError
-from recommender.store import migrations
+from recommender.store import driver
+from recommender.store.versions import LATEST_VERSION
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from recommender.store.driver import DriverConnection
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    """WAL lets readers run beside the writer; foreign keys are off by default in SQLite.
-
-    The driver's own implicit transactions are switched off (`isolation_level = None`) so that
+    """The driver's own implicit transactions are switched off (`isolation_level = None`) so that
     SQLAlchemy's BEGIN, emitted in `_sqlite_begin`, is the only one: the documented recipe for
     correct SAVEPOINT and BEGIN IMMEDIATE behaviour with pysqlite.
     """
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching a new file to WAL may wait for a lock
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA cache_size=-65536")
+    for pragma in driver.SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -40,6 +47,12 @@ def _sqlite_begin(conn: sa.Connection) -> None:
 
 def sqlite_path(url: str) -> Path | None:
     """The file behind an SQLite URL (None for another backend, an in-memory database or a bad URL)."""
+    plain = driver.sqlite_file(url)
+    if plain is not None or not url.startswith("sqlite"):
+        return plain
+    from sqlalchemy.engine import make_url  # a driver name or options: let SQLAlchemy read it
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -51,6 +64,10 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def create_engine(url: str) -> sa.Engine:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -73,20 +90,51 @@ def create_engine(url: str) -> sa.Engine:
 
 
 class Store:
-    """The catalogue database: an engine, its schema brought up to date, and the write lock.
+    """The catalogue database: its schema brought up to date, connections, and the write lock.
 
     Writes go through `writing()` so that only one thread writes at a time (SQLite allows one
-    writer; serialising in-process avoids busy-waits), while readers use `engine` freely.
+    writer; serialising in-process avoids busy-waits). Readers use `reading()` (driver-level
+    SQL, as the writers) or `engine` (SQLAlchemy, made on first use) freely. On an SQLite file
+    each thread has its own `sqlite3` connection, kept until `close()`.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self._file = driver.sqlite_file(url)
         self._write_lock = threading.Lock()
+        self._guard = threading.Lock()  # the lazily made engine and the list of connections
+        self._engine: sa.Engine | None = None
+        self._local = threading.local()
+        self._raw_connections: list[sqlite3.Connection] = []
+        try:
+            if self._file is None or not self._open_file():
+                self._upgrade()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"cannot open database {self.display_url}: {_first_line(exc)}") from exc
+
+    def _open_file(self) -> bool:
+        """True when the file is at the latest version, or was empty and now is; False sends
+        everything else (older, newer, another program's) through the migrations."""
+        from recommender.store import sqlite_schema
+
+        assert self._file is not None
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        raw = self._raw()
+        version = sqlite_schema.stored_version(raw)
+        if version == LATEST_VERSION:
+            return True
+        return version == 0 and sqlite_schema.create_latest(raw)
+
+    def _upgrade(self) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        from recommender.store import migrations
+
         try:
             migrations.upgrade(self.engine)
         except DBAPIError as exc:
-            self.engine.dispose()
+            self.close()
             raise StoreError(f"cannot open database {self.display_url}: {_first_line(exc)}") from exc
 
     @classmethod
@@ -94,55 +142,87 @@ class Store:
         return cls(paths.database_url(url))
 
     @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            with self._guard:
+                if self._engine is None:
+                    self._engine = create_engine(self.url)
+        return self._engine
+
+    @property
     def display_url(self) -> str:
+        if self._file is not None:
+            return self.url
+        from sqlalchemy.engine import make_url
+
         return make_url(self.url).render_as_string(hide_password=True)
 
     @property
     def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+        return self.url.split(":", 1)[0].split("+", 1)[0] == "sqlite"
 
-    def writing(self) -> _WriteTransaction:
-        """A transaction holding the write lock; commits on success, rolls back on any error."""
-        return _WriteTransaction(self)
+    def _raw(self) -> sqlite3.Connection:
+        """This thread's connection to the SQLite file."""
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            assert self._file is not None
+            raw = driver.connect(self._file)
+            self._local.raw = raw
+            with self._guard:
+                self._raw_connections.append(raw)
+        return raw
+
+    @contextmanager
+    def reading(self) -> Iterator[DriverConnection]:
+        """A connection for driver-level SQL reads, in one read transaction (one snapshot)."""
+        if self._file is None:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        raw = self._raw()
+        if raw.in_transaction:  # inside this thread's write: read what it has written so far
+            yield driver.SqliteConnection(raw)
+            return
+        raw.execute("BEGIN")
+        try:
+            yield driver.SqliteConnection(raw)
+        finally:
+            if raw.in_transaction:
+                raw.execute("COMMIT")
+
+    @contextmanager
+    def writing(self) -> Iterator[DriverConnection]:
+        """A transaction holding the write lock; commits on success, rolls back on any error.
+        Writers send driver-level SQL (`exec_driver_sql`, `writer._mark` for the placeholder)."""
+        with self._write_lock:
+            if self._file is None:
+                with self.engine.connect().execution_options(lensroute_write=True) as conn, conn.begin():
+                    yield conn
+                return
+            raw = self._raw()
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield driver.SqliteConnection(raw)
+                raw.execute("COMMIT")
+            finally:
+                if raw.in_transaction:  # an error, or a COMMIT that failed
+                    raw.execute("ROLLBACK")
 
     def close(self) -> None:
-        self.engine.dispose()
+        with self._guard:
+            connections, self._raw_connections = self._raw_connections, []
+            engine, self._engine = self._engine, None
+        for raw in connections:
+            raw.close()
+        self._local = threading.local()
+        if engine is not None:
+            engine.dispose()
 
     def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _WriteTransaction:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._conn: sa.Connection | None = None
-        self._transaction: sa.RootTransaction | None = None
-
-    def __enter__(self) -> sa.Connection:
-        self._store._write_lock.acquire()
-        try:
-            self._conn = self._store.engine.connect().execution_options(lensroute_write=True)
-            self._transaction = self._conn.begin()
-        except BaseException:
-            if self._conn is not None:
-                self._conn.close()
-            self._store._write_lock.release()
-            raise
-        return self._conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        assert self._conn is not None and self._transaction is not None
-        try:
-            if exc_type is None:
-                self._transaction.commit()
-            else:
-                self._transaction.rollback()
-        finally:
-            self._conn.close()
-            self._store._write_lock.release()
 
 
 def _first_line(exc: BaseException) -> str:

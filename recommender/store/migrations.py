@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from recommender.errors import StoreError
 from recommender.store.schema import metadata
+from recommender.store.versions import LATEST_VERSION, VERSIONS
 
 
 def _now() -> str:
@@ -202,14 +203,10 @@ class Migration:
     apply: Callable[[sa.Connection], None]
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "catalogue: sources, models, aliases, datasets, metrics, records", _v1),
-    Migration(2, "resumable crawls: crawl_runs, http_cache, models.hub_sha", _v2),
-    Migration(3, "provenance: record_history, metric_scales, datasets.main_metric", _v3),
-    Migration(4, "idempotent re-import: import_digests, sources.generation", _v4),
-    Migration(5, "unchanged files: import_targets", _v5),
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    Migration(version, description, step)
+    for (version, description), step in zip(VERSIONS, (_v1, _v2, _v3, _v4, _v5), strict=True)
 )
-LATEST_VERSION = MIGRATIONS[-1].version
 
 
 def current_version(conn: sa.Connection) -> int:

@@ -15,13 +15,15 @@ Plain SQL on both engines, no polars: `lensroute delete` starts as fast as `stat
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from recommender import normalise
 from recommender.errors import NotFoundError, UsageError
 from recommender.store.engine import Store
 from recommender.store.lookup import model_id_of, not_found
+
+if TYPE_CHECKING:
+    from recommender.store.driver import DriverConnection
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def remove_records(store: Store, source: str, model: str | None = None, *, dry_r
     return removal
 
 
-def _rescale(conn: sa.Connection, source_id: int) -> None:
+def _rescale(conn: DriverConnection, source_id: int) -> None:
     """The source's value range per metric, from the records it still has (see writer._update_scales)."""
     q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     left = conn.exec_driver_sql(

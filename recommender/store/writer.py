@@ -12,15 +12,18 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
+from typing import TYPE_CHECKING
 
 import polars as pl
-import sqlalchemy as sa
 
 from recommender import normalise
 from recommender.import_report import WriteCounts
+from recommender.store import driver
+
+if TYPE_CHECKING:
+    from recommender.store.driver import DriverConnection
 
 KEY = ("source_id", "model_id", "dataset_id", "metric_id", "split", "subset", "variant")
-_CHUNK = 900  # bound parameters per IN (...) list, below SQLite's historic 999 limit
 
 
 def utc_now() -> str:
@@ -29,40 +32,21 @@ def utc_now() -> str:
 
 # --- low-level helpers --------------------------------------------------------------------------
 
-
-def _mark(conn: sa.Connection) -> str:
-    """The driver's positional parameter marker (sqlite3: ?, psycopg: %s)."""
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
-
-
-def _placeholders(conn: sa.Connection, n: int) -> str:
-    return ", ".join([_mark(conn)] * n)
+_mark = driver.mark
+_placeholders = driver.placeholders
+_select_in = driver.select_in
 
 
-def _executemany(conn: sa.Connection, sql: str, rows: Sequence[tuple]) -> None:
+def _executemany(conn: DriverConnection, sql: str, rows: Sequence[tuple]) -> None:
     """Driver-level executemany: SQLAlchemy's per-row dict handling costs more than the insert."""
     if rows:
         conn.exec_driver_sql(sql, list(rows))
 
 
-def _chunks(items: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _select_in(conn: sa.Connection, sql: str, values: Sequence, extra: tuple = ()) -> list[tuple]:
-    """Run `sql` (containing one `{in}` slot) for each chunk of `values`."""
-    out: list[tuple] = []
-    for chunk in _chunks(list(values)):
-        statement = sql.format(**{"in": _placeholders(conn, len(chunk))})
-        out.extend(conn.exec_driver_sql(statement, (*extra, *chunk)).fetchall())
-    return out
-
-
 # --- dimensions ---------------------------------------------------------------------------------
 
 
-def ensure_sources(conn: sa.Connection, names: Iterable[str], kind: str = "import") -> dict[str, int]:
+def ensure_sources(conn: DriverConnection, names: Iterable[str], kind: str = "import") -> dict[str, int]:
     names = sorted(set(names))
     found = dict(_select_in(conn, "SELECT name, id FROM sources WHERE name IN ({in})", names))
     missing = [n for n in names if n not in found]
@@ -75,7 +59,7 @@ def ensure_sources(conn: sa.Connection, names: Iterable[str], kind: str = "impor
     return found
 
 
-def ensure_source_refs(conn: sa.Connection, prefixes: Iterable[str]) -> dict[str, int]:
+def ensure_source_refs(conn: DriverConnection, prefixes: Iterable[str]) -> dict[str, int]:
     prefixes = sorted(set(prefixes))
     found = dict(_select_in(conn, "SELECT prefix, id FROM source_refs WHERE prefix IN ({in})", prefixes))
     missing = [(p,) for p in prefixes if p not in found]
@@ -101,7 +85,7 @@ def split_source_ref(frame: pl.DataFrame, column: str = "source_ref") -> pl.Data
 
 
 def ensure_metrics(
-    conn: sa.Connection, flags: dict[str, set[bool | None]], counts: WriteCounts
+    conn: DriverConnection, flags: dict[str, set[bool | None]], counts: WriteCounts
 ) -> dict[str, int]:
     """Create metrics and settle their direction: a source flag beats the table beats unknown."""
     names = sorted(flags)
@@ -134,7 +118,7 @@ def ensure_metrics(
     return dict(_select_in(conn, "SELECT name, id FROM metrics WHERE name IN ({in})", names))
 
 
-def ensure_datasets(conn: sa.Connection, frame: pl.DataFrame, counts: WriteCounts) -> dict[str, int]:
+def ensure_datasets(conn: DriverConnection, frame: pl.DataFrame, counts: WriteCounts) -> dict[str, int]:
     """Create datasets seen in records; the first task seen becomes the dataset's task type."""
     has_desc = "dataset_description" in frame.columns
     aggs = [pl.col("task").drop_nulls().first().alias("task")]
@@ -165,7 +149,7 @@ def ensure_datasets(conn: sa.Connection, frame: pl.DataFrame, counts: WriteCount
     return found
 
 
-def resolve_models(conn: sa.Connection, raw_names: Iterable[str], counts: WriteCounts) -> dict[str, int]:
+def resolve_models(conn: DriverConnection, raw_names: Iterable[str], counts: WriteCounts) -> dict[str, int]:
     """Map raw model names to model ids, creating models and aliases as needed.
 
     Order of evidence: an existing alias for the folded key (case / revision suffix); for a bare
@@ -223,7 +207,7 @@ def resolve_models(conn: sa.Connection, raw_names: Iterable[str], counts: WriteC
 # --- records ------------------------------------------------------------------------------------
 
 
-def _with_ids(conn: sa.Connection, frame: pl.DataFrame, counts: WriteCounts) -> pl.DataFrame:
+def _with_ids(conn: DriverConnection, frame: pl.DataFrame, counts: WriteCounts) -> pl.DataFrame:
     flags: dict[str, set[bool | None]] = {}
     for metric, hib in frame.select("metric", "higher_is_better").unique().iter_rows():
         flags.setdefault(metric, set()).add(hib)
@@ -256,7 +240,7 @@ def _with_ids(conn: sa.Connection, frame: pl.DataFrame, counts: WriteCounts) -> 
 _WHOLE_SOURCE_AT = 200  # models in one write above which reading the whole source is cheaper
 
 
-def _stored_rows(conn: sa.Connection, incoming: pl.DataFrame) -> pl.DataFrame:
+def _stored_rows(conn: DriverConnection, incoming: pl.DataFrame) -> pl.DataFrame:
     """The stored rows that incoming rows could collide with: same source, same models.
 
     Only the columns needed to compare are read (the key and the compared values); provenance
@@ -282,7 +266,7 @@ def _stored_rows(conn: sa.Connection, incoming: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(dict(zip(schema, columns, strict=True)), schema=schema)
 
 
-def _update_scales(conn: sa.Connection, frame: pl.DataFrame) -> None:
+def _update_scales(conn: DriverConnection, frame: pl.DataFrame) -> None:
     per_metric = frame.group_by("source_id", "metric_id").agg(
         pl.col("value").min().alias("lo"), pl.col("value").max().alias("hi"), pl.len().alias("n")
     )
@@ -306,7 +290,7 @@ def _update_scales(conn: sa.Connection, frame: pl.DataFrame) -> None:
     _executemany(conn, f"UPDATE metric_scales SET scale = {q}, min_value = {q}, max_value = {q}, n_values = {q} WHERE source_id = {q} AND metric_id = {q}", upserts_old)
 
 
-def write_records(conn: sa.Connection, frame: pl.DataFrame, *, crawled_at: str | None = None) -> WriteCounts:
+def write_records(conn: DriverConnection, frame: pl.DataFrame, *, crawled_at: str | None = None) -> WriteCounts:
     """Insert new records, update changed ones, leave identical ones alone.
 
     `frame` must already be conformed (see `records.conform`). Runs inside the caller's
@@ -370,7 +354,7 @@ def write_records(conn: sa.Connection, frame: pl.DataFrame, *, crawled_at: str |
     return counts
 
 
-def _bump_generations(conn: sa.Connection, source_ids: list[int]) -> None:
+def _bump_generations(conn: DriverConnection, source_ids: list[int]) -> None:
     """Invalidate import digests of these sources: their stored rows just changed."""
     q = _mark(conn)
     _executemany(conn, f"UPDATE sources SET generation = generation + 1 WHERE id = {q}", [(s,) for s in source_ids])
@@ -381,7 +365,7 @@ def _bump_generations(conn: sa.Connection, source_ids: list[int]) -> None:
 MODEL_META_FIELDS = ("family", "n_parameters", "release_date", "licence", "description", "downloads", "hub_sha")
 
 
-def write_model_metadata(conn: sa.Connection, rows: list[dict[str, object]], counts: WriteCounts) -> None:
+def write_model_metadata(conn: DriverConnection, rows: list[dict[str, object]], counts: WriteCounts) -> None:
     """Fill model metadata: non-null incoming fields replace stored ones; `extra` dicts merge."""
     if not rows:
         return
@@ -415,7 +399,7 @@ def write_model_metadata(conn: sa.Connection, rows: list[dict[str, object]], cou
 DATASET_META_FIELDS = ("task_type", "description", "main_metric")
 
 
-def write_dataset_metadata(conn: sa.Connection, rows: list[dict[str, object]], counts: WriteCounts) -> None:
+def write_dataset_metadata(conn: DriverConnection, rows: list[dict[str, object]], counts: WriteCounts) -> None:
     """Create or enrich datasets from metadata files (MTEB task metadata and the like)."""
     if not rows:
         return
@@ -445,7 +429,7 @@ def write_dataset_metadata(conn: sa.Connection, rows: list[dict[str, object]], c
     counts.datasets_added += len(inserts)
 
 
-def record_digest(conn: sa.Connection, unit: str, digest: str, generations: str, counts: str, when: str) -> None:
+def record_digest(conn: DriverConnection, unit: str, digest: str, generations: str, counts: str, when: str) -> None:
     q = _mark(conn)
     conn.exec_driver_sql(f"DELETE FROM import_digests WHERE unit = {q}", (unit,))
     conn.exec_driver_sql(
