@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import yaml
-
 from recommender.errors import FormatError
 from recommender.importers.base import Format, ImportContext, ParsedFile, read_head, single
 from recommender.records import records_frame
@@ -31,6 +29,8 @@ def _variant(entry: dict) -> str | None:
 
 
 def _parse(path: Path, context: ImportContext) -> ParsedFile:
+    import yaml  # 8 ms of start-up, paid only by the files that are YAML
+
     try:
         entries = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:

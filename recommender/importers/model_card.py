@@ -11,8 +11,6 @@ import math
 import re
 from pathlib import Path
 
-import yaml
-
 from recommender.errors import FormatError
 from recommender.importers.base import Format, ImportContext, ParsedFile, read_head, single
 from recommender.records import records_frame
@@ -43,6 +41,8 @@ def front_matter(text: str) -> dict:
     end = re.search(r"^---\s*$", text[3:], flags=re.MULTILINE)
     if end is None:
         raise FormatError("model card front matter is not closed by '---'")
+    import yaml  # 8 ms of start-up, paid only by the files that are YAML
+
     try:
         data = yaml.safe_load(text[3 : 3 + end.start()]) or {}
     except yaml.YAMLError as exc:
