@@ -160,7 +160,7 @@ def _open_or_error(url: str) -> str:
 
 
 def test_the_frozen_sqlite_schema_is_what_the_migrations_create(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A new SQLite file is created from `sqlite_schema.sql`, not by replaying the migrations: the
+    """A new SQLite file is created from `sqlite_schema_ddl.py`, not by replaying the migrations: the
     file must stay what they produce (after a new migration: `python -m recommender.store.sqlite_schema`)."""
     from recommender.store import migrations, sqlite_schema
 
@@ -215,3 +215,47 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error_and_is_left_alone(tmp
         Store(f"sqlite:///{path}")
     assert "not a database" in str(caught.value) and "\n" not in str(caught.value)
     assert path.read_bytes() == before
+
+
+def _open_handles(path) -> int:  # type: ignore[no-untyped-def]
+    """File descriptors of this process open on `path` (one per SQLite connection)."""
+    import os
+    from pathlib import Path
+
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd to count open files")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd) == str(path)
+        except OSError:
+            continue
+    return count
+
+
+def test_a_thread_per_job_leaves_no_sqlite_connection_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The GUI runs each job on a thread of its own and serve a thread per request: connections
+    are pooled per block, not kept per thread, so forty jobs do not leave forty open files."""
+    import threading
+
+    path = tmp_path / "c.db"
+    store = Store(f"sqlite:///{path}")
+
+    def job(i: int) -> None:
+        with store.writing() as conn:
+            conn.exec_driver_sql("INSERT INTO sources (name, kind, created_at) VALUES (?, 'import', 't')", (f"s{i}",))
+        with store.reading() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM sources WHERE name = ?", (f"s{i}",)).scalar() == 1
+
+    for start in range(0, 40, 8):  # eight at a time, like overlapping jobs
+        threads = [threading.Thread(target=job, args=(i,)) for i in range(start, start + 8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    with store.reading() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM sources").scalar() == 40
+    assert 1 <= _open_handles(path) <= 4
+    store.close()
+    assert _open_handles(path) == 0

@@ -89,13 +89,18 @@ def create_engine(url: str) -> sa.Engine:
         raise StoreError(f"no database driver for {parsed.drivername} ({exc})") from exc
 
 
+_IDLE_CONNECTIONS = 4  # pooled SQLite connections kept open between blocks
+
+
 class Store:
     """The catalogue database: its schema brought up to date, connections, and the write lock.
 
     Writes go through `writing()` so that only one thread writes at a time (SQLite allows one
     writer; serialising in-process avoids busy-waits). Readers use `reading()` (driver-level
     SQL, as the writers) or `engine` (SQLAlchemy, made on first use) freely. On an SQLite file
-    each thread has its own `sqlite3` connection, kept until `close()`.
+    both take a `sqlite3` connection from a small pool for the length of the block, as
+    SQLAlchemy's pool does: a thread per job (the GUI) or per request (serve) never leaves one
+    open behind it.
     """
 
     def __init__(self, url: str) -> None:
@@ -104,8 +109,8 @@ class Store:
         self._write_lock = threading.Lock()
         self._guard = threading.Lock()  # the lazily made engine and the list of connections
         self._engine: sa.Engine | None = None
-        self._local = threading.local()
-        self._raw_connections: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []  # pooled connections to the SQLite file
+        self._closed = False
         try:
             if self._file is None or not self._open_file():
                 self._upgrade()
@@ -120,11 +125,11 @@ class Store:
 
         assert self._file is not None
         self._file.parent.mkdir(parents=True, exist_ok=True)
-        raw = self._raw()
-        version = sqlite_schema.stored_version(raw)
-        if version == LATEST_VERSION:
-            return True
-        return version == 0 and sqlite_schema.create_latest(raw)
+        with self._connection() as raw:
+            version = sqlite_schema.stored_version(raw)
+            if version == LATEST_VERSION:
+                return True
+            return version == 0 and sqlite_schema.create_latest(raw)
 
     def _upgrade(self) -> None:
         from sqlalchemy.exc import DBAPIError
@@ -161,16 +166,29 @@ class Store:
     def is_sqlite(self) -> bool:
         return self.url.split(":", 1)[0].split("+", 1)[0] == "sqlite"
 
-    def _raw(self) -> sqlite3.Connection:
-        """This thread's connection to the SQLite file."""
-        raw = getattr(self._local, "raw", None)
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the SQLite file for the length of the block, then back to the pool
+        (closed instead when the pool is full or the store was closed meanwhile)."""
+        assert self._file is not None
+        with self._guard:
+            raw = self._idle.pop() if self._idle else None
         if raw is None:
-            assert self._file is not None
             raw = driver.connect(self._file)
-            self._local.raw = raw
-            with self._guard:
-                self._raw_connections.append(raw)
-        return raw
+        keep = False
+        try:
+            yield raw
+        finally:
+            try:
+                if raw.in_transaction:  # a block left by an error: nothing half-done goes back
+                    raw.execute("ROLLBACK")
+                with self._guard:
+                    keep = not self._closed and len(self._idle) < _IDLE_CONNECTIONS
+                    if keep:
+                        self._idle.append(raw)
+            finally:
+                if not keep:
+                    raw.close()
 
     @contextmanager
     def reading(self) -> Iterator[DriverConnection]:
@@ -179,16 +197,10 @@ class Store:
             with self.engine.connect() as conn:
                 yield conn
             return
-        raw = self._raw()
-        if raw.in_transaction:  # inside this thread's write: read what it has written so far
+        with self._connection() as raw:
+            raw.execute("BEGIN")
             yield driver.SqliteConnection(raw)
-            return
-        raw.execute("BEGIN")
-        try:
-            yield driver.SqliteConnection(raw)
-        finally:
-            if raw.in_transaction:
-                raw.execute("COMMIT")
+            raw.execute("COMMIT")
 
     @contextmanager
     def writing(self) -> Iterator[DriverConnection]:
@@ -199,22 +211,18 @@ class Store:
                 with self.engine.connect().execution_options(lensroute_write=True) as conn, conn.begin():
                     yield conn
                 return
-            raw = self._raw()
-            raw.execute("BEGIN IMMEDIATE")
-            try:
+            with self._connection() as raw:
+                raw.execute("BEGIN IMMEDIATE")
                 yield driver.SqliteConnection(raw)
-                raw.execute("COMMIT")
-            finally:
-                if raw.in_transaction:  # an error, or a COMMIT that failed
-                    raw.execute("ROLLBACK")
+                raw.execute("COMMIT")  # on an error `_connection` rolls back instead
 
     def close(self) -> None:
         with self._guard:
-            connections, self._raw_connections = self._raw_connections, []
+            self._closed = True
+            idle, self._idle = self._idle, []
             engine, self._engine = self._engine, None
-        for raw in connections:
+        for raw in idle:
             raw.close()
-        self._local = threading.local()
         if engine is not None:
             engine.dispose()
 
