@@ -79,6 +79,9 @@ class Result:
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall()
 
+    def fetchmany(self, size: int) -> list[Any]:
+        return self._cursor.fetchmany(size)
+
     def first(self) -> Any:
         row = self._cursor.fetchone()
         self._cursor.close()

@@ -10,6 +10,7 @@ import polars as pl
 from recommender.errors import NotFoundError, UsageError
 from recommender.interchange import EXPORT_FORMATS
 from recommender.records import RECORD_SCHEMA
+from recommender.store.driver import placeholders
 from recommender.store.engine import Store
 
 _EXPORT_SQL = """
@@ -26,16 +27,15 @@ LEFT JOIN source_refs sr ON sr.id = r.source_ref_id
 
 def records_frame(store: Store, sources: Sequence[str] | None = None, batch: int = 200_000) -> pl.DataFrame:
     """All records (optionally of some sources) in the unified schema, '' keys mapped to null."""
-    sql = _EXPORT_SQL
-    params: tuple = ()
-    if sources:
-        mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
-        sql += f" WHERE s.name IN ({', '.join([mark] * len(sources))})"
-        params = tuple(sources)
-    sql += " ORDER BY r.id"
     frames = []
     names = list(RECORD_SCHEMA)
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
+        sql = _EXPORT_SQL
+        params: tuple = ()
+        if sources:
+            sql += f" WHERE s.name IN ({placeholders(conn, len(sources))})"
+            params = tuple(sources)
+        sql += " ORDER BY r.id"
         result = conn.exec_driver_sql(sql, params)
         while rows := result.fetchmany(batch):
             columns = list(zip(*rows, strict=True))
@@ -61,7 +61,7 @@ def export_format_for(path: Path, explicit: str | None) -> str:
 
 def _check_sources(store: Store, sources: Sequence[str]) -> None:
     """A misspelt --source would otherwise export an empty file and call it a success."""
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         known = sorted(row[0] for row in conn.exec_driver_sql(  # a source whose records were deleted is no source
             "SELECT name FROM sources s WHERE EXISTS (SELECT 1 FROM records r WHERE r.source_id = s.id)"))
     unknown = [name for name in sources if name not in known]

@@ -127,7 +127,7 @@ def model_info(store: Store, wanted: str) -> ModelInfo:
     """Everything the catalogue holds on one model; NotFoundError (with suggestions) otherwise."""
     if not wanted.strip():
         raise UsageError("name the model to show")
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         model_id = model_id_of(conn, wanted.strip())
         if model_id is None:
             raise not_found("model", wanted, [n for (n,) in conn.exec_driver_sql("SELECT name FROM models")])
@@ -151,7 +151,7 @@ def dataset_info(store: Store, wanted: str, metric: str | None = None) -> Datase
     `metric` may be spelt loosely (`ndcg@10` for `ndcg_at_10`) when that picks one of its metrics."""
     if not wanted.strip():
         raise UsageError("name the dataset to show")
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         found = conn.exec_driver_sql(
             f"SELECT id, name, task_type, main_metric, description, extra FROM datasets WHERE name = {q}", (wanted.strip(),)).first()

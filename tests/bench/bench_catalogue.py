@@ -90,7 +90,8 @@ def main() -> None:
         stats_times = [cli("stats", "--json", env=env)[0] for _ in range(5)]
         first, again = sorted(firsts)[1], sorted(agains)[1]
         # What every import pays before reading a byte: the interpreter and the libraries an
-        # import loads (polars, SQLAlchemy, the importers), started and stopped as a process.
+        # import loads (polars, the importers; an SQLite file is written through sqlite3, so
+        # not SQLAlchemy), started and stopped as a process.
         startup = sorted(
             cli_code("import recommender.ingest, recommender.importers, app.cli.main") for _ in range(3))[1]
         results.update({
