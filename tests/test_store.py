@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -259,3 +260,22 @@ def test_a_thread_per_job_leaves_no_sqlite_connection_behind(tmp_path) -> None: 
     assert 1 <= _open_handles(path) <= 4
     store.close()
     assert _open_handles(path) == 0
+
+
+@pytest.mark.parametrize("name", ["plain.db", "with space.db", "100%.db", "hash#mark.db", "é.db"])
+def test_both_kinds_of_connection_open_the_same_sqlite_file(tmp_path, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The writers' sqlite3 connection and SQLAlchemy's engine must read a URL alike, or a write
+    and a read of one store would go to two files."""
+    from urllib.parse import quote
+
+    from recommender.store.driver import sqlite_file
+
+    for url in (f"sqlite:///{tmp_path / name}", f"sqlite:///{quote(str(tmp_path / name))}"):
+        assert sqlite_file(url) == Path(sa.engine.make_url(url).database)
+        store = Store(url)
+        with store.writing() as conn:
+            conn.exec_driver_sql("INSERT INTO sources (name, kind, created_at) VALUES ('mine', 'import', 't')")
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT name FROM sources").scalars().all() == ["mine"]
+        store.close()
+        (tmp_path / name).unlink()

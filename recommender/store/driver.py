@@ -46,15 +46,18 @@ class DriverConnection(Protocol):
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The file of a plain `sqlite:///PATH` URL; None for anything else (another backend, a driver
-    name, an in-memory database, query options), which SQLAlchemy then handles as before."""
+    """The file of a plain `sqlite:///PATH` URL, read as SQLAlchemy reads it (percent-escapes
+    decoded, `~` not expanded), so both kinds of connection open the same file; None for anything
+    else (another backend, a driver name, an in-memory database, query options), which SQLAlchemy
+    then handles alone. (`--db` and `LENSROUTE_DB` given as a bare path are expanded before they
+    become URLs: `paths.database_url`.)"""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or "?" in url:
         return None
     database = unquote(url[len(prefix):])
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database).expanduser()
+    return Path(database)
 
 
 def connect(path: Path) -> sqlite3.Connection:
