@@ -260,6 +260,14 @@ def test_a_thread_per_job_leaves_no_sqlite_connection_behind(tmp_path) -> None: 
     assert 1 <= _open_handles(path) <= 4
     store.close()
     assert _open_handles(path) == 0
+    with store.reading() as conn:  # closed as SQLAlchemy's dispose() is: still usable,
+        store.close()  # and a connection in use when it is closed goes when its block ends
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM sources").scalar() == 40
+    assert _open_handles(path) == 0
+    job(40)
+    assert _open_handles(path) == 1
+    store.close()
+    assert _open_handles(path) == 0
 
 
 @pytest.mark.parametrize("name", ["plain.db", "with space.db", "100%.db", "hash#mark.db", "é.db"])

@@ -110,7 +110,7 @@ class Store:
         self._guard = threading.Lock()  # the lazily made engine and the list of connections
         self._engine: sa.Engine | None = None
         self._idle: list[sqlite3.Connection] = []  # pooled connections to the SQLite file
-        self._closed = False
+        self._generation = 0  # bumped by close(): a connection from before it is closed on return
         try:
             if self._file is None or not self._open_file():
                 self._upgrade()
@@ -169,10 +169,11 @@ class Store:
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         """A connection to the SQLite file for the length of the block, then back to the pool
-        (closed instead when the pool is full or the store was closed meanwhile)."""
+        (closed instead when the pool is full or `close()` was called meanwhile)."""
         assert self._file is not None
         with self._guard:
             raw = self._idle.pop() if self._idle else None
+            generation = self._generation
         if raw is None:
             raw = driver.connect(self._file)
         keep = False
@@ -183,7 +184,7 @@ class Store:
                 if raw.in_transaction:  # a block left by an error: nothing half-done goes back
                     raw.execute("ROLLBACK")
                 with self._guard:
-                    keep = not self._closed and len(self._idle) < _IDLE_CONNECTIONS
+                    keep = generation == self._generation and len(self._idle) < _IDLE_CONNECTIONS
                     if keep:
                         self._idle.append(raw)
             finally:
@@ -217,8 +218,10 @@ class Store:
                 raw.execute("COMMIT")  # on an error `_connection` rolls back instead
 
     def close(self) -> None:
+        """Close every connection (one in use, when its block ends); like SQLAlchemy's dispose(),
+        the store stays usable and opens new ones when asked."""
         with self._guard:
-            self._closed = True
+            self._generation += 1
             idle, self._idle = self._idle, []
             engine, self._engine = self._engine, None
         for raw in idle:
