@@ -346,3 +346,22 @@ def test_ctrl_c_during_a_cli_crawl_keeps_what_was_stored_and_the_rerun_resumes(t
     assert json.loads(rerun.stdout)["resumed"] is True
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM models").fetchone()[0] == len(HUB_MODELS)
+
+
+def test_a_crawl_into_an_sqlite_catalogue_never_loads_sqlalchemy(tmp_path: Path, server: LeaderboardServer) -> None:
+    """Crawls write and read their bookkeeping through sqlite3, as imports do (see test_store)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    serve_evalplus(server)
+    code = (
+        "import sys\n"
+        "from app.cli.main import main\n"
+        f"assert main(['-q', '--db', {str(tmp_path / 'c.db')!r}, 'crawl', 'evalplus', '--base-url', {server.base_url!r}]) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "added 598" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]"

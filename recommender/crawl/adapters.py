@@ -153,7 +153,7 @@ class HubModels:
         from recommender.store.writer import _select_in
 
         keys = {model_key(i): i for i in ids}
-        with ctx.store.engine.connect() as conn:
+        with ctx.store.reading() as conn:
             rows = _select_in(
                 conn,
                 "SELECT a.alias, m.hub_sha FROM model_aliases a JOIN models m ON m.id = a.model_id WHERE a.alias IN ({in})",

@@ -74,7 +74,7 @@ def finish(store: Store, run: CrawlRun, status: str, error: str | None = None) -
 
 
 def recent_runs(store: Store, limit: int = 20) -> list[dict]:
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.exec_driver_sql(
             "SELECT id, source, base_url, status, counts, error, started_at, finished_at FROM crawl_runs "
             f"ORDER BY id DESC LIMIT {int(limit)}"
@@ -97,7 +97,7 @@ class CacheEntry:
 
 
 def cached(store: Store, url: str) -> CacheEntry | None:
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         row = conn.exec_driver_sql(
             f"SELECT etag, last_modified FROM http_cache WHERE url = {_mark(conn)}", (url,)
         ).first()
