@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING
 
 from recommender.import_report import ImportReport, Rejected, UnitResult, WriteCounts
 from recommender.store import Store
-from recommender.store.driver import mark as _mark
-from recommender.store.driver import placeholders as _placeholders
-from recommender.store.driver import select_in as _select_in
+from recommender.store.driver import mark, placeholders, select_in
 from recommender.store.queries import source_generations
 
 if TYPE_CHECKING:
@@ -114,16 +112,16 @@ def remember(
     key = target_key(target, forced_format, source)
     payload = json.dumps([u.__dict__ for u in units])
     with store.writing() as conn:
-        conn.exec_driver_sql(f"DELETE FROM import_targets WHERE target = {_mark(conn)}", (key,))
+        conn.exec_driver_sql(f"DELETE FROM import_targets WHERE target = {mark(conn)}", (key,))
         conn.exec_driver_sql(
-            f"INSERT INTO import_targets (target, files, units, skipped, imported_at) VALUES ({_placeholders(conn, 5)})",
+            f"INSERT INTO import_targets (target, files, units, skipped, imported_at) VALUES ({placeholders(conn, 5)})",
             (key, json.dumps(files, sort_keys=True), payload, json.dumps(list(skipped)), when),
         )
 
 
 def forget(store: Store, target: Path, forced_format: str | None, source: str | None) -> None:
     with store.writing() as conn:
-        conn.exec_driver_sql(f"DELETE FROM import_targets WHERE target = {_mark(conn)}",
+        conn.exec_driver_sql(f"DELETE FROM import_targets WHERE target = {mark(conn)}",
                              (target_key(target, forced_format, source),))
 
 
@@ -181,7 +179,7 @@ def _remembered(
     if files is None:
         return None
     row = conn.exec_driver_sql(
-        f"SELECT files, units, skipped FROM import_targets WHERE target = {_mark(conn)}",
+        f"SELECT files, units, skipped FROM import_targets WHERE target = {mark(conn)}",
         (target_key(target, forced_format, source),),
     ).first()
     if row is None:
@@ -206,7 +204,7 @@ def _digests_still_valid(conn: DriverConnection, unit_keys: list[str]) -> bool:
     same import is not seen; the next import of a changed file, or any later write to the
     source, takes the full path again.)
     """
-    rows = _select_in(conn, "SELECT unit, generations FROM import_digests WHERE unit IN ({in})", sorted(set(unit_keys)))
+    rows = select_in(conn, "SELECT unit, generations FROM import_digests WHERE unit IN ({in})", sorted(set(unit_keys)))
     if len(rows) != len(set(unit_keys)):
         return False
     expected: dict[str, int] = {}

@@ -218,6 +218,16 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error_and_is_left_alone(tmp
     assert path.read_bytes() == before
 
 
+def test_a_catalogue_whose_folder_cannot_be_made_is_a_one_line_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file where the folder should be (a mistyped --db) used to end in "unexpected error"."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine\n")
+    with pytest.raises(StoreError, match=r"cannot open database .*: Not a directory: .*notes\.txt") as caught:
+        Store(f"sqlite:///{blocker / 'sub' / 'c.db'}")
+    assert "\n" not in str(caught.value)
+    assert blocker.read_text() == "mine\n"
+
+
 def _open_handles(path) -> int:  # type: ignore[no-untyped-def]
     """File descriptors of this process open on `path` (one per SQLite connection)."""
     import os

@@ -114,7 +114,7 @@ class Store:
         try:
             if self._file is None or not self._open_file():
                 self._upgrade()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:  # not a database; a folder that cannot be made
             self.close()
             raise StoreError(f"cannot open database {self.display_url}: {_first_line(exc)}") from exc
 
@@ -237,5 +237,7 @@ class Store:
 
 
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     text = str(getattr(exc, "orig", exc)) or exc.__class__.__name__
     return text.strip().splitlines()[0]

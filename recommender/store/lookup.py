@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from recommender.errors import NotFoundError, UsageError
 from recommender.normalise import bare_key, close_names, fold_term, model_key
+from recommender.store.driver import mark
 from recommender.store.engine import Store
 
 SUGGESTIONS = 5
@@ -81,7 +82,7 @@ def not_found(kind: str, wanted: str, names: list[str]) -> NotFoundError:
 def model_id_of(conn, wanted: str) -> int | None:  # type: ignore[no-untyped-def]
     """The model a name means. A bare name that is stored on its own without results (a metadata
     or routing entry) gives way to the one `org/name` that has results, as in the ranker."""
-    q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    q = mark(conn)
     key = model_key(wanted)
     found = None
     row = conn.exec_driver_sql(f"SELECT model_id FROM model_aliases WHERE alias = {q}", (key,)).first()
@@ -98,7 +99,7 @@ def model_id_of(conn, wanted: str) -> int | None:  # type: ignore[no-untyped-def
 
 
 def _has_records(conn, model_id: int) -> bool:  # type: ignore[no-untyped-def]
-    q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    q = mark(conn)
     return conn.exec_driver_sql(f"SELECT 1 FROM records WHERE model_id = {q} LIMIT 1", (model_id,)).first() is not None
 
 
@@ -131,7 +132,7 @@ def model_info(store: Store, wanted: str) -> ModelInfo:
         model_id = model_id_of(conn, wanted.strip())
         if model_id is None:
             raise not_found("model", wanted, [n for (n,) in conn.exec_driver_sql("SELECT name FROM models")])
-        q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        q = mark(conn)
         name, family, n_parameters, release_date, licence, downloads, description, extra = conn.exec_driver_sql(
             "SELECT name, family, n_parameters, release_date, licence, downloads, description, extra FROM models "
             f"WHERE id = {q}", (model_id,)).one()
@@ -152,7 +153,7 @@ def dataset_info(store: Store, wanted: str, metric: str | None = None) -> Datase
     if not wanted.strip():
         raise UsageError("name the dataset to show")
     with store.reading() as conn:
-        q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        q = mark(conn)
         found = conn.exec_driver_sql(
             f"SELECT id, name, task_type, main_metric, description, extra FROM datasets WHERE name = {q}", (wanted.strip(),)).first()
         if found is None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from recommender import normalise
 from recommender.errors import NotFoundError, UsageError
+from recommender.store.driver import mark
 from recommender.store.engine import Store
 from recommender.store.lookup import model_id_of, not_found
 
@@ -46,7 +47,7 @@ def remove_records(store: Store, source: str, model: str | None = None, *, dry_r
     changes nothing. An unknown source or model, or a model the source has no results for, is a
     NotFoundError naming what there is."""
     with store.writing() as conn:
-        q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        q = mark(conn)
         found = conn.exec_driver_sql(  # a source whose records were all deleted keeps its row, not its name
             f"SELECT id FROM sources s WHERE name = {q} AND EXISTS (SELECT 1 FROM records r WHERE r.source_id = s.id)",
             (source,)).first()
@@ -83,7 +84,7 @@ def remove_records(store: Store, source: str, model: str | None = None, *, dry_r
 
 def _rescale(conn: DriverConnection, source_id: int) -> None:
     """The source's value range per metric, from the records it still has (see writer._update_scales)."""
-    q = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    q = mark(conn)
     left = conn.exec_driver_sql(
         f"SELECT metric_id, MIN(value), MAX(value), COUNT(*) FROM records WHERE source_id = {q} GROUP BY metric_id",
         (source_id,)).fetchall()
