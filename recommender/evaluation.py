@@ -17,6 +17,8 @@ from recommender.space import GroupSet, LensSpace
 from recommender.splits import Split
 from recommender.training import SpaceTensors, TrainConfig, score_groups, train
 
+BREAKDOWN_METRICS = ("tau_w", "ndcg@10")
+
 
 @dataclass
 class MethodResult:
@@ -24,6 +26,9 @@ class MethodResult:
     metrics: dict[str, float]
     seconds: float
     note: str = ""
+    # task type → {"groups": n, "tau_w": …, "ndcg@10": …}: where a method wins or loses, which one
+    # macro average over every test group hides (a split mixes retrieval, clustering, LLM tasks…)
+    by_task: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -39,12 +44,23 @@ class EvaluationReport:
         return {
             "split": self.split, "seed": self.seed, "n_train_groups": self.n_train_groups,
             "n_test_groups": self.n_test_groups, "training": self.training,
-            "methods": [{"method": m.method, "seconds": round(m.seconds, 2), "note": m.note, **m.metrics} for m in self.methods],
+            "methods": [{"method": m.method, "seconds": round(m.seconds, 2), "note": m.note, **m.metrics,
+                         "by_task": m.by_task} for m in self.methods],
         }
 
 
-def evaluate_scores(test: GroupSet, scores: list[np.ndarray]) -> dict[str, float]:
-    return macro_average([group_metrics(test.z[g], scores[g]) for g in range(len(test))])
+def evaluate_by_task(test: GroupSet, scores: list[np.ndarray]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """The macro averages over every test group, and over the groups of each task type (their
+    count, τ_w and NDCG@10), from one pass of per-group metrics."""
+    per_group = [group_metrics(test.z[g], scores[g]) for g in range(len(test))]
+    tasks: dict[str, list[dict[str, float]]] = {}
+    for (_, task, _), metrics in zip(test.keys, per_group, strict=True):
+        tasks.setdefault(task, []).append(metrics)
+    by_task = {}
+    for task, rows in sorted(tasks.items(), key=lambda item: (-len(item[1]), item[0])):
+        averaged = macro_average(rows)
+        by_task[task] = {"groups": len(rows), **{k: averaged[k] for k in BREAKDOWN_METRICS}}
+    return macro_average(per_group), by_task
 
 
 def _validation_scores(space: LensSpace, split: Split, result, tensors: SpaceTensors) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
@@ -138,6 +154,7 @@ def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, metho
                 report.methods.append(MethodResult(method, {}, time.perf_counter() - started,
                                                    "not defined on a cold-start split"))
                 continue
-        report.methods.append(MethodResult(method, evaluate_scores(split.test, scores), time.perf_counter() - started, note))
+        overall, by_task = evaluate_by_task(split.test, scores)
+        report.methods.append(MethodResult(method, overall, time.perf_counter() - started, note, by_task))
     progress(steps, steps, "done")
     return report

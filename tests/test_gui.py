@@ -725,7 +725,7 @@ def test_training_again_keeps_the_previous_version_and_can_switch_back(tmp_path:
 @pytest.mark.slow
 def test_train_page_evaluates_every_split_and_keeps_the_tables(qtbot, window, fixture_store, encoder: Path) -> None:  # type: ignore[no-untyped-def]
     from app.gui.main import AppContext, MainWindow
-    from app.gui.pages.train import ALL_SPLITS, NO_EVALUATION
+    from app.gui.pages.train import ALL_SPLITS, NO_EVALUATION, task_frame
 
     window.context._store = fixture_store
     train = page(window, "Train & evaluate")
@@ -747,12 +747,28 @@ def test_train_page_evaluates_every_split_and_keeps_the_tables(qtbot, window, fi
         assert {"modellens", "type-aware-mean-z", "lightgbm-lambdarank"} <= set(methods)
     tau = frame.filter((pl.col("split") == "new-dataset") & (pl.col("method") == "modellens"))["tau_w"][0]
     assert -1.0 <= tau <= 1.0
+    # below it, τw per task type of the selected run (the first when none is selected)
+    first = frame["split"][0]
+    breakdown = train.task_model.frame
+    assert breakdown.columns[:2] == ["task type", "groups"] and "modellens" in breakdown.columns
+    assert breakdown["groups"].sum() == train.reports[f"{first}:0"]["n_test_groups"]
+    assert train.task_caption.text().startswith(f"τw by task type, split {first} (seed 0)")
+    other = next(i for i, split in enumerate(frame["split"].to_list()) if split != first)
+    train.table.selectRow(other)
+    assert train.task_caption.text().startswith(f"τw by task type, split {frame['split'][other]} (seed 0)")
+    assert train.task_model.frame["groups"].sum() == train.reports[f"{frame['split'][other]}:0"]["n_test_groups"]
 
     again = MainWindow(AppContext(window.context.db))  # a restart shows the same tables
     qtbot.addWidget(again)
     restored = page(again, "Train & evaluate")
     restored.refresh()
     assert restored.model.frame.select("split", "method", "tau_w").equals(frame.select("split", "method", "tau_w"))
+    assert restored.task_model.frame.equals(task_frame(train.reports[f"{first}:0"]))
+    # a table kept before the breakdown existed says how to get one
+    old = {key: {**report, "methods": [{k: v for k, v in m.items() if k != "by_task"} for m in report["methods"]]}
+           for key, report in train.reports.items()}
+    restored.show_reports(old)
+    assert restored.task_model.frame.is_empty() and "evaluate again to see it" in restored.task_caption.text()
 
 
 @pytest.mark.builtin_models

@@ -471,9 +471,18 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     assert "head-to-head reordering of the top 100: weight" in trained.stdout and "scorer alone" in trained.stdout
     report = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--epochs", "3", "--json", env=env)
     assert report.returncode == 0, report.stderr
-    methods = {m["method"] for m in json.loads(report.stdout)["methods"]}
+    reported = json.loads(report.stdout)
+    methods = {m["method"] for m in reported["methods"]}
+    assert all(sum(t["groups"] for t in m["by_task"].values()) == reported["n_test_groups"]
+               for m in reported["methods"] if m["method"] != "matrix-factorisation")
     assert methods == {"modellens", "popularity", "model-size", "mean-z", "type-aware-mean-z", "text-knn",
                        "head-to-head", "matrix-factorisation", "lightgbm-lambdarank"}
+
+    table = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--methods", "model-size,mean-z", "--by-task", env=env)
+    assert table.returncode == 0, table.stderr
+    breakdown = table.stdout.split("τw by task type, split new-dataset (seed 0)\n")[1].splitlines()
+    assert breakdown[0].split()[-3:] == ["groups", "model-size", "mean-z"]
+    assert sum(int(line.split()[-3]) for line in breakdown[1:]) == reported["n_test_groups"]
 
     every = run_cli("--db", db, "evaluate", "--split", "all", "--epochs", "2", "--methods", "modellens,model-size",
                     "--json", env=env)
@@ -565,6 +574,40 @@ def test_the_evaluation_table_prints_each_method_note(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "  modellens: never-seen models blended with the size prior at weight 0.75" in out
     assert "matrix-factorisation    not defined on a cold-start split" in out
+
+
+def test_evaluation_breaks_each_method_down_by_task_type(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli.recommend_cmds import print_by_task
+    from recommender.evaluation import EvaluationReport, MethodResult, evaluate_by_task
+    from recommender.metrics import weighted_kendall_tau
+    from recommender.space import GroupSet
+
+    rng = np.random.default_rng(0)
+    tasks = ["Retrieval", "STS", "Retrieval", "Clustering", "Retrieval", "STS"]
+    z = [rng.normal(size=n) for n in (6, 5, 8, 4, 7, 3)]
+    groups = GroupSet([(f"d{g}", t, "m") for g, t in enumerate(tasks)], [f"d{g}" for g in range(6)],
+                      np.arange(1, 7), np.zeros(6, np.int64), np.zeros(6, np.int64),
+                      [np.arange(len(v)) for v in z], z, z)
+    scores = [v + rng.normal(scale=1.0, size=len(v)) for v in z]
+    overall, by_task = evaluate_by_task(groups, scores)
+    assert list(by_task) == ["Retrieval", "STS", "Clustering"]  # most groups first
+    assert [by_task[t]["groups"] for t in by_task] == [3, 2, 1]
+    taus = [weighted_kendall_tau(t, s) for t, s in zip(z, scores, strict=True)]
+    assert by_task["STS"]["tau_w"] == pytest.approx(np.mean([taus[1], taus[5]]))
+    weighted = sum(v["groups"] * v["tau_w"] for v in by_task.values()) / len(tasks)
+    assert weighted == pytest.approx(overall["tau_w"]) and "ndcg@10" in by_task["Retrieval"]
+
+    report = EvaluationReport("new-dataset", 0, 10, 6, [
+        MethodResult("modellens", overall, 1.0, "", by_task),
+        MethodResult("matrix-factorisation", {}, 0.0, "not defined on a cold-start split"),
+        MethodResult("type-aware-mean-z", overall, 0.1, "", {t: {**v, "tau_w": float("nan")} for t, v in by_task.items()}),
+    ])
+    assert report.as_json()["methods"][0]["by_task"]["Clustering"]["groups"] == 1
+    print_by_task(report)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "τw by task type, split new-dataset (seed 0)"
+    assert lines[1].split() == ["task", "type", "groups", "modellens", "type-aware"]
+    assert lines[2].split() == ["Retrieval", "3", f"{by_task['Retrieval']['tau_w']:.3f}", "n/a"]
 
 
 def test_train_config_refuses_values_training_cannot_use() -> None:

@@ -92,6 +92,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         for report in run.reports:
             print_report(report)
+            if args.by_task:
+                print_by_task(report)
         for split, why in run.skipped.items():
             print(f"split {split}: skipped: {why}")
     _, problem = save_reports(run.reports, store.display_url)  # after printing: the tables are never lost to it
@@ -114,6 +116,26 @@ def print_report(report) -> None:  # type: ignore[no-untyped-def]
     for method in report.methods:
         if method.metrics and method.note:
             print(f"  {method.method}: {method.note}")
+
+
+# the three longest method names, shortened so the breakdown fits beside the main table's width
+_SHORT = {"type-aware-mean-z": "type-aware", "matrix-factorisation": "matrix-fact", "lightgbm-lambdarank": "lambdarank"}
+
+
+def print_by_task(report) -> None:  # type: ignore[no-untyped-def]
+    """τ_w per task type (rows, most test groups first) and method (columns)."""
+    methods = [m for m in report.methods if m.by_task]
+    if not methods:
+        return
+    tasks = list(methods[0].by_task)
+    width = max([len(t) for t in tasks] + [len("task type")]) + 2
+    labels = [_SHORT.get(m.method, m.method) for m in methods]
+    print(f"\nτw by task type, split {report.split} (seed {report.seed})")
+    print(f"{'task type':<{width}}{'groups':>7}" + "".join(f"{label:>{max(len(label), 6) + 2}}" for label in labels))
+    for task in tasks:
+        cells = "".join(f"{_fmt(m.by_task.get(task, {}).get('tau_w', float('nan'))):>{max(len(label), 6) + 2}}"
+                        for m, label in zip(methods, labels, strict=True))
+        print(f"{task:<{width}}{int(methods[0].by_task[task]['groups']):>7}" + cells)
 
 
 def _require_description(args: argparse.Namespace) -> None:
@@ -248,6 +270,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=non_negative_int, help="split and training seed (default 0)")
+    p.add_argument("--by-task", action="store_true",
+                   help="also print τw per task type and method (--json always carries each method's by_task)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

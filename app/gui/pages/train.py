@@ -1,6 +1,6 @@
 """Train & evaluate page: parameters with defaults, start/cancel, the live loss and validation
 curve, the evaluation table (ModelLens and every baseline, the latest run of every split side by
-side, kept across restarts), and the model versions."""
+side, kept across restarts) with the selected run's τw per task type, and the model versions."""
 
 from __future__ import annotations
 
@@ -46,13 +46,28 @@ def evaluation_frame(reports: dict[str, dict]) -> pl.DataFrame:
     for report in sorted(reports.values(), key=order):
         for method in report["methods"]:
             rows.append({"split": report.get("split"), "seed": report.get("seed"),
-                         **{k: v for k, v in method.items() if k not in ("note", "seconds") and not k.startswith("n_groups")},
+                         **{k: v for k, v in method.items()
+                            if k not in ("note", "seconds", "by_task") and not k.startswith("n_groups")},
                          "seconds": method.get("seconds"), "note": method.get("note", ""),
                          "evaluated": report.get("evaluated_at", "")})
     if not rows:
         return pl.DataFrame()
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return pl.DataFrame([{k: row.get(k) for k in keys} for row in rows], infer_schema_length=None)
+
+
+def task_frame(report: dict | None) -> pl.DataFrame:
+    """One row per task type of a stored report (most test groups first): its group count and each
+    method's τw there (`lensroute evaluate --by-task`); empty for reports stored before the breakdown."""
+    methods = [m for m in (report or {}).get("methods", []) if m.get("by_task")]
+    if not methods:
+        return pl.DataFrame()
+    tasks = list(methods[0]["by_task"])
+    columns: dict[str, list] = {"task type": tasks, "groups": [int(methods[0]["by_task"][t]["groups"]) for t in tasks]}
+    for method in methods:
+        columns[method["method"]] = [method["by_task"].get(t, {}).get("tau_w") for t in tasks]
+    return pl.DataFrame(columns, schema={"task type": pl.Utf8, "groups": pl.Int64,
+                                         **{m["method"]: pl.Float64 for m in methods}}, strict=False)
 
 
 NO_EVALUATION = ("no evaluation yet: pick a split and press Evaluate to see ModelLens against every baseline on it "
@@ -92,6 +107,12 @@ class TrainPage(QWidget):
         self.table = compact_table(QTableView())
         self.table.setModel(self.model)
         fit_columns(self.table)
+        self.reports: dict[str, dict] = {}
+        self.task_caption = QLabel("")
+        self.task_model = FrameModel()
+        self.task_table = compact_table(QTableView())
+        self.task_table.setModel(self.task_model)
+        fit_columns(self.task_table)
         self.versions = FrameModel()
         self.versions_table = compact_table(QTableView())
         self.versions_table.setModel(self.versions)
@@ -117,6 +138,8 @@ class TrainPage(QWidget):
         layout.addWidget(self.plot, 2)
         layout.addWidget(self.table, 2)
         layout.addWidget(self.eval_note)
+        layout.addWidget(self.task_caption)
+        layout.addWidget(self.task_table, 2)
         versions = QHBoxLayout()
         versions.addWidget(QLabel("Model versions"))
         versions.addStretch(1)
@@ -127,6 +150,7 @@ class TrainPage(QWidget):
         self.train_button.clicked.connect(self.train)
         self.evaluate_button.clicked.connect(self.evaluate)
         self.use_button.clicked.connect(self.use_selected)
+        self.table.selectionModel().selectionChanged.connect(self.show_task_breakdown)
         self.job.progressed.connect(self.on_progress)
         self.job.succeeded.connect(self.on_done)
         self.job.running_changed.connect(self.on_running)
@@ -179,7 +203,7 @@ class TrainPage(QWidget):
             from recommender.evaluation_log import save_reports
 
             stored, problem = save_reports(result.reports, self.context.db_label())
-            self.model.set_frame(evaluation_frame(stored))
+            self.show_reports(stored)
             notes = [f"{split} skipped: {why}" for split, why in result.skipped.items()]
             self.eval_note.setText("; ".join([*notes, *([problem] if problem else [])]))
 
@@ -187,6 +211,30 @@ class TrainPage(QWidget):
     def on_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running and self.cannot_train is None)
         self.evaluate_button.setEnabled(not running and self.cannot_train is None)
+
+    def show_reports(self, reports: dict[str, dict]) -> None:
+        self.reports = reports
+        self.model.set_frame(evaluation_frame(reports))
+        self.show_task_breakdown()
+
+    @Slot()
+    def show_task_breakdown(self) -> None:
+        """τw per task type of the run of the selected row (the first run when none is selected)."""
+        frame = self.model.frame
+        if frame.is_empty():
+            self.task_model.set_frame(pl.DataFrame())
+            self.task_caption.setText("")
+            return
+        rows = self.table.selectionModel().selectedRows()
+        row = rows[0].row() if rows else 0
+        split, seed = frame["split"][row], frame["seed"][row]
+        from recommender.evaluation_log import entry_key
+
+        breakdown = task_frame(self.reports.get(entry_key(str(split), int(seed or 0))))
+        self.task_model.set_frame(breakdown)
+        self.task_caption.setText(
+            f"τw by task type, split {split} (seed {seed}): select a row above for another run" if not breakdown.is_empty()
+            else f"split {split} (seed {seed}): evaluated before the per-task breakdown; evaluate again to see it")
 
     def refresh_versions(self) -> None:
         from recommender.ranker import user_ranker_dir
@@ -228,7 +276,7 @@ class TrainPage(QWidget):
 
         self.refresh_versions()
         if not self.job.running:
-            self.model.set_frame(evaluation_frame(load_reports()))
+            self.show_reports(load_reports())
             if self.model.frame.is_empty() and not self.eval_note.text():
                 self.eval_note.setText(NO_EVALUATION)
         ranker = self.context.ranker()
