@@ -50,6 +50,19 @@ def load_reports(path: Path | None = None) -> dict[str, dict]:
     return out
 
 
+def task_breakdown(report: dict) -> tuple[list[str], list[int], dict[str, list[float | None]]]:
+    """A report's (`EvaluationReport.as_json()`) τw per task type and method: the task types (most
+    test groups first), their group counts, and per method with a breakdown its τw on each; empty
+    for a report stored before the breakdown existed. What `evaluate --by-task` prints and the GUI
+    shows."""
+    methods = [m for m in report.get("methods", []) if m.get("by_task")]
+    if not methods:
+        return [], [], {}
+    tasks = list(methods[0]["by_task"])
+    counts = [int(methods[0]["by_task"][t]["groups"]) for t in tasks]
+    return tasks, counts, {m["method"]: [m["by_task"].get(t, {}).get("tau_w") for t in tasks] for m in methods}
+
+
 def save_reports(reports: list[EvaluationReport], database: str, path: Path | None = None) -> tuple[dict[str, dict], str | None]:
     """Replace the stored entry of each report's split and seed (atomically). Returns the whole log,
     and why it could not be written (None when it was): the log only caches tables, so a full disk

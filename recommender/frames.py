@@ -101,7 +101,7 @@ def ranking_groups(catalogue: Catalogue, min_models: int = 2) -> pl.DataFrame:
 
 
 def _segment_stats(best: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of `best` (sorted by group key): its group's size, mean and population standard
+    """Per row of `best` (sorted by group key, not empty): its group's size, mean and population standard
     deviation of y (exactly 0 when every y of the group is equal), summed in row order.
 
     polars' grouped mean and std sum in a thread-dependent order, so the z-scores differed in
@@ -109,8 +109,6 @@ def _segment_stats(best: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     (validation τw 0.6671 or 0.6674 after the same first epoch, measured); numpy's segment sums
     over sorted rows are the same every time."""
     y = best["y"].to_numpy().astype(np.float64)
-    if not len(y):
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     run = best.select(pl.struct("dataset_key", "task", "metric").rle_id())[:, 0].to_numpy()
     starts = np.flatnonzero(np.diff(run, prepend=-1))
     counts = np.diff(np.append(starts, len(y)))

@@ -51,7 +51,7 @@ def encoder(encoder_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return encoder_folder
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "records").is_dir():
         pytest.skip(f"needs the shared data folder ({SHARED_DATA}); it is absent here")

@@ -54,15 +54,21 @@ def test_ranking_metrics_at_k() -> None:
 # --- frames ----------------------------------------------------------------------------------------
 
 
-def test_groups_are_the_same_bits_every_time_on_all_the_shared_data(tmp_path: Path, shared_data: Path) -> None:
+@pytest.fixture(scope="module")
+def all_records(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Store:
+    """Every record of ../shared/data in one SQLite catalogue, imported once for the tests below."""
+    from recommender.ingest import import_paths
+
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('all') / 'all.db'}")
+    assert not import_paths(store, [shared_data / "records"]).failed
+    return store
+
+
+def test_groups_are_the_same_bits_every_time_on_all_the_shared_data(all_records: Store) -> None:
     """The z-scores every ranker trains on: polars' grouped mean and std sum in a thread-dependent
     order, and on the whole corpus four builds in one process gave four different sets of last
     bits (measured), which training amplified into different rankers from one seed."""
-    from recommender.ingest import import_paths
-
-    store = Store(f"sqlite:///{tmp_path / 'all.db'}")
-    assert not import_paths(store, [shared_data / "records"]).failed
-    catalogue = load_catalogue(store)
+    catalogue = load_catalogue(all_records)
     builds = [ranking_groups(catalogue) for _ in range(4)]
     assert builds[0].height > 100_000
     assert all(b.equals(builds[0]) and b["z"].to_numpy().tobytes() == builds[0]["z"].to_numpy().tobytes() for b in builds)
@@ -93,14 +99,10 @@ print(hashlib.sha256(weights).hexdigest(), repr(result.best_val_tau))
 """
 
 
-def test_training_on_all_the_shared_data_is_repeatable_bit_for_bit(tmp_path: Path, shared_data: Path) -> None:
+def test_training_on_all_the_shared_data_is_repeatable_bit_for_bit(all_records: Store) -> None:
     """Same catalogue, same seed, three fresh processes: the same weights. Before the z-scores were
     summed in a fixed order, two runs of `lensroute evaluate` reported 0.6661 and 0.6662."""
-    from recommender.ingest import import_paths
-
-    store = Store(f"sqlite:///{tmp_path / 'all.db'}")
-    assert not import_paths(store, [shared_data / "records"]).failed
-    runs = [subprocess.run([sys.executable, "-c", REPEAT_TRAINING, store.url], capture_output=True, text=True,
+    runs = [subprocess.run([sys.executable, "-c", REPEAT_TRAINING, all_records.url], capture_output=True, text=True,
                            timeout=600, cwd=REPO) for _ in range(3)]
     assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
     outputs = [run.stdout.strip().splitlines()[-1] for run in runs]

@@ -124,18 +124,20 @@ _SHORT = {"type-aware-mean-z": "type-aware", "matrix-factorisation": "matrix-fac
 
 def print_by_task(report) -> None:  # type: ignore[no-untyped-def]
     """τ_w per task type (rows, most test groups first) and method (columns)."""
-    methods = [m for m in report.methods if m.by_task]
-    if not methods:
+    from recommender.evaluation_log import task_breakdown
+
+    tasks, counts, taus = task_breakdown(report.as_json())
+    if not tasks:
         return
-    tasks = list(methods[0].by_task)
     width = max([len(t) for t in tasks] + [len("task type")]) + 2
-    labels = [_SHORT.get(m.method, m.method) for m in methods]
+    labels = [_SHORT.get(method, method) for method in taus]
+    widths = [max(len(label), 6) + 2 for label in labels]
     print(f"\nτw by task type, split {report.split} (seed {report.seed})")
-    print(f"{'task type':<{width}}{'groups':>7}" + "".join(f"{label:>{max(len(label), 6) + 2}}" for label in labels))
-    for task in tasks:
-        cells = "".join(f"{_fmt(m.by_task.get(task, {}).get('tau_w', float('nan'))):>{max(len(label), 6) + 2}}"
-                        for m, label in zip(methods, labels, strict=True))
-        print(f"{task:<{width}}{int(methods[0].by_task[task]['groups']):>7}" + cells)
+    print(f"{'task type':<{width}}{'groups':>7}" + "".join(f"{label:>{w}}" for label, w in zip(labels, widths, strict=True)))
+    for row, (task, count) in enumerate(zip(tasks, counts, strict=True)):
+        cells = "".join(f"{_fmt(float('nan') if column[row] is None else column[row]):>{w}}"
+                        for column, w in zip(taus.values(), widths, strict=True))
+        print(f"{task:<{width}}{count:>7}" + cells)
 
 
 def _require_description(args: argparse.Namespace) -> None:

@@ -57,17 +57,15 @@ def evaluation_frame(reports: dict[str, dict]) -> pl.DataFrame:
 
 
 def task_frame(report: dict | None) -> pl.DataFrame:
-    """One row per task type of a stored report (most test groups first): its group count and each
-    method's τw there (`lensroute evaluate --by-task`); empty for reports stored before the breakdown."""
-    methods = [m for m in (report or {}).get("methods", []) if m.get("by_task")]
-    if not methods:
+    """One row per task type of a stored report (`evaluation_log.task_breakdown`): its group count
+    and each method's τw there; empty for reports stored before the breakdown."""
+    from recommender.evaluation_log import task_breakdown
+
+    tasks, counts, taus = task_breakdown(report or {})
+    if not tasks:
         return pl.DataFrame()
-    tasks = list(methods[0]["by_task"])
-    columns: dict[str, list] = {"task type": tasks, "groups": [int(methods[0]["by_task"][t]["groups"]) for t in tasks]}
-    for method in methods:
-        columns[method["method"]] = [method["by_task"].get(t, {}).get("tau_w") for t in tasks]
-    return pl.DataFrame(columns, schema={"task type": pl.Utf8, "groups": pl.Int64,
-                                         **{m["method"]: pl.Float64 for m in methods}}, strict=False)
+    return pl.DataFrame({"task type": tasks, "groups": counts, **taus},
+                        schema={"task type": pl.Utf8, "groups": pl.Int64, **{m: pl.Float64 for m in taus}}, strict=False)
 
 
 NO_EVALUATION = ("no evaluation yet: pick a split and press Evaluate to see ModelLens against every baseline on it "
