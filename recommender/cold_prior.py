@@ -15,7 +15,8 @@ new-model --seed N`, all records in ../shared/data, τ_w):
 
 Since the ranking groups compare values at six significant digits (`recommender.frames`), seed 0
 reports 0.250 (weight 1.0) against 0.254, and training seeds 0–4 on that one split 0.250 / 0.258 /
-0.278 / 0.248 / 0.261 (mean 0.259): the newest models are few and this split swings by ±0.015.
+0.278 / 0.248 / 0.261 (mean 0.259, sd 0.012; `lensroute evaluate --split new-model --train-seeds
+0-4`): the newest models are few and this split swings by ±0.015 with the training seed alone.
 
 The blend only reorders never-seen candidates among themselves: it adds
 `weight · std(their scores) · z(their log size)`, which leaves their mean score, and so their

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,6 +30,8 @@ class MethodResult:
     # task type → {"groups": n, "tau_w": …, "ndcg@10": …}: where a method wins or loses, which one
     # macro average over every test group hides (a split mixes retrieval, clustering, LLM tasks…)
     by_task: dict[str, dict[str, float]] = field(default_factory=dict)
+    # one entry per training run when ModelLens was trained with several seeds (its metrics are their mean)
+    runs: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -45,7 +48,7 @@ class EvaluationReport:
             "split": self.split, "seed": self.seed, "n_train_groups": self.n_train_groups,
             "n_test_groups": self.n_test_groups, "training": self.training,
             "methods": [{"method": m.method, "seconds": round(m.seconds, 2), "note": m.note, **m.metrics,
-                         "by_task": m.by_task} for m in self.methods],
+                         "by_task": m.by_task, **({"runs": m.runs} if m.runs else {})} for m in self.methods],
         }
 
 
@@ -116,45 +119,105 @@ def _with_head_to_head(space: LensSpace, split: Split, result, tensors: SpaceTen
     return reranked, choice.as_manifest()
 
 
+def _modellens(space: LensSpace, split: Split, config: TrainConfig, progress: Progress,
+               cancel: CancelToken) -> tuple[list[np.ndarray], dict, str]:
+    """Train on the split, score its test groups as served (the size prior for never-seen models,
+    head-to-head otherwise); returns the scores, what training reports, and the table's note."""
+    result = train(space, split.train, split.val, config, unknown_models=split.unknown_models,
+                   unknown_datasets=split.unknown_datasets, progress=progress, cancel=cancel)
+    tensors = SpaceTensors(space, next(result.model.parameters()).device)
+    assert result.evidence is not None
+    test_evidence = result.evidence.group_features(space, dataset_similarity(space), split.test)
+    scores = score_groups(result.model, tensors, split.test, split.test.members, test_evidence,
+                          split.unknown_models, split.unknown_datasets)
+    training = {"train_seed": config.seed, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
+                "best_val_tau_w": result.best_val_tau, "rows_seen": result.rows_seen,
+                "rows_per_second": round(result.rows_seen / max(result.seconds, 1e-9)),
+                "seconds": round(result.seconds, 1)}
+    note = ""
+    if split.unknown_models:
+        scores, training["cold_size_prior"] = _with_cold_size_prior(space, split, result, tensors, scores)
+        note = f"never-seen models blended with the size prior at weight {training['cold_size_prior']['weight']}"
+    elif len(split.val):
+        scores, chosen = _with_head_to_head(space, split, result, tensors, scores)
+        training["head_to_head"] = chosen
+        note = (f"top {chosen['top']} reordered head-to-head at weight {chosen['weight']}, "
+                f"agreement {chosen['agreement']:g}"
+                if chosen["weight"] else "head-to-head weight 0 on validation: the scorer's order")
+    return scores, training, note
+
+
+def mean_of_runs(runs: list[tuple[dict[str, float], dict[str, dict[str, float]]]]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Every metric (overall and per task type) averaged over training runs on one split; the
+    group counts are the split's, the same in every run."""
+    def mean(rows: list[dict[str, float]]) -> dict[str, float]:
+        out = {}
+        for key in rows[0]:
+            values = [row[key] for row in rows if not math.isnan(row[key])]
+            if key == "groups" or key.startswith("n_groups_"):
+                out[key] = rows[0][key]
+            else:
+                out[key] = float(np.mean(values)) if values else float("nan")
+        return out
+
+    overall = mean([o for o, _ in runs])
+    by_task = {task: mean([b[task] for _, b in runs]) for task in runs[0][1]}
+    return overall, by_task
+
+
+def spread_note(taus: list[float], seeds: list[int]) -> str:
+    """"mean of 5 training runs (seeds 0, 1, …): τw 0.686, 0.680, … (sd 0.003)"."""
+    listed = ", ".join(f"{t:.4f}" for t in taus)
+    sd = float(np.std(taus, ddof=1)) if len(taus) > 1 else 0.0
+    return (f"mean of {len(taus)} training runs (seeds {', '.join(map(str, seeds))}): "
+            f"τw {listed} (sd {sd:.4f})")
+
+
 def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, methods: list[str] | None = None,
-                   progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> EvaluationReport:
+                   train_seeds: list[int] | None = None, progress: Progress = no_progress,
+                   cancel: CancelToken = NEVER_CANCELLED) -> EvaluationReport:
+    """Every method on one split. ModelLens is trained once per seed of `train_seeds` (default: the
+    config's seed) on the same split and reported as the mean of those runs: one training run is a
+    draw (on the new-model split, training seeds alone move τ_w by ±0.015), and a margin over a
+    baseline is only worth reporting with the spread it comes with."""
     report = EvaluationReport(split.name, config.seed, len(split.train), len(split.test))
     wanted = methods or ["modellens", *BASELINES]
-    steps = len(wanted)
-    for step, method in enumerate(wanted):
+    seeds = list(train_seeds) if train_seeds else [config.seed]
+    steps = len(wanted) + len(seeds) - 1 if "modellens" in wanted else len(wanted)
+    step = 0
+    for method in wanted:
         cancel.raise_if_cancelled()
         progress(step, steps, method)
         started = time.perf_counter()
         if method == "modellens":
-            result = train(space, split.train, split.val, config, unknown_models=split.unknown_models,
-                           unknown_datasets=split.unknown_datasets, progress=SubProgress(progress, step, 1, steps), cancel=cancel)
-            tensors = SpaceTensors(space, next(result.model.parameters()).device)
-            assert result.evidence is not None
-            test_evidence = result.evidence.group_features(space, dataset_similarity(space), split.test)
-            scores = score_groups(result.model, tensors, split.test, split.test.members, test_evidence,
-                                  split.unknown_models, split.unknown_datasets)
-            report.training = {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
-                               "best_val_tau_w": result.best_val_tau, "rows_seen": result.rows_seen,
-                               "rows_per_second": round(result.rows_seen / max(result.seconds, 1e-9)),
-                               "seconds": round(result.seconds, 1)}
-            note = ""
-            if split.unknown_models:
-                scores, report.training["cold_size_prior"] = _with_cold_size_prior(space, split, result, tensors, scores)
-                note = f"never-seen models blended with the size prior at weight {report.training['cold_size_prior']['weight']}"
-            elif len(split.val):
-                scores, chosen = _with_head_to_head(space, split, result, tensors, scores)
-                report.training["head_to_head"] = chosen
-                note = (f"top {chosen['top']} reordered head-to-head at weight {chosen['weight']}, "
-                        f"agreement {chosen['agreement']:g}"
-                        if chosen["weight"] else "head-to-head weight 0 on validation: the scorer's order")
-        else:
-            scores = BASELINES[method](space, split)
-            note = ""
-            if scores is None:
-                report.methods.append(MethodResult(method, {}, time.perf_counter() - started,
-                                                   "not defined on a cold-start split"))
-                continue
+            runs, trainings, notes = [], [], []
+            for seed in seeds:
+                scores, training, note = _modellens(space, split, replace(config, seed=seed),
+                                                    SubProgress(progress, step, 1, steps), cancel)
+                runs.append(evaluate_by_task(split.test, scores))
+                trainings.append(training)
+                notes.append(note)
+                step += 1
+            overall, by_task = runs[0] if len(runs) == 1 else mean_of_runs(runs)
+            report.training = dict(trainings[0])
+            note = notes[0]
+            if len(runs) > 1:
+                report.training["runs"] = trainings
+                note = spread_note([o["tau_w"] for o, _ in runs], seeds)
+                overall = {**overall, "tau_w_sd": float(np.std([o["tau_w"] for o, _ in runs], ddof=1))}
+            result = MethodResult(method, overall, time.perf_counter() - started, note, by_task)
+            if len(runs) > 1:
+                result.runs = [{"train_seed": seed, **{k: o[k] for k in ("tau_w", "ndcg@10")}}
+                               for seed, (o, _) in zip(seeds, runs, strict=True)]
+            report.methods.append(result)
+            continue
+        step += 1
+        scores = BASELINES[method](space, split)
+        if scores is None:
+            report.methods.append(MethodResult(method, {}, time.perf_counter() - started,
+                                               "not defined on a cold-start split"))
+            continue
         overall, by_task = evaluate_by_task(split.test, scores)
-        report.methods.append(MethodResult(method, overall, time.perf_counter() - started, note, by_task))
+        report.methods.append(MethodResult(method, overall, time.perf_counter() - started, "", by_task))
     progress(steps, steps, "done")
     return report

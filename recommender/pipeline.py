@@ -117,10 +117,12 @@ class EvaluationRun:
 
 
 def evaluate_splits(store: Store, split_names: list[str], config: TrainConfig, *, methods: list[str] | None = None,
-                    progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> EvaluationRun:  # type: ignore[no-untyped-def]
+                    train_seeds: list[int] | None = None, progress: Progress = no_progress,
+                    cancel: CancelToken = NEVER_CANCELLED, encode=None) -> EvaluationRun:  # type: ignore[no-untyped-def]
     """Several splits over one prepared space (the text views are embedded once). A split this
     catalogue cannot make (no release dates for new-model, say) is skipped with its reason, so
-    "every split" still reports the others."""
+    "every split" still reports the others. The splits are drawn with the config's seed; ModelLens
+    trains once per seed of `train_seeds` on each (`run_evaluation`)."""
     steps = 1 + 4 * len(split_names)
     space, groups, data = prepare(store, SubProgress(progress, 0, 1, steps), cancel, encode)
     data = {k: v for k, v in data.items() if k != "metric_higher"}
@@ -133,7 +135,7 @@ def evaluate_splits(store: Store, split_names: list[str], config: TrainConfig, *
         except NoDataError as exc:
             run.skipped[split_name] = str(exc)
             continue
-        report = run_evaluation(space, split, config, methods=methods,
+        report = run_evaluation(space, split, config, methods=methods, train_seeds=train_seeds,
                                 progress=SubProgress(progress, 1 + 4 * i, 4, steps), cancel=cancel)
         report.training["data"] = data
         run.reports.append(report)

@@ -771,6 +771,25 @@ def test_train_page_evaluates_every_split_and_keeps_the_tables(qtbot, window, fi
     assert restored.task_model.frame.is_empty() and "evaluate again to see it" in restored.task_caption.text()
 
 
+def test_train_page_evaluates_over_several_training_runs(qtbot, window, fixture_store, encoder: Path) -> None:  # type: ignore[no-untyped-def]
+    window.context._store = fixture_store
+    train = page(window, "Train & evaluate")
+    train.refresh()
+    train.epochs.setValue(1)
+    train.seed.setValue(3)
+    train.split.setCurrentText("new-dataset")
+    train.runs.setValue(2)
+    with qtbot.waitSignal(train.job.succeeded, timeout=600_000):
+        assert train.evaluate()
+    stored = train.reports["new-dataset:3"]
+    ours = next(m for m in stored["methods"] if m["method"] == "modellens")
+    assert [r["train_seed"] for r in ours["runs"]] == [3, 4]
+    assert ours["tau_w"] == pytest.approx(sum(r["tau_w"] for r in ours["runs"]) / 2)
+    row = train.model.frame.filter((pl.col("split") == "new-dataset") & (pl.col("method") == "modellens"))
+    assert row["note"][0].startswith("mean of 2 training runs (seeds 3, 4)") and row["tau_w_sd"][0] >= 0
+    assert "runs" not in train.model.frame.columns  # the per-run list stays in the stored report
+
+
 @pytest.mark.builtin_models
 def test_models_page_benchmarks_the_selected_model_and_shows_the_table(qtbot, window, local_pool: list[str],  # type: ignore[no-untyped-def]
                                                                        shared_data: Path, monkeypatch) -> None:

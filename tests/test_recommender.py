@@ -241,6 +241,52 @@ def test_new_dataset_evaluation_reorders_head_to_head_at_a_validation_weight(pre
     assert alone.method == "head-to-head" and 0.0 < alone.metrics["n_groups_tau_w"] <= len(split.test)
 
 
+def test_evaluation_over_several_training_seeds_reports_their_mean_and_spread(prepared) -> None:  # type: ignore[no-untyped-def]
+    """Training is repeatable, so the mean over seeds 0 and 1 must equal the mean of two single-seed
+    evaluations exactly; the baselines do not depend on the training seeds."""
+    from recommender.evaluation import run_evaluation
+    from recommender.splits import make_split
+    from recommender.training import TrainConfig
+
+    space, groups, _ = prepared
+    split = make_split(space, groups, "new-dataset", seed=0)
+    config = TrainConfig(epochs=2)
+    single = [run_evaluation(space, split, TrainConfig(epochs=2, seed=s), methods=["modellens"]).methods[0] for s in (0, 1)]
+    assert single[0].metrics["tau_w"] != single[1].metrics["tau_w"]  # the seeds give two different runs
+    report = run_evaluation(space, split, config, methods=["modellens", "model-size"], train_seeds=[0, 1])
+    both, size = report.methods
+    defined = [k for k, v in single[0].metrics.items() if not k.startswith("n_groups") and np.isfinite(v)]
+    assert {"tau_w", "ndcg@1", "hit@1"} <= set(defined)
+    for key in defined:
+        assert both.metrics[key] == pytest.approx(np.mean([r.metrics[key] for r in single]), abs=1e-12)
+    assert both.metrics["n_groups_tau_w"] == single[0].metrics["n_groups_tau_w"]
+    assert both.metrics["tau_w_sd"] == pytest.approx(np.std([r.metrics["tau_w"] for r in single], ddof=1), abs=1e-12)
+    assert [r["train_seed"] for r in both.runs] == [0, 1]
+    assert [r["tau_w"] for r in both.runs] == [r.metrics["tau_w"] for r in single]
+    task = next(iter(both.by_task))
+    assert both.by_task[task]["groups"] == single[0].by_task[task]["groups"]
+    assert both.by_task[task]["tau_w"] == pytest.approx(np.mean([r.by_task[task]["tau_w"] for r in single]), abs=1e-12)
+    assert both.note.startswith("mean of 2 training runs (seeds 0, 1): τw ")
+    assert [r["train_seed"] for r in report.training["runs"]] == [0, 1] and report.seed == 0
+    alone = run_evaluation(space, split, config, methods=["model-size"]).methods[0].metrics
+    assert json.dumps(size.metrics) == json.dumps(alone)  # NaN where undefined in both
+    payload = report.as_json()["methods"]
+    assert [r["train_seed"] for r in payload[0]["runs"]] == [0, 1] and "runs" not in payload[1]
+
+
+def test_seed_lists_parse_ranges_and_refuse_nonsense() -> None:
+    import argparse
+
+    from app.cli.arguments import MAX_SEEDS, seed_list
+
+    assert seed_list("0-4") == [0, 1, 2, 3, 4]
+    assert seed_list("3, 0-1,7") == [3, 0, 1, 7]
+    assert seed_list("5") == [5]
+    for bad in ("", "a", "1,,2", "3-1", "-1", "1,1", "0-2,2", f"0-{MAX_SEEDS}"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seed_list(bad)
+
+
 def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path: Path) -> None:
     from recommender.ranker import Candidate, Ranker
 
@@ -554,6 +600,13 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     breakdown = table.stdout.split("τw by task type, split new-dataset (seed 0)\n")[1].splitlines()
     assert breakdown[0].split()[-3:] == ["groups", "model-size", "mean-z"]
     assert sum(int(line.split()[-3]) for line in breakdown[1:]) == reported["n_test_groups"]
+
+    seeds = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--epochs", "2", "--methods", "modellens,model-size",
+                    "--train-seeds", "0-1", env=env)
+    assert seeds.returncode == 0, seeds.stderr
+    assert "modellens: mean of 2 training runs (seeds 0, 1): τw " in seeds.stdout
+    twice = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--train-seeds", "1,1", env=env)
+    assert twice.returncode == 2 and "names a seed twice" in twice.stderr and "Traceback" not in twice.stderr
 
     every = run_cli("--db", db, "evaluate", "--split", "all", "--epochs", "2", "--methods", "modellens,model-size",
                     "--json", env=env)

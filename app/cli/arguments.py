@@ -27,6 +27,30 @@ def _at_least(floor: int) -> Callable[[str], int]:
 non_negative_int = _at_least(0)
 positive_int = _at_least(1)
 
+MAX_SEEDS = 50
+
+
+def seed_list(text: str) -> list[int]:
+    """Seeds as "0,1,2", "0-4" or a mix ("0-2,7"): distinct, each ≥ 0, in the order given.
+
+    A cap keeps a typo ("0-1000") from starting a thousand trainings."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        low, dash, high = part.partition("-")
+        try:
+            first = int(low)
+            last = int(high) if dash else first
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds (like 0,1,2 or 0-4)") from None
+        if first < 0 or last < first:
+            raise argparse.ArgumentTypeError(f"{part!r}: seeds are whole numbers ≥ 0, ranges low-high")
+        seeds.extend(range(first, last + 1))
+        if len(seeds) > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds (got more in {text!r})")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return seeds
+
 
 def fraction(text: str) -> float:
     """A number in [0, 1): a sparsity, a share of something."""

@@ -12,6 +12,7 @@ from app.cli.arguments import (
     filter_from_arguments,
     non_negative_int,
     positive_int,
+    seed_list,
 )
 from app.cli.catalogue_cmds import emit_json, open_store
 from app.cli.progress import progress_and_cancel
@@ -78,7 +79,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     splits = list(SPLITS) if args.split == "all" else [args.split]
     try:
         with progress_and_cancel(f"evaluate {args.split}", args.quiet) as (bar, token):
-            run = evaluate_splits(store, splits, _train_config(args), methods=methods, progress=bar, cancel=token)
+            run = evaluate_splits(store, splits, _train_config(args), methods=methods, train_seeds=args.train_seeds,
+                                  progress=bar, cancel=token)
     except Cancelled:
         print("evaluation cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -272,6 +274,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=non_negative_int, help="split and training seed (default 0)")
+    p.add_argument("--train-seeds", type=seed_list, metavar="SEEDS",
+                   help="train ModelLens once per seed (e.g. 0-4 or 0,1,2) on the --seed split and report the "
+                        "mean of the runs, each run's τw and their spread (default: the --seed alone)")
     p.add_argument("--by-task", action="store_true",
                    help="also print τw per task type and method (--json always carries each method's by_task)")
     p.add_argument("--json", action="store_true")

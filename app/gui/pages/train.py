@@ -47,7 +47,7 @@ def evaluation_frame(reports: dict[str, dict]) -> pl.DataFrame:
         for method in report["methods"]:
             rows.append({"split": report.get("split"), "seed": report.get("seed"),
                          **{k: v for k, v in method.items()
-                            if k not in ("note", "seconds", "by_task") and not k.startswith("n_groups")},
+                            if k not in ("note", "seconds", "by_task", "runs") and not k.startswith("n_groups")},
                          "seconds": method.get("seconds"), "note": method.get("note", ""),
                          "evaluated": report.get("evaluated_at", "")})
     if not rows:
@@ -82,6 +82,10 @@ class TrainPage(QWidget):
         self.epochs.setRange(1, 500)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.runs = QSpinBox()  # evaluation: ModelLens trained with seeds seed … seed + runs − 1
+        self.runs.setRange(1, 10)
+        self.runs.setToolTip("Evaluate: train ModelLens this many times (seeds seed, seed+1, …) on the split "
+                             "and report their mean and spread")
         self.device = QComboBox()
         self.device.addItems(["cpu", "cuda"])
         self.split = QComboBox()
@@ -124,7 +128,7 @@ class TrainPage(QWidget):
         self.seed.setValue(defaults.seed)
         params = QHBoxLayout()
         for label, widget in (("epochs", self.epochs), ("seed", self.seed), ("device", self.device),
-                              ("split", self.split)):
+                              ("split", self.split), ("training runs", self.runs)):
             params.addWidget(QLabel(label))
             params.addWidget(widget)
         params.addWidget(self.train_button)
@@ -181,7 +185,10 @@ class TrainPage(QWidget):
 
         store, config, chosen = self.context.store(), self.config(), self.split.currentText()
         splits = list(SPLIT_ORDER) if chosen == ALL_SPLITS else [chosen]
-        return self.job.start(lambda progress, cancel: evaluate_splits(store, splits, config, progress=progress, cancel=cancel))
+        runs = self.runs.value()
+        seeds = list(range(config.seed, config.seed + runs)) if runs > 1 else None
+        return self.job.start(lambda progress, cancel: evaluate_splits(store, splits, config, train_seeds=seeds,
+                                                                       progress=progress, cancel=cancel))
 
     @Slot(float, float, str)
     def on_progress(self, done: float, total: float, message: str) -> None:
