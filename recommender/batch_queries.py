@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recommender.errors import FormatError, LensrouteError, NotFoundError
+from recommender.measured import MeasuredResult, results_of
 from recommender.model_filters import ModelFilter
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
 from recommender.ranker import Candidate, Ranker
 
-FIELDS = ("id", "description", "dataset", "task", "metric", "language", "top_k")
+FIELDS = ("id", "description", "dataset", "task", "metric", "language", "top_k", "measured")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Query:
     language: tuple[str, ...] = ()
     top_k: int | None = None  # None: the command's --top-k
     id: object = None
+    measured: tuple[MeasuredResult, ...] = ()  # results the asker has on this dataset
 
 
 def _text(value: object, name: str, where: str) -> str | None:
@@ -65,8 +67,12 @@ def _query(line: int, item: object, where: str) -> Query:
     top_k = item.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
         raise FormatError(f"{where}: top_k must be 0 (all) or a positive whole number")
+    measured = item.get("measured") or []
+    if not isinstance(measured, list):
+        raise FormatError(f"{where}: measured must be a list of {{\"model\", \"value\"}} objects")
     return Query(line, description, dataset, _text(item.get("task"), "task", where),
-                 _text(item.get("metric"), "metric", where), tuple(language), top_k, item.get("id"))
+                 _text(item.get("metric"), "metric", where), tuple(language), top_k, item.get("id"),
+                 tuple(results_of(measured, lambda n: f"{where}: measured result {n}")))
 
 
 def query_from(item: object, where: str) -> Query:
@@ -129,7 +135,7 @@ def rank_queries(ranker: Ranker, queries: Iterable[Query | dict], *, top_k: int,
             ranking = ranker.rank(query.description, dataset=query.dataset, task=query.task or task,
                                   metric=query.metric or metric, top_k=top_k if query.top_k is None else query.top_k,
                                   candidates=candidates, all_models=all_models, language=query.language or language,
-                                  constraint=constraint)
+                                  constraint=constraint, measured=query.measured)
         except LensrouteError as exc:
             yield {**head, "error": str(exc)}
             continue

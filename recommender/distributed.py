@@ -1,6 +1,6 @@
 """Data-parallel training under torchrun (PyTorch DDP).
 
-    torchrun --nproc_per_node 2 -m recommender.distributed --db URL --out DIR [--epochs N] [--device cpu|cuda]
+    torchrun --standalone --nproc_per_node 2 -m recommender.distributed --db URL --out DIR [--epochs N] [--device cpu|cuda]
 
 Every rank builds the same space from the same catalogue; `training.train` gives each rank every
 world-size-th group of one seeded permutation and DDP averages the gradients, so the ranks hold

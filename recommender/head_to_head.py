@@ -74,6 +74,10 @@ AGREEMENT_SHRINK = 10.0  # an agreement over n shared candidates counts n / (n +
 # the median of the validation choices measured on all of ../shared/data with agreement (evaluate
 # seeds 0 / 1 / 2: weight 2.0 / 3.0 / 0.5, γ 4 / 4 / 4; `lensroute train`: weight 5, γ 4)
 DEFAULT_WEIGHT = 2.5
+# γ for agreement with results the user measured on the query's dataset (`measured_weights`): the
+# best of 0 / 16 / 32 / 64 / 128 on the validation datasets of the new-dataset split with 3, 5 and 8
+# of each group's results revealed (`tests/bench/bench_measured.py`)
+MEASURED_AGREEMENT = 32.0
 DEFAULT_AGREEMENT = 4.0
 _CELLS = 4_000_000  # bound on the [groups × chunk × candidates] comparison buffer
 
@@ -214,6 +218,22 @@ def agreeing_weights(results: Results, candidates: np.ndarray, scores: np.ndarra
     return weights * np.exp(agreement * results.agreement(candidates, _standardise(scores), weights))
 
 
+def measured_weights(results: Results, measured: np.ndarray, measured_z: np.ndarray, weights: np.ndarray,
+                     strength: float = MEASURED_AGREEMENT) -> np.ndarray:
+    """Votes sharpened by agreement with results the user measured on the query's dataset:
+    `weights × exp(strength · r_g)`, r_g the (shrunk) correlation of group g's results with
+    `measured_z` over the measured models (catalogue rows) it has results for.
+
+    A few real results are the one direct clue to "which training datasets order models as this
+    one does", which descriptions leave open (an oracle that knows every test result reaches τ_w
+    0.73 from the same votes). They sharpen the votes like the scorer's predicted order does,
+    but they are the truth: validated with `tests/bench/bench_measured.py`. Fewer than three
+    measured models give no correlation: the votes stay as they were."""
+    if len(measured) < 3 or not strength:
+        return weights
+    return weights * np.exp(strength * results.agreement(measured, _standardise(measured_z), weights))
+
+
 def _standardise(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, np.float64)
     sd = values.std()
@@ -244,13 +264,17 @@ def rerank(scores: np.ndarray, rates: np.ndarray, weight: float) -> np.ndarray:
 
 
 def rates_for_top(results: Results, candidates: np.ndarray, scores: np.ndarray, eligible: np.ndarray,
-                  weights: np.ndarray, limit: int = RERANK_TOP, agreement: float = 0.0) -> np.ndarray:
+                  weights: np.ndarray, limit: int = RERANK_TOP, agreement: float = 0.0,
+                  measured: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Win rates of the top eligible candidates (NaN for everyone else), the votes sharpened by
-    their agreement with the scorer over those candidates (`agreeing_weights`)."""
+    their agreement with the scorer over those candidates (`agreeing_weights`) and, when the user
+    gave `measured` results (catalogue rows, z), by agreement with those (`measured_weights`)."""
     rates = np.full(len(candidates), np.nan)
     top = top_positions(scores, eligible, limit)
     if len(top) >= 2:
         weights = agreeing_weights(results, candidates[top], np.asarray(scores)[top], weights, agreement)
+        if measured is not None:
+            weights = measured_weights(results, measured[0], measured[1], weights)
         rates[top] = results.win_rates(candidates[top], weights)
     return rates
 

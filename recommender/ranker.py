@@ -34,6 +34,7 @@ from recommender.features import (
     name_ngram_ids,
     size_bucket,
 )
+from recommender.measured import MeasuredResult, oriented
 from recommender.model_filters import ModelFilter, normalise_licence
 from recommender.normalise import (
     bare_key,
@@ -47,6 +48,7 @@ from recommender.normalise import (
 RANKER_DIR_NAME = "ranker"
 EVIDENCE_PER_RESULT = 3
 SCORE_CHUNK = 16384
+MIN_MEASURED = 3  # a correlation with the training datasets needs three measured models
 NEAR_MISSES_CHECKED = 20  # unseen candidates checked for a near-miss name (1–10 ms each on 6,124 names)
 
 
@@ -94,12 +96,14 @@ class RankedModel:
     n_parameters: float | None = None  # recorded, else read from the name (None: unknown)
     licence: str | None = None
     open_weights: bool | None = None
+    measured: float | None = None  # the user's own result on the query dataset (`--measured`)
 
     def as_json(self) -> dict:
         return {"rank": self.rank, "model": self.model, "score": round(self.score, 6), "known": self.known,
                 "evidence": self.evidence,
                 "head_to_head": None if self.head_to_head is None else round(self.head_to_head, 4),
-                "n_parameters": self.n_parameters, "licence": self.licence, "open_weights": self.open_weights}
+                "n_parameters": self.n_parameters, "licence": self.licence, "open_weights": self.open_weights,
+                "measured": self.measured}
 
 
 @dataclass
@@ -495,25 +499,27 @@ class Ranker:
     def rank(self, description: str, *, dataset: str | None = None, task: str | None = None, metric: str | None = None,
              top_k: int = 10, candidates: list[Candidate] | None = None, all_models: bool = False,
              query_vector: np.ndarray | None = None, language: Sequence[str] = (),
-             constraint: ModelFilter | None = None) -> Ranking:
+             constraint: ModelFilter | None = None, measured: Sequence[MeasuredResult] = ()) -> Ranking:
         """`query_vector` replaces the embedding of the description (benchmarks, callers that
         embedded it already); task and metric names must then be given. `language`: the
         `--language` values (names or ISO 639 codes); without them the languages of a named
         catalogue dataset, else those the description names. `constraint` drops the candidates
-        the user cannot take (size, licence, open weights) before anything is scored."""
+        the user cannot take (size, licence, open weights) before anything is scored. `measured`:
+        results the user has on this dataset (`recommender.measured`), in the query's metric."""
         if top_k < 0:
             raise UsageError("--top-k must be 0 (all) or a positive number")
         query, notes, sims = self._resolve(description or "", dataset, task, metric, query_vector)
         dataset_idx, task_idx, metric_idx, query_vector = query.pop("_ids")
         query["languages"] = list(self._query_languages(description or "", dataset_idx, language, notes))
         exclude = int(self.dataset_base[dataset_idx]) if dataset_idx else None
+        measured_rows, measured_values = self._measured_rows(measured, notes)
         if candidates is None:
             names = None
             if all_models:
                 rows = self.known_rows
                 notes.append(f"candidates: all {len(rows):,} models with results in the catalogue")
             else:
-                rows = self._default_candidates(task_idx, sims, max(top_k, 10), notes)
+                rows = np.union1d(self._default_candidates(task_idx, sims, max(top_k, 10), notes), measured_rows)
             rows, known, _ = self._filtered(constraint, rows, np.ones(len(rows), bool), None, notes)
             if rows is self.known_rows:
                 h, u, size, family, numeric = self.h, self.u, self.size, self.family, self.numeric  # no copies
@@ -555,15 +561,19 @@ class Ranker:
         rates = np.full(len(rows), np.nan)
         if self.h2h_weight:
             shares = self.languages.sharing(query["languages"]) if self.languages is not None else None
+            higher = bool(self.metric_higher[metric_idx - 1])
             rates = head_to_head.rates_for_top(self.results, rows, scores, known,
                                                self.results.weights(sims, task_idx, exclude, shares),
-                                               agreement=self.h2h_agreement)
+                                               agreement=self.h2h_agreement,
+                                               measured=(measured_rows, oriented(measured_values, higher)))
             scores = head_to_head.rerank(scores, rates, self.h2h_weight)
             if (reordered := int((~np.isnan(rates)).sum())) >= 2:
                 notes.append(f"the top {reordered} known candidates reordered by how they did "
                              f"head-to-head on datasets like this one (weight {self.h2h_weight:g}"
                              + (f", votes sharpened by agreement with the scorer, γ {self.h2h_agreement:g})"
                                 if self.h2h_agreement else ")"))
+        scores, shown_measured = self._in_measured_order(rows, known, scores, measured_rows, measured_values,
+                                                         bool(self.metric_higher[metric_idx - 1]), notes)
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]
@@ -573,12 +583,56 @@ class Ranker:
                                self._evidence_for(int(rows[j]), sims, exclude) if known[j] else [],
                                None if np.isnan(rates[j]) else float(rates[j]),
                                None if np.isnan(sizes[i]) else float(sizes[i]), licences[i],
-                               None if openness[i] < 0 else bool(openness[i]))
+                               None if openness[i] < 0 else bool(openness[i]), shown_measured.get(j))
                    for i, j in enumerate(order)]
         query["top_k"] = top_k
         query["candidates"] = len(rows)
+        query["measured"] = len(measured_rows)
         query["filters"] = (constraint or ModelFilter()).as_json()
         return Ranking(query, self.model_version, results, notes)
+
+    def _measured_rows(self, measured: Sequence[MeasuredResult], notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The catalogue rows of the measured models with results (they alone can be compared with
+        the training datasets) and their values; the others are named in a note."""
+        rows, values, unmatched = [], [], []
+        for result in measured:
+            row = self.match_known(result.model)
+            if row and row not in rows:
+                rows.append(row)
+                values.append(result.value)
+            elif not row:
+                unmatched.append(result.model)
+        if unmatched:
+            shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+            notes.append(f"measured results of models without results in the catalogue are not compared: {shown}")
+        if measured and len(rows) < MIN_MEASURED:
+            notes.append(f"measured results sharpen the head-to-head votes from {MIN_MEASURED} catalogued models on "
+                         f"(got {len(rows)}); they only order the measured models here")
+        elif rows and not self.h2h_weight:
+            notes.append("this ranker has no head-to-head weight: measured results only order the measured models")
+        elif rows:
+            notes.append(f"head-to-head votes sharpened by agreement with your {len(rows)} measured results "
+                         f"(γ {head_to_head.MEASURED_AGREEMENT:g})")
+        return np.array(rows, np.int64), np.array(values, np.float64)
+
+    @staticmethod
+    def _in_measured_order(rows: np.ndarray, known: np.ndarray, scores: np.ndarray, measured_rows: np.ndarray,
+                           measured_values: np.ndarray, higher: bool, notes: list[str]) -> tuple[np.ndarray, dict[int, float]]:
+        """The measured candidates reordered among themselves by their measured values (they take
+        the same set of score values, so every other candidate keeps its place), and per candidate
+        position its measured value. A measurement outranks any prediction of it."""
+        if not len(measured_rows):
+            return scores, {}
+        value_of = dict(zip(measured_rows.tolist(), measured_values.tolist(), strict=True))
+        at = np.flatnonzero(known & np.isin(rows, measured_rows))  # vectorised: 50,000 candidates may stand here
+        shown = {int(i): value_of[int(rows[i])] for i in at}
+        if len(at) >= 2:
+            by_value = oriented(np.array([shown[int(i)] for i in at]), higher)
+            out = np.asarray(scores, np.float64).copy()
+            out[at[np.argsort(-by_value, kind="stable")]] = np.sort(out[at])[::-1]
+            scores = out.astype(np.asarray(scores).dtype, copy=False)
+            notes.append(f"the {len(at)} measured candidates are listed in their measured order")
+        return scores, shown
 
     def _facts(self, rows: np.ndarray, known: np.ndarray, candidates: list[Candidate] | None
                ) -> tuple[np.ndarray, list[str | None], np.ndarray]:

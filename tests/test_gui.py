@@ -341,6 +341,28 @@ def test_recommend_ranks_shows_evidence_atlas_and_exports(qtbot, window, fixture
     window.nav.setCurrentRow(window.pages.index(recommend))
     recommend.candidates.setText("")
 
+    # results the user already has: the measured models are listed in their measured order, and say so
+    top_k = recommend.top_k.value()
+    recommend.top_k.setValue(0)  # all: where the measured models land depends on the votes they sharpen
+    with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
+        assert recommend.rank()
+    top = recommend.model.frame["model"].to_list()[:3]
+    measured = tmp_path / "measured.jsonl"
+    measured.write_text("".join(json.dumps({"model": m, "value": v}) + "\n" for m, v in zip(top, (1, 2, 3), strict=True)))
+    recommend.measured.setText(str(measured))
+    with qtbot.waitSignal(recommend.job.succeeded, timeout=60_000):
+        assert recommend.rank()
+    shown = recommend.model.frame.filter(pl.col("measured").is_not_null())
+    assert shown["model"].to_list() == top[::-1] and shown["measured"].to_list() == [3.0, 2.0, 1.0]
+    recommend.save_state(settings)
+    assert settings.measured == str(measured)
+    measured.write_text('{"model": "x"}\n')
+    with qtbot.waitSignal(recommend.job.failed, timeout=60_000):
+        assert recommend.rank()
+    assert "'model' and 'value' columns" in error_boxes(window)[-1].text()
+    recommend.measured.setText("")
+    recommend.top_k.setValue(top_k)
+
     # only models the user can take: a size budget (a bad one is refused before any job starts)
     from recommender.model_filters import describe_size
 

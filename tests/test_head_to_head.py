@@ -131,6 +131,27 @@ def test_agreement_lets_the_datasets_that_behave_like_the_prediction_decide() ->
     assert head_to_head.agreeing_weights(results, candidates, scores, votes, 0.0) is votes
 
 
+def test_measured_results_let_the_datasets_that_agree_with_them_decide() -> None:
+    """Two equally similar datasets disagree about A and B. The user measured A, B and D on their
+    dataset with A ahead: the dataset that agrees with that gets the votes, and with them A ahead
+    of B among the candidates A, B, C. Fewer than three measured models change nothing."""
+    results = _results([(1, 1, 1, {1: 1.0, 2: 0.0, 3: 0.5, 4: -1.0}),    # A > C > B > D: like the user's
+                        (2, 1, 2, {1: -1.0, 2: 1.0, 3: 0.5, 4: 0.0})])   # B > C > D > A
+    candidates, scores = np.array([1, 2, 3]), np.array([1.0, 1.0, 0.0])
+    votes = results.weights(np.full(3, 0.9, np.float32), task=1, exclude_base=None)
+    measured, values = np.array([1, 2, 4]), np.array([0.9, 0.7, 0.5])  # A > B > D, as the first dataset
+    sharpened = head_to_head.measured_weights(results, measured, values, votes)
+    assert sharpened[0] > votes[0] and sharpened[1] < votes[1]
+    plain = head_to_head.rates_for_top(results, candidates, scores, np.ones(3, bool), votes)
+    mine = head_to_head.rates_for_top(results, candidates, scores, np.ones(3, bool), votes, measured=(measured, values))
+    assert np.isclose(plain[0], plain[1]) and mine[0] > mine[1]
+    assert head_to_head.measured_weights(results, measured[:2], values[:2], votes) is votes
+    assert head_to_head.measured_weights(results, measured, values, votes, strength=0.0) is votes
+    # the votes follow the measured order, not the values' scale
+    rescaled = head_to_head.measured_weights(results, measured, values * 100 - 3, votes)
+    assert np.allclose(rescaled, sharpened)
+
+
 def test_weight_and_agreement_are_chosen_together_on_validation() -> None:
     rng = np.random.default_rng(1)
     truth = [rng.normal(size=8) for _ in range(12)]

@@ -336,6 +336,69 @@ def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path
                for n in named.notes)  # not WizardCoder's: the catalogue records it
 
 
+def test_measured_results_join_the_ranking_in_their_measured_order(ranker_dir: Path) -> None:
+    from recommender.measured import MeasuredResult
+    from recommender.ranker import Ranker
+
+    ranker = Ranker.load(ranker_dir, device="cpu")
+    query = {"task": "code-generation", "metric": "pass@1", "top_k": 0}
+    plain = ranker.rank("Python code generation", **query)
+    first, second, third = (r.model for r in plain.results[:3])
+    assert plain.query["measured"] == 0 and all(r.measured is None for r in plain.results)
+    # measured the other way round from the prediction, plus a model of another kind and one the catalogue lacks
+    other = next(m for i, m in enumerate(ranker.models) if ranker.trained[i + 1] and
+                 m not in {r.model for r in plain.results})
+    measured = [MeasuredResult(third, 0.61), MeasuredResult(second, 0.40), MeasuredResult(first, 0.22),
+                MeasuredResult(other, 0.10), MeasuredResult("acme/never-heard-of-it", 0.5)]
+    mine = ranker.rank("Python code generation", **query, measured=measured)
+    order = [r.model for r in mine.results]
+    assert order.index(third) < order.index(second) < order.index(first)
+    assert other in order  # a measured model is listed even when it was no candidate of this task type
+    values = {r.model: r.measured for r in mine.results if r.measured is not None}
+    assert values == {third: 0.61, second: 0.40, first: 0.22, other: 0.10}
+    assert mine.query["measured"] == 4 and len(mine.results) == len(plain.results) + 1
+    assert any("not compared: acme/never-heard-of-it" in n for n in mine.notes)
+    assert any(n.startswith("head-to-head votes sharpened by agreement with your 4 measured results") for n in mine.notes)
+    assert mine.as_json()["results"][order.index(third)]["measured"] == 0.61
+    # the candidates the user did not measure keep their places relative to each other
+    rest = [m for m in order if m not in values]
+    assert set(rest) == {r.model for r in plain.results} - set(values)
+    two = ranker.rank("Python code generation", **query, measured=measured[:2])
+    assert any("from 3 catalogued models on (got 2)" in n for n in two.notes)
+    kept = [r.model for r in two.results if r.measured is not None]
+    assert kept == [third, second]  # still listed in their measured order
+
+
+def test_measured_results_files_and_their_faults(tmp_path: Path) -> None:
+    from recommender.errors import FormatError, NotFoundError
+    from recommender.measured import MeasuredResult, oriented, read_measured
+
+    csv_file = tmp_path / "mine.csv"
+    csv_file.write_bytes(b"\xef\xbb\xbfmodel,value\nacme/a,0.5\nacme/b,0.75\n")
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text('{"model": "acme/a", "value": 0.5}\n\n{"model": "acme/b", "value": "0.75"}\n')
+    expected = [MeasuredResult("acme/a", 0.5), MeasuredResult("acme/b", 0.75)]
+    assert read_measured(csv_file) == expected and read_measured(jsonl) == expected
+    assert list(oriented(np.array([0.5, 0.75]), False)) == [-0.5, -0.75]
+    faults = {"model,score\nacme/a,1\n": "needs 'model' and 'value' columns",
+              "model,value\n": "needs 'model' and 'value' columns",
+              "model,value\nacme/a,high\n": "row 1: value 'high' is not a number",
+              "model,value\nacme/a,nan\n": "row 1: value 'nan' is not a finite number",
+              "model,value\n,0.5\n": "row 1: empty model name",
+              "model,value\nacme/a,1\nACME/A,2\n": "row 2: ACME/A was already measured in row 1"}
+    for text, message in faults.items():
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(FormatError, match=message):
+            read_measured(bad)
+    broken = tmp_path / "bad.jsonl"
+    broken.write_text('{"model": "acme/a", "value": 1}\n{"model": \n')
+    with pytest.raises(FormatError, match="line 2"):
+        read_measured(broken)
+    with pytest.raises(NotFoundError):
+        read_measured(tmp_path / "missing.csv")
+
+
 def test_candidates_files_from_windows_tools_and_repeated_models(ranker_dir: Path, tmp_path: Path) -> None:
     """Excel and Windows editors start UTF-8 with a byte-order mark (it used to hide the 'model'
     column); a model named twice, under any spelling of it, is ranked once and the output says so."""
@@ -472,7 +535,21 @@ def test_many_queries_in_one_run_match_single_rankings_and_keep_going_past_a_bad
     assert out[2]["query"]["task"] == "text-generation" and out[2]["query"]["languages"] == ["fra"]
     assert "no-such-benchmark" in out[3]["error"] and "results" not in out[3]
 
+    # a query may carry the asker's own results, as `rank --measured` does for one
+    plain = ranker.rank("Python code generation", task="code-generation", top_k=0)
+    top = [r.model for r in plain.results[:3]]
+    asked = json.dumps({"description": "Python code generation", "task": "code-generation", "top_k": 0,
+                        "measured": [{"model": m, "value": v} for m, v in zip(top, (1, 2, 3), strict=True)]})
+    (tmp_path / "m.jsonl").write_text(asked + "\n")
+    [answer] = rank_queries(ranker, read_queries(tmp_path / "m.jsonl"), top_k=3)
+    assert [r["model"] for r in answer["results"] if r["measured"] is not None] == top[::-1]
+    assert answer["query"]["measured"] == 3
+
     for text, message in (('{"descripton": "x"}', r"q.jsonl:1: unknown field\(s\) 'descripton'"),
+                          ('{"description": "x", "measured": {"model": "a"}}', "measured must be a list"),
+                          ('{"description": "x", "measured": [{"model": "a", "value": "hi"}]}',
+                           "q.jsonl:1: measured result 1: value 'hi' is not a number"),
+                          ('{"description": "x", "measured": [{"model": "a", "value": true}]}', "value True is not a number"),
                           ('{"task": "STS"}', "q.jsonl:1: give a description"),
                           ('{"description": "x", "top_k": -1}', "top_k must be 0"),
                           ('["x"]', "must be a JSON object"), ("{oops", "q.jsonl:1: not JSON"), ("\n", "holds no queries")):
@@ -573,6 +650,28 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     assert given.returncode == 0 and "languages deu, jpn" in given.stdout
     bad = run_cli("rank", "--model", str(ranker_dir), "--description", "Math problems", "--language", "Klingonese", env=env)
     assert bad.returncode == 2 and "Klingonese" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    plain = json.loads(run_cli("rank", "--model", str(ranker_dir), "--description", "Python code generation", "--task",
+                               "code-generation", "--top-k", "3", "--json", env=env).stdout)
+    top = [r["model"] for r in plain["results"]]
+    mine = ranker_dir.parent / "measured.jsonl"
+    mine.write_text("".join(json.dumps({"model": m, "value": v}) + "\n" for m, v in zip(top, (0.2, 0.4, 0.6), strict=True)))
+    measured = run_cli("rank", "--model", str(ranker_dir), "--description", "Python code generation", "--task",
+                       "code-generation", "--top-k", "0", "--measured", str(mine), "--json", env=env)
+    assert measured.returncode == 0, measured.stderr
+    payload = json.loads(measured.stdout)
+    assert [(r["model"], r["measured"]) for r in payload["results"] if r["measured"] is not None] == [
+        (top[2], 0.6), (top[1], 0.4), (top[0], 0.2)]
+    assert payload["query"]["measured"] == 3
+    text = run_cli("rank", "--model", str(ranker_dir), "--description", "Python code generation", "--task",
+                   "code-generation", "--top-k", "0", "--measured", str(mine), env=env)
+    assert "[measured by you: 0.6]" in text.stdout and text.returncode == 0
+    several = run_cli("rank", "--model", str(ranker_dir), "--queries", str(mine), "--measured", str(mine), env=env)
+    assert several.returncode == 2 and "--measured is for one dataset" in several.stderr
+    mine = ranker_dir.parent / "measured.csv"
+    mine.write_text("model,value\nacme/a,fast\n")
+    broken = run_cli("rank", "--model", str(ranker_dir), "--description", "Python code", "--measured", str(mine), env=env)
+    assert broken.returncode == 2 and "value 'fast' is not a number" in broken.stderr
+    assert len(broken.stderr.strip().splitlines()) == 1 and "Traceback" not in broken.stderr
     # ranking needs neither the catalogue nor the data libraries: loading SQLAlchemy and polars
     # for it cost a third of the command's start-up (measured 1.04-1.19 s before, 0.63-0.73 s after)
     code = ("import sys; from app.cli.main import main; "
@@ -607,6 +706,8 @@ def test_rank_and_evaluate_from_the_command_line(fixture_store: Store, ranker_di
     assert "modellens: mean of 2 training runs (seeds 0, 1): τw " in seeds.stdout
     twice = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--train-seeds", "1,1", env=env)
     assert twice.returncode == 2 and "names a seed twice" in twice.stderr and "Traceback" not in twice.stderr
+    pointless = run_cli("--db", db, "evaluate", "--split", "new-dataset", "--methods", "mean-z", "--train-seeds", "0-2", env=env)
+    assert pointless.returncode == 2 and "--train-seeds" in pointless.stderr and len(pointless.stderr.strip().splitlines()) == 1
 
     every = run_cli("--db", db, "evaluate", "--split", "all", "--epochs", "2", "--methods", "modellens,model-size",
                     "--json", env=env)
@@ -631,7 +732,7 @@ def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, en
     torchrun = Path(sys.executable).parent / "torchrun"
     out = tmp_path / "ddp-ranker"
     done = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "-m", "recommender.distributed", "--db", fixture_store.url,
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "recommender.distributed", "--db", fixture_store.url,
          "--out", str(out), "--epochs", "3"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
         env={**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)},

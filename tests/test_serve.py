@@ -144,6 +144,12 @@ def test_the_api_routes_chat_answers_choices_and_ranks(api: str, local_pool: lis
     ranking = ranked.json()
     assert ranking["id"] == "q1" and len(ranking["results"]) == 3 and ranking["model_version"]
     assert {"rank", "model", "score", "known", "evidence"} <= set(ranking["results"][0])
+    top = [r["model"] for r in ranking["results"]]
+    mine = httpx.post(f"{api}/v1/rank", json={"description": "Python code generation from docstrings", "top_k": 0,
+                                              "measured": [{"model": m, "value": v} for m, v in zip(top, (1, 2, 3), strict=True)]},
+                      timeout=120)
+    assert mine.status_code == 200, mine.text
+    assert [r["model"] for r in mine.json()["results"] if r["measured"] is not None] == top[::-1]
 
     # "stream": true — OpenAI's server-sent chunks: the role with the decision, the text as written, the finish
     def streamed(content: str, **fields: object) -> list[dict]:
@@ -535,6 +541,8 @@ def test_the_api_refuses_bad_requests_in_one_line(api: str) -> None:
     refused(httpx.post(f"{api}/v1/embeddings", json={"model": "broken-encoder", "input": "x"}), 422,
             "cannot load ONNX model")
     refused(httpx.post(f"{api}/v1/rank", json={"descripton": "typo"}), 400, "unknown field(s) 'descripton'")
+    refused(httpx.post(f"{api}/v1/rank", json={"description": "x", "measured": [{"model": "a"}]}), 400,
+            "measured result 1: value None is not a number")
     refused(httpx.post(f"{api}/v1/rank", json={"dataset": "no-such-dataset"}, timeout=120), 422, "no-such-dataset")
     refused(httpx.post(f"{api}/v1/chat/completions", content=b"x" * (2 << 20)), 413, "at most")
     refused(httpx.get(f"{api}/v1/nothing"), 404, "no endpoint /v1/nothing")

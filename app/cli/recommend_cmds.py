@@ -75,6 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         unknown = [m for m in methods if m != "modellens" and m not in BASELINES]
         if unknown:
             raise UsageError(f"unknown method(s) {', '.join(unknown)}; known: modellens, {', '.join(BASELINES)}")
+        if args.train_seeds and "modellens" not in methods:
+            raise UsageError("--train-seeds says how often to train ModelLens, which --methods leaves out")
     store = open_store(args, must_exist=True)
     splits = list(SPLITS) if args.split == "all" else [args.split]
     try:
@@ -189,18 +191,22 @@ def _rank_queries(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from recommender.measured import read_measured
     from recommender.model_filters import describe_facts
     from recommender.ranker import Ranker, read_candidates
 
     if args.queries:
+        if args.measured:
+            raise UsageError("--measured is for one dataset; in a --queries file give each query its own \"measured\" list")
         return _rank_queries(args)
     _require_description(args)
     constraint = filter_from_arguments(args)
     candidates = read_candidates(Path(args.candidates).expanduser()) if args.candidates else None
+    measured = read_measured(Path(args.measured).expanduser()) if args.measured else []
     ranker = Ranker.load(args.model, device=args.device)
     ranking = ranker.rank(args.description or "", dataset=args.dataset, task=args.task, metric=args.metric,
                           top_k=args.top_k, candidates=candidates, all_models=args.all_models,
-                          language=args.language or (), constraint=constraint)
+                          language=args.language or (), constraint=constraint, measured=measured)
     if args.json:
         emit_json(ranking.as_json())
         return 0
@@ -209,8 +215,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     for result in ranking.results:
         flag = "" if result.known else "  [unseen: ranked from its metadata]"
         versus = "" if result.head_to_head is None else f"  head-to-head {result.head_to_head:.2f}"
+        mine = "" if result.measured is None else f"  [measured by you: {result.measured:.4g}]"
         facts = " · ".join(describe_facts(result.n_parameters, result.licence, result.open_weights))
-        print(f"{result.rank:>4}. {result.model:<60} {result.score:8.3f}{versus}{flag}" + (f"  [{facts}]" if facts else ""))
+        print(f"{result.rank:>4}. {result.model:<60} {result.score:8.3f}{versus}{mine}{flag}" + (f"  [{facts}]" if facts else ""))
         for item in result.evidence[:2]:
             value = "n/a" if item["value"] is None else f"{item['value']:.4g}"
             print(f"        evidence: {item['dataset']} ({item['metric']} {value}, similarity {item['similarity']:.2f})")
@@ -310,6 +317,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--candidates", help="CSV or JSONL of models to rank (model; optional n_parameters, family, release_date, description, licence, open_weights)")
     p.add_argument("--all-models", action="store_true",
                    help="rank every model with results, not only those evaluated on this kind of task")
+    p.add_argument("--measured", metavar="FILE",
+                   help="CSV or JSONL of results you already have on this dataset (model, value; in --metric): "
+                        "datasets whose results agree with them count more, and the measured models are listed "
+                        "in their measured order")
     add_filter_arguments(p)
     p.add_argument("--queries", metavar="FILE",
                    help='many rankings in one run: a JSONL file, a line per query {"description", "dataset"?, "task"?, '

@@ -20,6 +20,7 @@ class GuiSettings:
     languages: str = ""
     top_k: int = 20
     candidates: str = ""
+    measured: str = ""  # the Recommend page's file of results the user already has
     max_params: str = ""
     licences: str = ""
     open_weights: bool = False

@@ -52,13 +52,14 @@ def ranking_frame(ranking, runs_here: dict[str, str] | None = None) -> pl.DataFr
         "score": [r.score for r in ranking.results],
         "known": ["known" if r.known else "unseen" for r in ranking.results],
         "head-to-head": [r.head_to_head for r in ranking.results],
+        "measured": [r.measured for r in ranking.results],
         "params (B)": [None if r.n_parameters is None else r.n_parameters / 1e9 for r in ranking.results],
         "licence": [r.licence for r in ranking.results],
         "weights": [None if r.open_weights is None else ("open" if r.open_weights else "API only") for r in ranking.results],
         "evidence": [len(r.evidence) for r in ranking.results],
         "runs here": [runs_here.get(r.model) for r in ranking.results],
     }, schema={"rank": pl.Int64, "model": pl.Utf8, "score": pl.Float64, "known": pl.Utf8, "head-to-head": pl.Float64,
-               "params (B)": pl.Float64, "licence": pl.Utf8, "weights": pl.Utf8, "evidence": pl.Int64, "runs here": pl.Utf8})
+               "measured": pl.Float64, "params (B)": pl.Float64, "licence": pl.Utf8, "weights": pl.Utf8, "evidence": pl.Int64, "runs here": pl.Utf8})
 
 
 class AtlasView(pg.PlotWidget):
@@ -142,6 +143,11 @@ class RecommendPage(QWidget):
                                            "n_parameters, family, release_date, description, licence, open_weights); empty: the catalogue's")
         self.candidates.setClearButtonEnabled(True)
         self.candidates_button = QPushButton("Choose…")
+        self.measured = QLineEdit()
+        self.measured.setPlaceholderText("optional: a CSV or JSONL file of results you already have on this dataset "
+                                         "(columns 'model', 'value', in the metric above)")
+        self.measured.setClearButtonEnabled(True)
+        self.measured_button = QPushButton("Choose…")
         self.max_params = QLineEdit()
         self.max_params.setPlaceholderText("any size; e.g. 350M, 7B")
         self.licences = QLineEdit()
@@ -192,6 +198,10 @@ class RecommendPage(QWidget):
         candidates_row.addWidget(self.candidates, 1)
         candidates_row.addWidget(self.candidates_button)
         form.addRow("Candidates", candidates_row)
+        measured_row = QHBoxLayout()
+        measured_row.addWidget(self.measured, 1)
+        measured_row.addWidget(self.measured_button)
+        form.addRow("Measured", measured_row)
         filters_row = QHBoxLayout()
         for label, widget in (("Max size", self.max_params), ("Licences", self.licences)):
             filters_row.addWidget(QLabel(label))
@@ -221,6 +231,7 @@ class RecommendPage(QWidget):
         self.rank_button.clicked.connect(self.rank)
         self.export_button.clicked.connect(self.choose_export)
         self.candidates_button.clicked.connect(self.choose_candidates)
+        self.measured_button.clicked.connect(self.choose_measured)
         self.table.clicked.connect(self.show_evidence)
         self.table.doubleClicked.connect(self.show_details)
         self.details_button.clicked.connect(self.show_details)
@@ -243,6 +254,7 @@ class RecommendPage(QWidget):
         self.metric.setEditText(settings.metric)
         self.top_k.setValue(settings.top_k)
         self.candidates.setText(settings.candidates)
+        self.measured.setText(settings.measured)
         self.max_params.setText(settings.max_params)
         self.licences.setText(settings.licences)
         self.open_weights.setChecked(settings.open_weights)
@@ -254,6 +266,7 @@ class RecommendPage(QWidget):
         settings.languages = self.languages.text()
         settings.top_k = self.top_k.value()
         settings.candidates = self.candidates.text()
+        settings.measured = self.measured.text()
         settings.max_params, settings.licences = self.max_params.text(), self.licences.text()
         settings.open_weights, settings.require_known = self.open_weights.isChecked(), self.require_known.isChecked()
 
@@ -324,6 +337,7 @@ class RecommendPage(QWidget):
         top_k = self.top_k.value()
         language = [self.languages.text()] if self.languages.text().strip() else []
         file = Path(self.candidates.text().strip()).expanduser() if self.candidates.text().strip() else None
+        mine = Path(self.measured.text().strip()).expanduser() if self.measured.text().strip() else None
         try:
             constraint = self.constraint()
         except LensrouteError as exc:
@@ -331,12 +345,14 @@ class RecommendPage(QWidget):
             return False
 
         def work(progress, cancel):  # type: ignore[no-untyped-def]
+            from recommender.measured import read_measured
             from recommender.ranker import read_candidates
             from routing.pool import runs_here
 
             candidates = read_candidates(file) if file else None  # a bad file fails the job with its reason
+            measured = read_measured(mine) if mine else []
             ranking = ranker.rank(text, dataset=dataset, task=task, metric=metric, top_k=top_k, language=language,
-                                  candidates=candidates, constraint=constraint)
+                                  candidates=candidates, constraint=constraint, measured=measured)
             return ranking, runs_here([r.model for r in ranking.results])
 
         return self.job.start(work)
@@ -352,6 +368,12 @@ class RecommendPage(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Models to rank", "", "Candidates (*.csv *.jsonl *.ndjson *.json);;All files (*)")
         if path:
             self.candidates.setText(path)
+
+    @Slot()
+    def choose_measured(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Results you have", "", "Results (*.csv *.jsonl *.ndjson *.json);;All files (*)")
+        if path:
+            self.measured.setText(path)
 
     @Slot(object)
     def on_ranked(self, ranked) -> None:  # type: ignore[no-untyped-def]
