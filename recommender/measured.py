@@ -18,8 +18,6 @@ best or near-best γ on the validation datasets for every K):
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender.errors import FormatError, NotFoundError
+from recommender.errors import FormatError
 from recommender.normalise import model_key
+from recommender.table_files import read_rows
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,7 @@ class MeasuredResult:
 
 def read_measured(path: Path) -> list[MeasuredResult]:
     """The rows of a measured-results file; every fault is one `FormatError` line naming the row."""
-    if not path.is_file():
-        raise NotFoundError(f"measured results file not found: {path}")
-    try:
-        rows = _rows(path)
-    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
-        raise FormatError(f"malformed measured results file {path.name}: {str(exc).splitlines()[0]}") from exc
+    rows = read_rows(path, "measured results")
     if not rows or not {"model", "value"} <= set(rows[0]):
         raise FormatError(f"measured results file {path.name} needs 'model' and 'value' columns and at least one row")
     return results_of(rows, lambda number: f"{path.name} row {number}")
@@ -74,24 +68,6 @@ def results_of(rows: list, where: Callable[[int], str]) -> list[MeasuredResult]:
             raise FormatError(f"{where(number)}: {name} was already measured in row {earlier}")
         out.append(MeasuredResult(name, value))
     return out
-
-
-def _rows(path: Path) -> list[dict]:
-    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            return list(csv.DictReader(handle))
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise FormatError(f"malformed measured results file {path.name} line {number}: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise FormatError(f"{path.name} line {number}: not a JSON object")
-        rows.append(row)
-    return rows
 
 
 def oriented(values: np.ndarray, higher_is_better: bool) -> np.ndarray:

@@ -7,7 +7,6 @@ and scores all candidates in one ONNX Runtime call.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections import Counter
@@ -44,6 +43,7 @@ from recommender.normalise import (
     model_key,
     parameters_from_name,
 )
+from recommender.table_files import read_rows
 
 RANKER_DIR_NAME = "ranker"
 EVIDENCE_PER_RESULT = 3
@@ -121,25 +121,7 @@ class Ranking:
 def read_candidates(path: Path) -> list[Candidate]:
     """CSV or JSONL with a `model` column; optional n_parameters, family, release_date, description,
     licence (or license) and open_weights."""
-    if not path.is_file():
-        raise NotFoundError(f"candidates file not found: {path}")
-    rows: list[dict] = []
-    try:
-        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except ValueError as exc:
-                        raise FormatError(f"malformed candidates file {path.name} line {number}: {exc.msg}") from exc
-                    if not isinstance(row, dict):
-                        raise FormatError(f"{path.name} line {number}: not a JSON object")
-                    rows.append(row)
-        else:
-            with path.open(encoding="utf-8-sig", newline="") as handle:
-                rows = list(csv.DictReader(handle))
-    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
-        raise FormatError(f"malformed candidates file {path.name}: {str(exc).splitlines()[0]}") from exc
+    rows = read_rows(path, "candidates")
     if not rows or "model" not in rows[0]:
         raise FormatError(f"candidates file {path.name} needs a 'model' column and at least one row")
     out = []
