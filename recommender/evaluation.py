@@ -165,12 +165,10 @@ def mean_of_runs(runs: list[tuple[dict[str, float], dict[str, dict[str, float]]]
     return overall, by_task
 
 
-def spread_note(taus: list[float], seeds: list[int]) -> str:
+def spread_note(taus: list[float], sd: float, seeds: list[int]) -> str:
     """The note of a row averaged over runs: mean of 5 training runs (seeds 0, 1, …): τw 0.6862, … (sd 0.0028)."""
     listed = ", ".join(f"{t:.4f}" for t in taus)
-    sd = float(np.std(taus, ddof=1)) if len(taus) > 1 else 0.0
-    return (f"mean of {len(taus)} training runs (seeds {', '.join(map(str, seeds))}): "
-            f"τw {listed} (sd {sd:.4f})")
+    return f"mean of {len(taus)} training runs (seeds {', '.join(map(str, seeds))}): τw {listed} (sd {sd:.4f})"
 
 
 def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, methods: list[str] | None = None,
@@ -198,18 +196,18 @@ def run_evaluation(space: LensSpace, split: Split, config: TrainConfig, *, metho
                 trainings.append(training)
                 notes.append(note)
                 step += 1
-            overall, by_task = runs[0] if len(runs) == 1 else mean_of_runs(runs)
             report.training = dict(trainings[0])
-            note = notes[0]
-            if len(runs) > 1:
-                report.training["runs"] = trainings
-                note = spread_note([o["tau_w"] for o, _ in runs], seeds)
-                overall = {**overall, "tau_w_sd": float(np.std([o["tau_w"] for o, _ in runs], ddof=1))}
-            result = MethodResult(method, overall, time.perf_counter() - started, note, by_task)
-            if len(runs) > 1:
-                result.runs = [{"train_seed": seed, **{k: o[k] for k in ("tau_w", "ndcg@10")}}
-                               for seed, (o, _) in zip(seeds, runs, strict=True)]
-            report.methods.append(result)
+            if len(runs) == 1:
+                overall, by_task = runs[0]
+                report.methods.append(MethodResult(method, overall, time.perf_counter() - started, notes[0], by_task))
+                continue
+            overall, by_task = mean_of_runs(runs)
+            taus = [o["tau_w"] for o, _ in runs]
+            overall["tau_w_sd"] = float(np.std(taus, ddof=1))
+            report.training["runs"] = trainings
+            report.methods.append(MethodResult(
+                method, overall, time.perf_counter() - started, spread_note(taus, overall["tau_w_sd"], seeds), by_task,
+                [{"train_seed": seed, **{k: o[k] for k in ("tau_w", "ndcg@10")}} for seed, (o, _) in zip(seeds, runs, strict=True)]))
             continue
         step += 1
         scores = BASELINES[method](space, split)

@@ -78,6 +78,7 @@ DEFAULT_WEIGHT = 2.5
 # best of 0 / 16 / 32 / 64 / 128 on the validation datasets of the new-dataset split with 3, 5 and 8
 # of each group's results revealed (`tests/bench/bench_measured.py`)
 MEASURED_AGREEMENT = 32.0
+MIN_MEASURED = 3  # a correlation with the training datasets needs three measured models
 DEFAULT_AGREEMENT = 4.0
 _CELLS = 4_000_000  # bound on the [groups × chunk × candidates] comparison buffer
 
@@ -229,7 +230,7 @@ def measured_weights(results: Results, measured: np.ndarray, measured_z: np.ndar
     0.73 from the same votes). They sharpen the votes like the scorer's predicted order does,
     but they are the truth: validated with `tests/bench/bench_measured.py`. Fewer than three
     measured models give no correlation: the votes stay as they were."""
-    if len(measured) < 3 or not strength:
+    if len(measured) < MIN_MEASURED or not strength:
         return weights
     return weights * np.exp(strength * results.agreement(measured, _standardise(measured_z), weights))
 
@@ -253,19 +254,26 @@ def rerank(scores: np.ndarray, rates: np.ndarray, weight: float) -> np.ndarray:
     """`scores` with the candidates that have a rate (not NaN) reordered by z(score) + weight ·
     z(rate). The reordered candidates take the same set of score values, so every other candidate
     keeps its place and the output is still "higher is better" on the scorer's scale."""
-    out = np.asarray(scores, np.float64).copy()
     at = np.flatnonzero(~np.isnan(rates))
     if weight == 0 or len(at) < 2:
-        return out.astype(np.asarray(scores).dtype, copy=False)
-    blended = _standardise(out[at]) + weight * _standardise(rates[at])
-    values = np.sort(out[at])[::-1]
-    out[at[np.argsort(-blended, kind="stable")]] = values
+        return np.array(scores, copy=True)  # a new array, as when it reorders
+    blended = _standardise(np.asarray(scores, np.float64)[at]) + weight * _standardise(rates[at])
+    return reorder(scores, at, blended)
+
+
+def reorder(scores: np.ndarray, at: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """`scores` with the candidates at positions `at` reordered by `key` (higher first): they take
+    the same set of score values, so every other candidate keeps its place and the output is still
+    "higher is better" on the scorer's scale."""
+    out = np.asarray(scores, np.float64).copy()
+    out[at[np.argsort(-np.asarray(key), kind="stable")]] = np.sort(out[at])[::-1]
     return out.astype(np.asarray(scores).dtype, copy=False)
 
 
 def rates_for_top(results: Results, candidates: np.ndarray, scores: np.ndarray, eligible: np.ndarray,
                   weights: np.ndarray, limit: int = RERANK_TOP, agreement: float = 0.0,
-                  measured: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                  measured: tuple[np.ndarray, np.ndarray] | None = None,
+                  measured_strength: float = MEASURED_AGREEMENT) -> np.ndarray:
     """Win rates of the top eligible candidates (NaN for everyone else), the votes sharpened by
     their agreement with the scorer over those candidates (`agreeing_weights`) and, when the user
     gave `measured` results (catalogue rows, z), by agreement with those (`measured_weights`)."""
@@ -274,7 +282,7 @@ def rates_for_top(results: Results, candidates: np.ndarray, scores: np.ndarray, 
     if len(top) >= 2:
         weights = agreeing_weights(results, candidates[top], np.asarray(scores)[top], weights, agreement)
         if measured is not None:
-            weights = measured_weights(results, measured[0], measured[1], weights)
+            weights = measured_weights(results, measured[0], measured[1], weights, measured_strength)
         rates[top] = results.win_rates(candidates[top], weights)
     return rates
 

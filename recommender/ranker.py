@@ -48,7 +48,6 @@ from recommender.table_files import read_rows
 RANKER_DIR_NAME = "ranker"
 EVIDENCE_PER_RESULT = 3
 SCORE_CHUNK = 16384
-MIN_MEASURED = 3  # a correlation with the training datasets needs three measured models
 NEAR_MISSES_CHECKED = 20  # unseen candidates checked for a near-miss name (1–10 ms each on 6,124 names)
 
 
@@ -495,6 +494,7 @@ class Ranker:
         query["languages"] = list(self._query_languages(description or "", dataset_idx, language, notes))
         exclude = int(self.dataset_base[dataset_idx]) if dataset_idx else None
         measured_rows, measured_values = self._measured_rows(measured, notes)
+        measured_z = oriented(measured_values, bool(self.metric_higher[metric_idx - 1]))  # higher is better
         if candidates is None:
             names = None
             if all_models:
@@ -543,11 +543,10 @@ class Ranker:
         rates = np.full(len(rows), np.nan)
         if self.h2h_weight:
             shares = self.languages.sharing(query["languages"]) if self.languages is not None else None
-            higher = bool(self.metric_higher[metric_idx - 1])
             rates = head_to_head.rates_for_top(self.results, rows, scores, known,
                                                self.results.weights(sims, task_idx, exclude, shares),
                                                agreement=self.h2h_agreement,
-                                               measured=(measured_rows, oriented(measured_values, higher)))
+                                               measured=(measured_rows, measured_z))
             scores = head_to_head.rerank(scores, rates, self.h2h_weight)
             if (reordered := int((~np.isnan(rates)).sum())) >= 2:
                 notes.append(f"the top {reordered} known candidates reordered by how they did "
@@ -555,7 +554,7 @@ class Ranker:
                              + (f", votes sharpened by agreement with the scorer, γ {self.h2h_agreement:g})"
                                 if self.h2h_agreement else ")"))
         scores, shown_measured = self._in_measured_order(rows, known, scores, measured_rows, measured_values,
-                                                         bool(self.metric_higher[metric_idx - 1]), notes)
+                                                         measured_z, notes)
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]
@@ -587,8 +586,8 @@ class Ranker:
         if unmatched:
             shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
             notes.append(f"measured results of models without results in the catalogue are not compared: {shown}")
-        if measured and len(rows) < MIN_MEASURED:
-            notes.append(f"measured results sharpen the head-to-head votes from {MIN_MEASURED} catalogued models on "
+        if measured and len(rows) < head_to_head.MIN_MEASURED:
+            notes.append(f"measured results sharpen the head-to-head votes from {head_to_head.MIN_MEASURED} catalogued models on "
                          f"(got {len(rows)}); they only order the measured models here")
         elif rows and not self.h2h_weight:
             notes.append("this ranker has no head-to-head weight: measured results only order the measured models")
@@ -599,22 +598,20 @@ class Ranker:
 
     @staticmethod
     def _in_measured_order(rows: np.ndarray, known: np.ndarray, scores: np.ndarray, measured_rows: np.ndarray,
-                           measured_values: np.ndarray, higher: bool, notes: list[str]) -> tuple[np.ndarray, dict[int, float]]:
-        """The measured candidates reordered among themselves by their measured values (they take
-        the same set of score values, so every other candidate keeps its place), and per candidate
-        position its measured value. A measurement outranks any prediction of it."""
+                           measured_values: np.ndarray, measured_z: np.ndarray, notes: list[str]
+                           ) -> tuple[np.ndarray, dict[int, float]]:
+        """The measured candidates reordered among themselves by their measured results
+        (`measured_z`: higher is better; `head_to_head.reorder` keeps everyone else's place), and
+        per candidate position its measured value. A measurement outranks any prediction of it."""
         if not len(measured_rows):
             return scores, {}
-        value_of = dict(zip(measured_rows.tolist(), measured_values.tolist(), strict=True))
         at = np.flatnonzero(known & np.isin(rows, measured_rows))  # vectorised: 50,000 candidates may stand here
-        shown = {int(i): value_of[int(rows[i])] for i in at}
+        index_of = {row: k for k, row in enumerate(measured_rows.tolist())}
+        order = np.array([index_of[row] for row in rows[at].tolist()], np.int64)  # into the measured lists
         if len(at) >= 2:
-            by_value = oriented(np.array([shown[int(i)] for i in at]), higher)
-            out = np.asarray(scores, np.float64).copy()
-            out[at[np.argsort(-by_value, kind="stable")]] = np.sort(out[at])[::-1]
-            scores = out.astype(np.asarray(scores).dtype, copy=False)
+            scores = head_to_head.reorder(scores, at, measured_z[order])
             notes.append(f"the {len(at)} measured candidates are listed in their measured order")
-        return scores, shown
+        return scores, {int(i): float(measured_values[k]) for i, k in zip(at, order, strict=True)}
 
     def _facts(self, rows: np.ndarray, known: np.ndarray, candidates: list[Candidate] | None
                ) -> tuple[np.ndarray, list[str | None], np.ndarray]:

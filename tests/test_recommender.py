@@ -282,7 +282,8 @@ def test_seed_lists_parse_ranges_and_refuse_nonsense() -> None:
     assert seed_list("0-4") == [0, 1, 2, 3, 4]
     assert seed_list("3, 0-1,7") == [3, 0, 1, 7]
     assert seed_list("5") == [5]
-    for bad in ("", "a", "1,,2", "3-1", "-1", "1,1", "0-2,2", f"0-{MAX_SEEDS}"):
+    assert len(seed_list(f"0-{MAX_SEEDS - 1}")) == MAX_SEEDS
+    for bad in ("", "a", "1,,2", "3-1", "-1", "1,1", "0-2,2", f"0-{MAX_SEEDS}", "0-999999999999"):
         with pytest.raises(argparse.ArgumentTypeError):
             seed_list(bad)
 

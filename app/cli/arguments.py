@@ -44,9 +44,9 @@ def seed_list(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds (like 0,1,2 or 0-4)") from None
         if first < 0 or last < first:
             raise argparse.ArgumentTypeError(f"{part!r}: seeds are whole numbers ≥ 0, ranges low-high")
-        seeds.extend(range(first, last + 1))
-        if len(seeds) > MAX_SEEDS:
+        if len(seeds) + last - first + 1 > MAX_SEEDS:  # before the range is built: "0-999999999" is a typo, not a plan
             raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds (got more in {text!r})")
+        seeds.extend(range(first, last + 1))
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
     return seeds

@@ -37,11 +37,9 @@ def hidden_tau(results, groups, scores, weights, reveal: int, choice, strength: 
             continue
         shown = rng.choice(len(members), reveal, replace=False)
         hidden = np.setdiff1d(np.arange(len(members)), shown)
-        top = head_to_head.top_positions(s, np.ones(len(members), bool))
-        votes = head_to_head.agreeing_weights(results, members[top], s[top], w, choice.agreement)
-        votes = head_to_head.measured_weights(results, members[shown], z[shown], votes, strength)
-        rates = np.full(len(members), np.nan)
-        rates[top] = results.win_rates(members[top], votes)
+        rates = head_to_head.rates_for_top(results, members, s, np.ones(len(members), bool), w,
+                                           agreement=choice.agreement, measured=(members[shown], z[shown]),
+                                           measured_strength=strength)  # the ranker's path, γ from the grid
         ranked = head_to_head.rerank(s, rates, choice.weight)
         taus.append(weighted_kendall_tau(z[hidden], ranked[hidden]))
     return float(np.nanmean(taus)), len(taus)
