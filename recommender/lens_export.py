@@ -36,7 +36,7 @@ from recommender.evidence import (
 )
 from recommender.features import N_NUMERIC
 from recommender.languages import LanguageIndex
-from recommender.modellens import TEXT_DIM, ModelLens
+from recommender.modellens import TEXT_DIM, LensConfig, ModelLens
 from recommender.space import GroupSet, LensSpace
 from recommender.training import SpaceTensors
 
@@ -50,9 +50,7 @@ class _ModelSide(nn.Module):
         self.lens = lens
 
     def forward(self, ids, name_vec, text, size, family, numeric):  # type: ignore[no-untyped-def]
-        lens = self.lens
-        x_m = torch.cat([lens.model_id(ids), name_vec, lens.model_text(text), lens.size(size), lens.family(family), numeric], dim=-1)
-        return lens.model_side(x_m)
+        return self.lens.model_side(self.lens.model_inputs_named(ids, name_vec, text, size, family, numeric))
 
 
 class _Scorer(nn.Module):
@@ -181,6 +179,14 @@ def export_ranker(lens: ModelLens, space: LensSpace, groups: GroupSet, evidence:
         archive_current(out)  # the replaced ranker stays available as a version
     os.replace(staging, out)
     return manifest
+
+
+def load_lens(path: Path) -> ModelLens:
+    """The torch scorer of an exported ranker (`lens.pt`), for parity checks and benchmarks."""
+    saved = torch.load(path, weights_only=False)
+    lens = ModelLens(LensConfig(**saved["lens_config"]))
+    lens.load_state_dict(saved["state_dict"])
+    return lens.eval()
 
 
 def _per_model(values, n_models: int, unknown):  # type: ignore[no-untyped-def]

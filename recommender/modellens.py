@@ -88,10 +88,13 @@ class ModelLens(nn.Module):
     def model_inputs(self, ids: torch.Tensor, ngram_ids: torch.Tensor, ngram_offsets: torch.Tensor,
                      text: torch.Tensor, size: torch.Tensor, family: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """`numeric` is [N, N_NUMERIC] (features.model_numeric); column 0 is standardised log10(parameters)."""
-        return torch.cat([
-            self.model_id(ids), self.name_ngrams(ngram_ids, ngram_offsets), self.model_text(text),
-            self.size(size), self.family(family), numeric,
-        ], dim=-1)
+        return self.model_inputs_named(ids, self.name_ngrams(ngram_ids, ngram_offsets), text, size, family, numeric)
+
+    def model_inputs_named(self, ids: torch.Tensor, name_vector: torch.Tensor, text: torch.Tensor, size: torch.Tensor,
+                           family: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """`model_inputs` with the mean of the name's n-gram rows already taken, as the ranker takes it (no EmbeddingBag in ONNX)."""
+        return torch.cat([self.model_id(ids), name_vector, self.model_text(text), self.size(size), self.family(family),
+                          numeric], dim=-1)
 
     def dataset_inputs(self, ids: torch.Tensor, text: torch.Tensor, task: torch.Tensor, metric: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.dataset_id(ids), self.dataset_text(text), self.task(task), self.metric(metric)], dim=-1)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recommender.errors import Cancelled, RuntimeUnavailableError
+from recommender.errors import Cancelled, FormatError, RuntimeUnavailableError
 from recommender.evidence import N_CORE, EvidenceIndex, dataset_similarity
 from recommender.metrics import weighted_kendall_tau
 from recommender.modellens import LensConfig, ModelLens
@@ -193,6 +193,26 @@ def _losses(raw: torch.Tensor, scaled: torch.Tensor, z: torch.Tensor, segments: 
     return total, {"listwise": float(loss_list.detach()), "pairwise": float(loss_pair.detach()), "pointwise": float(loss_point.detach())}
 
 
+# what may differ between an interrupted run and the run that resumes it
+_RESUMABLE_CHANGES = {"epochs", "patience", "device"}
+
+
+def _read_checkpoint(path: Path, device: torch.device, lens_config: LensConfig, config: TrainConfig) -> dict:
+    """A checkpoint this run can continue, or a one-line reason it cannot (unreadable, or written by
+    another configuration or catalogue: its weights would not fit, or would be silently wrong)."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=False)
+        written_lens, written_config = saved["lens_config"], saved["train_config"]
+    except Exception as exc:  # a truncated or foreign file: torch raises several kinds
+        raise FormatError(f"the checkpoint {path} cannot be read ({type(exc).__name__}); train without --resume "
+                          "to start over") from exc
+    changed = sorted(k for k, v in config.as_dict().items() if k not in _RESUMABLE_CHANGES and written_config.get(k) != v)
+    if written_lens != lens_config.as_dict() or changed:
+        what = f"with other training settings ({', '.join(changed)})" if changed else "for another catalogue"
+        raise FormatError(f"the checkpoint {path} was written {what}; train without --resume to start over")
+    return saved
+
+
 def _distributed() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -235,12 +255,16 @@ def train(
     result = TrainResult(model, evidence=evidence)
     start_epoch, best_state, bad_epochs = 0, None, 0
     if resume and checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        saved = _read_checkpoint(checkpoint, device, lens_config, config)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, result.history = saved["epoch"] + 1, saved["history"]
         result.best_epoch, result.best_val_tau = saved["best_epoch"], saved["best_val_tau"]
         best_state, bad_epochs, result.rows_seen = saved["best_state"], saved["bad_epochs"], saved["rows_seen"]
+        if "torch_rng" in saved:
+            torch.set_rng_state(saved["torch_rng"])  # dropout draws continue where they stopped: resuming = not stopping
+        if bad_epochs >= config.patience:
+            start_epoch = config.epochs  # it had stopped early: nothing left to run
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         rng = np.random.default_rng(config.seed * 100_003 + epoch)
@@ -307,6 +331,7 @@ def train(
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                         "history": result.history, "best_epoch": result.best_epoch, "best_val_tau": result.best_val_tau,
                         "best_state": best_state, "bad_epochs": bad_epochs, "rows_seen": result.rows_seen,
+                        "torch_rng": torch.get_rng_state(),
                         "lens_config": lens_config.as_dict(), "train_config": config.as_dict()}, partial)
             os.replace(partial, checkpoint)
         if bad_epochs >= config.patience:

@@ -87,8 +87,7 @@ def main() -> None:
 
     import torch
 
-    from recommender.lens_export import _Scorer
-    from recommender.modellens import LensConfig, ModelLens
+    from recommender.lens_export import _Scorer, load_lens
     from recommender.ranker import Ranker, find_ranker_dir
 
     source = find_ranker_dir(args.ranker)
@@ -118,10 +117,7 @@ def main() -> None:
         ranker.h2h_weight = served_weight
 
         # the same query, scored pair by pair with the torch model (the naive way)
-        saved = torch.load(folder / "lens.pt", weights_only=False)
-        lens = ModelLens(LensConfig(**saved["lens_config"]))
-        lens.load_state_dict(saved["state_dict"])
-        scorer = _Scorer(lens).eval()
+        scorer = _Scorer(load_lens(folder / "lens.pt")).eval()
         resolved, _, sims = ranker._resolve(DESCRIPTION.format(i=args.repeats - 1), None, "Retrieval", "ndcg_at_10")
         _, task_idx, metric_idx, query_vector = resolved["_ids"]
         rows = ranker.known_rows

@@ -1,0 +1,117 @@
+"""Resuming an interrupted training (`lensroute train --resume`), on the real fixture catalogue:
+the resumed run ends where an uninterrupted one ends, and a checkpoint it cannot continue is
+refused in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from recommender.errors import Cancelled, FormatError
+from recommender.store import Store
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def prepared(fixture_store: Store, encoder: Path):  # type: ignore[no-untyped-def]
+    from recommender.pipeline import prepare
+
+    return prepare(fixture_store)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    first, second = a.state_dict(), b.state_dict()
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def _stop_after_epoch(token, epoch: int):  # type: ignore[no-untyped-def]
+    def progress(done: float, total: float | None = None, message: str = "") -> None:
+        if message.startswith(f"epoch {epoch}:"):
+            token.cancel()  # the next batch raises: the following epoch is left half done
+
+    return progress
+
+
+def test_an_interrupted_training_resumes_to_the_model_an_uninterrupted_one_gives(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from recommender.progress import CancelToken
+    from recommender.splits import make_split
+    from recommender.training import TrainConfig, train
+
+    space, groups, _ = prepared
+    split = make_split(space, groups, "new-dataset", seed=0)
+    config = TrainConfig(epochs=3, patience=5, hidden=32)
+    whole = train(space, split.train, split.val, config, unknown_datasets=True)
+
+    checkpoint = tmp_path / "ranker.checkpoint.pt"
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        train(space, split.train, split.val, config, unknown_datasets=True, checkpoint=checkpoint,
+              progress=_stop_after_epoch(token, 2), cancel=token)
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 1  # the last finished epoch (0-based)
+    resumed = train(space, split.train, split.val, config, unknown_datasets=True, checkpoint=checkpoint, resume=True)
+    # the dropout draws continue where they stopped, so resuming is the same as never stopping
+    assert _same_weights(resumed.model, whole.model)
+    assert resumed.history == whole.history and resumed.best_epoch == whole.best_epoch
+
+
+def test_a_run_that_had_stopped_early_is_not_trained_further_on_resume(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from recommender.splits import make_split
+    from recommender.training import TrainConfig, train
+
+    space, groups, _ = prepared
+    split = make_split(space, groups, "new-dataset", seed=0)
+    config = TrainConfig(epochs=12, patience=1, hidden=32)
+    checkpoint = tmp_path / "ranker.checkpoint.pt"
+    first = train(space, split.train, split.val, config, unknown_datasets=True, checkpoint=checkpoint)
+    assert len(first.history) < config.epochs  # it stopped early (validation τ_w stopped improving)
+    again = train(space, split.train, split.val, config, unknown_datasets=True, checkpoint=checkpoint, resume=True)
+    assert again.history == first.history and _same_weights(again.model, first.model)
+
+
+def test_a_checkpoint_that_cannot_be_continued_is_refused_and_left_alone(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from recommender.splits import make_split
+    from recommender.training import TrainConfig, train
+
+    space, groups, _ = prepared
+    split = make_split(space, groups, "new-dataset", seed=0)
+    config = TrainConfig(epochs=1, hidden=32)
+    checkpoint = tmp_path / "ranker.checkpoint.pt"
+    train(space, split.train, split.val, config, unknown_datasets=True, checkpoint=checkpoint)
+    written = checkpoint.read_bytes()
+    # more epochs or another device may change between the runs; the model's shape or the data may not
+    train(space, split.train, split.val, replace(config, epochs=2), unknown_datasets=True, checkpoint=checkpoint, resume=True)
+    checkpoint.write_bytes(written)
+    with pytest.raises(FormatError, match=r"other training settings \(hidden, lr\)"):
+        train(space, split.train, split.val, replace(config, hidden=16, lr=1e-3), unknown_datasets=True,
+              checkpoint=checkpoint, resume=True)
+    saved = torch.load(checkpoint, weights_only=False)
+    saved["lens_config"]["n_models"] += 1  # written when the catalogue had one more model
+    torch.save(saved, checkpoint)
+    other = checkpoint.read_bytes()
+    with pytest.raises(FormatError, match="for another catalogue"):
+        train(space, split.train, split.val, config, unknown_datasets=True, checkpoint=checkpoint, resume=True)
+    assert checkpoint.read_bytes() == other
+    checkpoint.write_bytes(written)
+    assert checkpoint.read_bytes() == written
+    checkpoint.write_bytes(written[: len(written) // 2])  # a checkpoint cut short (a full disk, a killed copy)
+    with pytest.raises(FormatError, match="cannot be read"):
+        train(space, split.train, split.val, config, unknown_datasets=True, checkpoint=checkpoint, resume=True)
+
+
+def test_train_resume_from_the_command_line_refuses_a_broken_checkpoint_in_one_line(fixture_store: Store, encoder: Path,
+                                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "ranker"
+    (tmp_path / "ranker.checkpoint.pt").write_bytes(b"not a checkpoint")
+    done = subprocess.run([sys.executable, "-m", "app", "--db", fixture_store.url, "train", "--out", str(out), "--resume"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)})
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be read" in lines[0] and "without --resume" in lines[0]
+    assert not out.exists() and (tmp_path / "ranker.checkpoint.pt").read_bytes() == b"not a checkpoint"
