@@ -52,6 +52,12 @@ def models_dir() -> Path:
     return path
 
 
+def training_checkpoint(ranker: Path) -> Path:
+    """Where training the ranker folder `ranker` keeps its checkpoint: there only while a training
+    is unfinished (`pipeline.train_ranker` removes it once the ranker is exported)."""
+    return ranker.with_name(ranker.name + ".checkpoint.pt")
+
+
 def database_url(explicit: str | None = None) -> str:
     """`--db` wins over `LENSROUTE_DB`, which wins over the SQLite file under the home dir.
 

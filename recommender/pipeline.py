@@ -17,6 +17,7 @@ from recommender.evaluation import EvaluationReport, choose_head_to_head, run_ev
 from recommender.evidence import EvidenceIndex
 from recommender.frames import load_catalogue, ranking_groups
 from recommender.lens_export import export_ranker
+from recommender.paths import training_checkpoint
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
 from recommender.space import GroupSet, LensSpace, build_space, group_set
 from recommender.splits import Split, make_split
@@ -65,7 +66,9 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
 
     Early stopping needs held-out data, so a first run holds out 10% of the dataset names
     (the question the ranker will be asked is "a dataset it has not seen"); the final model is
-    then refitted on everything for the epoch count that run found best.
+    then refitted on everything for the epoch count that run found best. The validation run keeps a
+    checkpoint that `resume` continues; it is removed once the ranker is exported, so a checkpoint
+    on disk means an unfinished training.
     """
     started = time.perf_counter()
     space, groups, data = prepare(store, SubProgress(progress, 0, 1, 4), cancel, encode)
@@ -73,7 +76,7 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     split = make_split(space, groups, "new-dataset", seed=config.seed, test_share=0.10)
     # the split's own test part is not used here: its datasets rejoin the training set below
     validation = train(space, _union(split.train, split.test), split.val, config, unknown_datasets=True,
-                       checkpoint=out.with_name(out.name + ".checkpoint.pt"), resume=resume,
+                       checkpoint=training_checkpoint(out), resume=resume,
                        progress=SubProgress(progress, 1, 1, 4), cancel=cancel)
     chosen = _choose_head_to_head(space, split, validation)
     final_config = replace(config, epochs=validation.best_epoch + 1, patience=config.epochs + 1)
@@ -91,6 +94,7 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
                      "seconds": round(time.perf_counter() - started, 1),
                      "rows_per_second": round((validation.rows_seen + final.rows_seen) / max(validation.seconds + final.seconds, 1e-9))},
     }, metric_higher)
+    training_checkpoint(out).unlink(missing_ok=True)
     progress(4, 4, "done")
     return manifest
 

@@ -627,6 +627,9 @@ def test_catalogue_crawls_a_source_from_a_local_server(qtbot, window) -> None:  
 
 @pytest.mark.slow
 def test_train_page_draws_the_live_curve_and_can_cancel(qtbot, window, fixture_store, encoder: Path) -> None:  # type: ignore[no-untyped-def]
+    from recommender.paths import training_checkpoint
+    from recommender.ranker import user_ranker_dir
+
     window.context._store = fixture_store
     train = page(window, "Train & evaluate")
     train.epochs.setValue(3)
@@ -644,12 +647,21 @@ def test_train_page_draws_the_live_curve_and_can_cancel(qtbot, window, fixture_s
         qtbot.waitUntil(lambda: len(train.history) >= 1, timeout=300_000)
         train.job.cancel()
     assert not train.job.running and train.train_button.isEnabled()
+    # the interrupted training left its checkpoint: Resume continues it (here to 3 epochs in all)
+    assert train.resume_button.isEnabled() and training_checkpoint(user_ranker_dir()).exists()
+    cancelled_at = len(train.history)
+    with qtbot.waitSignal(train.job.succeeded, timeout=300_000):
+        train.epochs.setValue(3)
+        assert train.resume()
+    assert [h[0] for h in train.history] == list(range(1, 4)) and cancelled_at <= 3  # the curve went on, not over
+    assert not training_checkpoint(user_ranker_dir()).exists() and not train.resume_button.isEnabled()
+    assert train.versions.rowCount() == 2
     first = train.versions.frame["version"][0]
-    with qtbot.waitSignal(train.job.succeeded, timeout=300_000):  # a second training archives the first
+    with qtbot.waitSignal(train.job.succeeded, timeout=300_000):  # another training archives the first
         train.epochs.setValue(2)
         train.seed.setValue(1)
         train.train()
-    assert train.versions.rowCount() == 2 and first in train.versions.frame["version"].to_list()
+    assert train.versions.rowCount() == 3 and first in train.versions.frame["version"].to_list()
     train.versions_table.selectRow(train.versions.frame["version"].to_list().index(first))
     assert train.use_selected()
     assert train.versions.frame.filter(pl.col("in use") == "✔")["version"][0] == first

@@ -115,3 +115,41 @@ def test_train_resume_from_the_command_line_refuses_a_broken_checkpoint_in_one_l
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot be read" in lines[0] and "without --resume" in lines[0]
     assert not out.exists() and (tmp_path / "ranker.checkpoint.pt").read_bytes() == b"not a checkpoint"
+
+
+def test_ctrl_c_during_a_cli_training_then_resume_finishes_it(fixture_store: Store, encoder: Path, tmp_path: Path) -> None:
+    import json
+    import signal
+    import time
+
+    out = tmp_path / "ranker"
+    checkpoint = tmp_path / "ranker.checkpoint.pt"
+    env = {**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)}
+    args = [sys.executable, "-m", "app", "--db", fixture_store.url, "train", "--out", str(out)]
+    process = subprocess.Popen([*args, "--epochs", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=REPO)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # after the first finished epoch, long before the 60th
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "--resume" in err
+    assert checkpoint.exists() and not out.exists()
+    saved = torch.load(checkpoint, weights_only=False)
+    finished = saved["epoch"] + 1
+    saved["history"][0]["interrupted_run"] = True  # a mark that only a run continuing this checkpoint carries on
+    torch.save(saved, checkpoint)
+
+    done = subprocess.run([*args, "--resume", "--epochs", str(finished + 1), "--json"], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["validation"]["best_epoch"] <= finished
+    history = json.loads((out / "manifest.json").read_text())["validation"]["history"]
+    assert len(history) == finished + 1 and history[0].get("interrupted_run")  # continued, one more epoch
+    assert not checkpoint.exists()  # finished: nothing left to resume
+
+    again = subprocess.run([*args, "--resume", "--epochs", "1", "--json"], capture_output=True, text=True, timeout=600,
+                           env=env, cwd=REPO)
+    assert again.returncode == 0 and "no unfinished training" in again.stderr

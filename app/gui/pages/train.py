@@ -91,6 +91,9 @@ class TrainPage(QWidget):
         self.split = QComboBox()
         self.split.addItems([*SPLIT_ORDER, ALL_SPLITS])
         self.train_button = QPushButton("Train")
+        self.resume_button = QPushButton("Resume")  # an interrupted training, from its last finished epoch
+        self.resume_button.setToolTip("Continue the interrupted training from its last finished epoch "
+                                      "(the same seed; more epochs may be given)")
         self.evaluate_button = QPushButton("Evaluate")
         self.version = QLabel("")
         self.version.setObjectName("modelVersion")
@@ -132,6 +135,7 @@ class TrainPage(QWidget):
             params.addWidget(QLabel(label))
             params.addWidget(widget)
         params.addWidget(self.train_button)
+        params.addWidget(self.resume_button)
         params.addWidget(self.evaluate_button)
         params.addStretch(1)
         layout = QVBoxLayout(self)
@@ -150,6 +154,7 @@ class TrainPage(QWidget):
         layout.addWidget(self.versions_table, 1)
         layout.addWidget(JobBar(self.job))
         self.train_button.clicked.connect(self.train)
+        self.resume_button.clicked.connect(self.resume)
         self.evaluate_button.clicked.connect(self.evaluate)
         self.use_button.clicked.connect(self.use_selected)
         self.table.selectionModel().selectionChanged.connect(self.show_task_breakdown)
@@ -160,6 +165,7 @@ class TrainPage(QWidget):
         self.cannot_train = disable_without_build_tools(self.train_button, self.evaluate_button)
         if self.cannot_train is not None:
             self.eval_note.setText(self.cannot_train)
+        self.resume_button.setEnabled(self.can_resume())
 
     def config(self):  # type: ignore[no-untyped-def]
         from recommender.train_config import TrainConfig
@@ -170,14 +176,30 @@ class TrainPage(QWidget):
 
     @Slot()
     def train(self) -> bool:
+        return self._start_training(resume=False)
+
+    def _start_training(self, resume: bool) -> bool:
         from recommender.pipeline import train_ranker
         from recommender.ranker import user_ranker_dir
 
         store, config, out = self.context.store(), self.config(), user_ranker_dir()
-        self.history.clear()
-        self.loss_line.setData([], [])
-        self.val_line.setData([], [])
-        return self.job.start(lambda progress, cancel: train_ranker(store, config, out, progress=progress, cancel=cancel))
+        if not resume:
+            self.history.clear()
+            self.loss_line.setData([], [])
+            self.val_line.setData([], [])
+        return self.job.start(lambda progress, cancel: train_ranker(store, config, out, resume=resume,
+                                                                    progress=progress, cancel=cancel))
+
+    @Slot()
+    def resume(self) -> bool:
+        """Continue the training a cancel (or a closed window) interrupted; the curve keeps its first epochs."""
+        return self.can_resume() and self._start_training(resume=True)
+
+    def can_resume(self) -> bool:
+        from recommender.paths import training_checkpoint
+        from recommender.ranker import user_ranker_dir
+
+        return self.cannot_train is None and not self.job.running and training_checkpoint(user_ranker_dir()).exists()
 
     @Slot()
     def evaluate(self) -> bool:
@@ -216,6 +238,7 @@ class TrainPage(QWidget):
     def on_running(self, running: bool) -> None:
         self.train_button.setEnabled(not running and self.cannot_train is None)
         self.evaluate_button.setEnabled(not running and self.cannot_train is None)
+        self.resume_button.setEnabled(self.can_resume())
 
     def show_reports(self, reports: dict[str, dict]) -> None:
         self.reports = reports
