@@ -11,6 +11,7 @@ set, so they take the same early-stopping decision without talking to each other
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -197,7 +198,7 @@ def _losses(raw: torch.Tensor, scaled: torch.Tensor, z: torch.Tensor, segments: 
 _RESUMABLE_CHANGES = {"epochs", "patience", "device"}
 
 
-def _read_checkpoint(path: Path, device: torch.device, lens_config: LensConfig, config: TrainConfig) -> dict:
+def _read_checkpoint(path: Path, device: torch.device, lens_config: LensConfig, config: TrainConfig, groups: str) -> dict:
     """A checkpoint this run can continue, or a one-line reason it cannot (unreadable, or written by
     another configuration or catalogue: its weights would not fit, or would be silently wrong)."""
     try:
@@ -207,10 +208,30 @@ def _read_checkpoint(path: Path, device: torch.device, lens_config: LensConfig, 
         raise FormatError(f"the checkpoint {path} cannot be read ({type(exc).__name__}); train without --resume "
                           "to start over") from exc
     changed = sorted(k for k, v in config.as_dict().items() if k not in _RESUMABLE_CHANGES and written_config.get(k) != v)
-    if written_lens != lens_config.as_dict() or changed:
+    if written_lens != lens_config.as_dict() or saved.get("groups", groups) != groups or changed:
         what = f"with other training settings ({', '.join(changed)})" if changed else "for another catalogue"
         raise FormatError(f"the checkpoint {path} was written {what}; train without --resume to start over")
     return saved
+
+
+def groups_fingerprint(*parts: GroupSet) -> str:
+    """What the groups trained and validated on hold (members and z): a checkpoint continues only on
+    the same, since a catalogue can change without changing the model's shape (a new result)."""
+    digest = hashlib.sha256()
+    for groups in parts:
+        for members, z in zip(groups.members, groups.z, strict=True):
+            digest.update(np.asarray(members, np.int64).tobytes())
+            digest.update(np.asarray(z, np.float32).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:16]
+
+
+def _restore_rng(saved: dict) -> None:
+    """Dropout draws continue where they stopped, so resuming is the same as never stopping."""
+    if "torch_rng" in saved:
+        torch.set_rng_state(saved["torch_rng"].cpu())  # map_location may have moved it to the device
+    if "cuda_rng" in saved and torch.cuda.is_available() and len(saved["cuda_rng"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([state.cpu() for state in saved["cuda_rng"]])
 
 
 def _distributed() -> tuple[int, int]:
@@ -254,15 +275,15 @@ def train(
     val_evidence = evidence.group_features(space, similarity, val_groups)
     result = TrainResult(model, evidence=evidence)
     start_epoch, best_state, bad_epochs = 0, None, 0
+    fingerprint = groups_fingerprint(train_groups, val_groups) if checkpoint is not None else ""
     if resume and checkpoint is not None and checkpoint.exists():
-        saved = _read_checkpoint(checkpoint, device, lens_config, config)
+        saved = _read_checkpoint(checkpoint, device, lens_config, config, fingerprint)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, result.history = saved["epoch"] + 1, saved["history"]
         result.best_epoch, result.best_val_tau = saved["best_epoch"], saved["best_val_tau"]
         best_state, bad_epochs, result.rows_seen = saved["best_state"], saved["bad_epochs"], saved["rows_seen"]
-        if "torch_rng" in saved:
-            torch.set_rng_state(saved["torch_rng"])  # dropout draws continue where they stopped: resuming = not stopping
+        _restore_rng(saved)
         if bad_epochs >= config.patience:
             start_epoch = config.epochs  # it had stopped early: nothing left to run
     started = time.perf_counter()
@@ -331,7 +352,8 @@ def train(
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                         "history": result.history, "best_epoch": result.best_epoch, "best_val_tau": result.best_val_tau,
                         "best_state": best_state, "bad_epochs": bad_epochs, "rows_seen": result.rows_seen,
-                        "torch_rng": torch.get_rng_state(),
+                        "torch_rng": torch.get_rng_state(), "groups": fingerprint,
+                        **({"cuda_rng": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {}),
                         "lens_config": lens_config.as_dict(), "train_config": config.as_dict()}, partial)
             os.replace(partial, checkpoint)
         if bad_epochs >= config.patience:

@@ -90,6 +90,10 @@ def test_a_checkpoint_that_cannot_be_continued_is_refused_and_left_alone(prepare
     with pytest.raises(FormatError, match=r"other training settings \(hidden, lr\)"):
         train(space, split.train, split.val, replace(config, hidden=16, lr=1e-3), unknown_datasets=True,
               checkpoint=checkpoint, resume=True)
+    # the same models and datasets, one result changed since (a re-import, a crawl): the shape fits, the data does not
+    changed = replace(split.train, z=[-split.train.z[0], *split.train.z[1:]])
+    with pytest.raises(FormatError, match="for another catalogue"):
+        train(space, changed, split.val, config, unknown_datasets=True, checkpoint=checkpoint, resume=True)
     saved = torch.load(checkpoint, weights_only=False)
     saved["lens_config"]["n_models"] += 1  # written when the catalogue had one more model
     torch.save(saved, checkpoint)
