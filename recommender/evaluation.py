@@ -132,7 +132,7 @@ def _modellens(space: LensSpace, split: Split, config: TrainConfig, progress: Pr
                           split.unknown_models, split.unknown_datasets)
     training = {"train_seed": config.seed, "epochs_run": len(result.history), "best_epoch": result.best_epoch,
                 "best_val_tau_w": result.best_val_tau, "rows_seen": result.rows_seen,
-                "rows_per_second": round(result.rows_seen / max(result.seconds, 1e-9)),
+                "rows_per_second": round(result.rows_per_second),
                 "seconds": round(result.seconds, 1)}
     note = ""
     if split.unknown_models:

@@ -41,7 +41,14 @@ class TrainResult:
     best_epoch: int = 0
     best_val_tau: float = float("nan")
     rows_seen: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # this process's training time (after a resume: only what was left)
+    resumed_rows: int = 0  # rows_seen that a resumed checkpoint had already counted
+    resumed_epochs: int = 0  # epochs a resumed checkpoint had already finished
+
+    @property
+    def rows_per_second(self) -> float:
+        """Throughput of this process's work: a resumed run's earlier epochs took time it did not measure."""
+        return (self.rows_seen - self.resumed_rows) / max(self.seconds, 1e-9)
 
 
 def seed_everything(seed: int) -> None:
@@ -283,6 +290,7 @@ def train(
         start_epoch, result.history = saved["epoch"] + 1, saved["history"]
         result.best_epoch, result.best_val_tau = saved["best_epoch"], saved["best_val_tau"]
         best_state, bad_epochs, result.rows_seen = saved["best_state"], saved["bad_epochs"], saved["rows_seen"]
+        result.resumed_rows, result.resumed_epochs = result.rows_seen, start_epoch
         _restore_rng(saved)
         if bad_epochs >= config.patience:
             start_epoch = config.epochs  # it had stopped early: nothing left to run

@@ -1,6 +1,6 @@
 """Resuming an interrupted training (`lensroute train --resume`), on the real fixture catalogue:
 the resumed run ends where an uninterrupted one ends, and a checkpoint it cannot continue is
-refused in one line."""
+refused in one line; and where `train --out` may write."""
 
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ def test_an_interrupted_training_resumes_to_the_model_an_uninterrupted_one_gives
     # the dropout draws continue where they stopped, so resuming is the same as never stopping
     assert _same_weights(resumed.model, whole.model)
     assert resumed.history == whole.history and resumed.best_epoch == whole.best_epoch
+    # its throughput counts only the rows it trained on itself, in the time it took
+    assert resumed.resumed_epochs == 2 and resumed.rows_seen == whole.rows_seen
+    assert resumed.rows_per_second == pytest.approx((resumed.rows_seen - resumed.resumed_rows) / resumed.seconds)
+    assert 0 < resumed.resumed_rows < resumed.rows_seen
 
 
 def test_a_run_that_had_stopped_early_is_not_trained_further_on_resume(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -149,7 +153,7 @@ def test_ctrl_c_during_a_cli_training_then_resume_finishes_it(fixture_store: Sto
                           timeout=600, env=env, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
-    assert summary["validation"]["best_epoch"] <= finished
+    assert summary["validation"]["best_epoch"] <= finished and summary["training"]["resumed_after_epoch"] == finished
     history = json.loads((out / "manifest.json").read_text())["validation"]["history"]
     assert len(history) == finished + 1 and history[0].get("interrupted_run")  # continued, one more epoch
     assert not checkpoint.exists()  # finished: nothing left to resume
@@ -157,3 +161,18 @@ def test_ctrl_c_during_a_cli_training_then_resume_finishes_it(fixture_store: Sto
     again = subprocess.run([*args, "--resume", "--epochs", "1", "--json"], capture_output=True, text=True, timeout=600,
                            env=env, cwd=REPO)
     assert again.returncode == 0 and "no unfinished training" in again.stderr
+
+
+def test_train_out_creates_missing_folders_and_refuses_an_impossible_one_before_training(fixture_store: Store, encoder: Path,
+                                                                                        tmp_path: Path) -> None:
+    env = {**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)}
+    (tmp_path / "a-file").write_text("not a folder")
+    bad = subprocess.run([sys.executable, "-m", "app", "--db", fixture_store.url, "train", "--out",
+                          str(tmp_path / "a-file" / "ranker")], capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    assert bad.returncode == 2 and "cannot write the ranker to" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and (tmp_path / "a-file").read_text() == "not a folder"
+    out = tmp_path / "new" / "deeper" / "ranker"  # used to fail at the first checkpoint: "Parent directory … does not exist"
+    done = subprocess.run([sys.executable, "-m", "app", "--db", fixture_store.url, "-q", "train", "--epochs", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "manifest.json").is_file()
