@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    from recommender.errors import LensrouteError
+    from recommender.paths import training_checkpoint, writable_parent
+
+    try:
+        writable_parent(args.out)  # every rank, before the process group: a bad path is one line, not minutes later
+    except LensrouteError as exc:
+        print(f"lensroute: error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
     backend = "nccl" if args.device == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
@@ -55,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         space, groups, data = prepare(store)
         metric_higher = data.pop("metric_higher")
         config = TrainConfig(epochs=args.epochs, device=args.device, seed=args.seed)
-        result = train(space, groups, groups.subset([]), config, checkpoint=args.out.with_suffix(".checkpoint.pt"))
+        checkpoint = training_checkpoint(args.out)
+        result = train(space, groups, groups.subset([]), config, checkpoint=checkpoint)
         checksum = parameter_checksum(result.model)
         print(json.dumps({"rank": rank, "world": world, "backend": backend, "rows_seen": result.rows_seen,
                           "seconds": round(result.seconds, 2), "checksum": checksum,
@@ -67,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                            "head_to_head": head_to_head.Choice.fixed(head_to_head.DEFAULT_WEIGHT,
                                                                      head_to_head.DEFAULT_AGREEMENT).as_manifest()},
                           metric_higher)
+            checkpoint.unlink(missing_ok=True)  # exported: nothing left to resume (as `lensroute train` leaves it)
         dist.barrier()
     finally:
         dist.destroy_process_group()

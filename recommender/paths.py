@@ -58,6 +58,19 @@ def training_checkpoint(ranker: Path) -> Path:
     return ranker.with_name(ranker.name + ".checkpoint.pt")
 
 
+def writable_parent(ranker: Path) -> None:
+    """Create the ranker folder's parent before minutes of work, not when the first checkpoint is
+    written; one that cannot be made is the user's path to fix, said in one line."""
+    from recommender.errors import UsageError
+
+    try:
+        ranker.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the ranker to {ranker}: {exc.strerror or exc}") from exc
+    if not os.access(ranker.parent, os.W_OK):
+        raise UsageError(f"cannot write the ranker to {ranker}: {ranker.parent} is not writable")
+
+
 def database_url(explicit: str | None = None) -> str:
     """`--db` wins over `LENSROUTE_DB`, which wins over the SQLite file under the home dir.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from recommender import cold_prior, head_to_head
-from recommender.errors import NoDataError, UsageError
+from recommender.errors import NoDataError
 from recommender.evaluation import EvaluationReport, choose_head_to_head, run_evaluation
 from recommender.evidence import EvidenceIndex
 from recommender.frames import load_catalogue, ranking_groups
 from recommender.lens_export import export_ranker
-from recommender.paths import training_checkpoint
+from recommender.paths import training_checkpoint, writable_parent
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProgress, no_progress
 from recommender.space import GroupSet, LensSpace, build_space, group_set
 from recommender.splits import Split, make_split
@@ -72,7 +71,7 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     on disk means an unfinished training.
     """
     started = time.perf_counter()
-    _writable_parent(out)
+    writable_parent(out)
     space, groups, data = prepare(store, SubProgress(progress, 0, 1, 4), cancel, encode)
     metric_higher = data.pop("metric_higher")
     split = make_split(space, groups, "new-dataset", seed=config.seed, test_share=0.10)
@@ -94,24 +93,13 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
                        "best_val_tau_w": validation.best_val_tau, "history": validation.history},
         "training": {"rows_seen": validation.rows_seen + final.rows_seen,
                      "seconds": round(time.perf_counter() - started, 1),
-                     "rows_per_second": round((validation.rows_seen - validation.resumed_rows + final.rows_seen)
+                     "rows_per_second": round((validation.rows_trained + final.rows_trained)
                                               / max(validation.seconds + final.seconds, 1e-9)),
                      **({"resumed_after_epoch": validation.resumed_epochs} if validation.resumed_epochs else {})},
     }, metric_higher)
     training_checkpoint(out).unlink(missing_ok=True)
     progress(4, 4, "done")
     return manifest
-
-
-def _writable_parent(out: Path) -> None:
-    """Create the ranker's folder's parent before minutes of work, not when the first checkpoint is
-    written; one that cannot be made is the user's path to fix, said in one line."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot write the ranker to {out}: {exc.strerror or exc}") from exc
-    if not os.access(out.parent, os.W_OK):
-        raise UsageError(f"cannot write the ranker to {out}: {out.parent} is not writable")
 
 
 def _choose_head_to_head(space: LensSpace, split: Split, validation) -> dict:  # type: ignore[no-untyped-def]

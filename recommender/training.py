@@ -46,9 +46,13 @@ class TrainResult:
     resumed_epochs: int = 0  # epochs a resumed checkpoint had already finished
 
     @property
+    def rows_trained(self) -> int:
+        """Rows this process trained on: a resumed run's earlier epochs took time it did not measure."""
+        return self.rows_seen - self.resumed_rows
+
+    @property
     def rows_per_second(self) -> float:
-        """Throughput of this process's work: a resumed run's earlier epochs took time it did not measure."""
-        return (self.rows_seen - self.resumed_rows) / max(self.seconds, 1e-9)
+        return self.rows_trained / max(self.seconds, 1e-9)
 
 
 def seed_everything(seed: int) -> None:

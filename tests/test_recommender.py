@@ -743,6 +743,7 @@ def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, en
     assert sorted(r["rank"] for r in reports) == [0, 1] and {r["world"] for r in reports} == {2}
     assert len({r["checksum"] for r in reports}) == 1  # gradients were averaged: identical weights
     assert (out / "scorer.onnx").is_file()
+    assert not (tmp_path / "ddp-ranker.checkpoint.pt").exists()  # exported: nothing left to resume
     from recommender import head_to_head
 
     chosen = json.loads((out / "manifest.json").read_text())["head_to_head"]

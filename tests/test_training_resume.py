@@ -176,3 +176,12 @@ def test_train_out_creates_missing_folders_and_refuses_an_impossible_one_before_
                           capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "manifest.json").is_file()
+
+
+def test_data_parallel_training_refuses_an_impossible_out_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recommender.distributed import main
+
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main(["--db", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "a-file" / "ranker")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lensroute: error: cannot write the ranker to") and len(err.strip().splitlines()) == 1
