@@ -80,7 +80,7 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
                        checkpoint=training_checkpoint(out), resume=resume,
                        progress=SubProgress(progress, 1, 1, 4), cancel=cancel)
     chosen = _choose_head_to_head(space, split, validation)
-    final_config = replace(config, epochs=validation.best_epoch + 1, patience=config.epochs + 1)
+    final_config = replace(config, epochs=validation.best_epoch + 1)
     final = train(space, groups, groups.subset([]), final_config, progress=SubProgress(progress, 2, 1, 4), cancel=cancel)
     evidence = EvidenceIndex.from_groups(space, groups)
     progress(3, 4, "exporting to ONNX")

@@ -266,7 +266,8 @@ def train(
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> TrainResult:
     """Train on `train_groups`; early-stop on `val_groups` (whose models/datasets are scored as
-    unknown when the split holds them out, mirroring the test condition)."""
+    unknown when the split holds them out, mirroring the test condition). With no `val_groups` (a
+    refit on everything) every epoch runs and the last one's weights are the result."""
     if not len(train_groups):
         raise RuntimeUnavailableError("nothing to train on: no ranking group survived the split")
     seed_everything(config.seed)
@@ -286,6 +287,7 @@ def train(
     val_evidence = evidence.group_features(space, similarity, val_groups)
     result = TrainResult(model, evidence=evidence)
     start_epoch, best_state, bad_epochs = 0, None, 0
+    validating = len(val_groups) > 0  # a refit on everything has no held-out groups
     fingerprint = groups_fingerprint(train_groups, val_groups) if checkpoint is not None else ""
     if resume and checkpoint is not None and checkpoint.exists():
         saved = _read_checkpoint(checkpoint, device, lens_config, config, fingerprint)
@@ -353,7 +355,9 @@ def train(
         entry = {"epoch": epoch, "loss": float(np.mean(epoch_losses)) if epoch_losses else float("nan"), "val_tau_w": tau}
         result.history.append(entry)
         improved = not math.isnan(tau) and (math.isnan(result.best_val_tau) or tau > result.best_val_tau + 1e-4)
-        if improved or best_state is None:
+        if not validating:
+            result.best_epoch = epoch  # nothing to stop on or to pick by: the last epoch is the result
+        elif improved or best_state is None:
             result.best_val_tau, result.best_epoch, bad_epochs = tau, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:

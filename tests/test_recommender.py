@@ -194,6 +194,23 @@ def test_training_twice_with_one_seed_gives_the_same_model(prepared) -> None:  #
     assert runs[0].history == runs[1].history
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
+def test_a_refit_without_validation_groups_keeps_its_last_epoch(prepared) -> None:  # type: ignore[no-untyped-def]
+    """The shipped ranker is refitted on everything for the epoch count validation chose: with no
+    held-out groups there is nothing to stop early on or to pick an epoch by, so every epoch runs
+    and the last one is the model (it used to come back with the first epoch's weights)."""
+    import torch
+
+    from recommender.training import TrainConfig, train
+
+    space, groups, _ = prepared
+    none = groups.subset([])
+    one = train(space, groups, none, TrainConfig(epochs=1, patience=1))
+    three = train(space, groups, none, TrainConfig(epochs=3, patience=1))
+    assert [h["epoch"] for h in three.history] == [0, 1, 2] and three.best_epoch == 2  # patience does not cut it short
+    first, last = one.model.state_dict(), three.model.state_dict()
+    assert not all(torch.equal(first[k], last[k]) for k in first)
+
+
 
 def test_new_model_split_needs_release_dates(prepared) -> None:  # type: ignore[no-untyped-def]
     from recommender.splits import make_split
