@@ -37,5 +37,7 @@ home=$(.venv/bin/python -c 'from recommender import paths; print(paths.home_dir(
 smollm="$home/models/local/smollm2-135m-instruct/lensroute-model.json"
 [ ! -f "$smollm" ] || grep -q '"chat"' "$smollm" || $lensroute -q models build-builtin --only smollm2-135m-instruct >/dev/null
 $lensroute -q init >/dev/null
-[ -f "$home/models/ranker/manifest.json" ] || $lensroute -q train >/dev/null
+# a ranker whose manifest lacks training.refit_epochs was trained before the refit kept its last
+# epoch (it came back with its first epoch's weights): it is trained again
+grep -qs '"refit_epochs"' "$home/models/ranker/manifest.json" || $lensroute -q train >/dev/null
 echo "lensroute is set up: $($lensroute --version); data in $home" >&2

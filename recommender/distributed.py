@@ -1,11 +1,16 @@
 """Data-parallel training under torchrun (PyTorch DDP).
 
-    torchrun --standalone --nproc_per_node 2 -m recommender.distributed --db URL --out DIR [--epochs N] [--device cpu|cuda]
+    torchrun --standalone --nproc_per_node 2 -m recommender.distributed --db URL --out DIR [--epochs N] [--device cpu|cuda] [--resume]
 
-Every rank builds the same space from the same catalogue; `training.train` gives each rank every
+The same training as `lensroute train` (`pipeline.fit_ranker`: a validation run that stops early
+on held-out datasets, then a refit on everything for the epochs it chose), data-parallel: every
+rank builds the same space from the same catalogue; `training.train` gives each rank every
 world-size-th group of one seeded permutation and DDP averages the gradients, so the ranks hold
-identical weights after each step. Rank 0 alone writes the checkpoint and the exported ranker.
-The backend is gloo on CPU and nccl on CUDA.
+identical weights after each step and make the same early-stopping decision. Rank 0 alone
+writes the checkpoint (with every rank's RNG state) and the exported ranker. Ctrl-C stops every
+rank; `--resume` with the same number of processes continues from the last finished epoch and
+ends with the weights an uninterrupted run gives (the checkpoint lives beside `--out`, so the
+ranks must share that folder: one machine). The backend is gloo on CPU and nccl on CUDA.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
     args = parser.parse_args(argv)
     from recommender.errors import LensrouteError
     from recommender.paths import training_checkpoint, writable_parent
@@ -52,32 +58,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     try:
-        from recommender import head_to_head
-        from recommender.evidence import EvidenceIndex
-        from recommender.lens_export import export_ranker
-        from recommender.pipeline import prepare
+        from recommender.pipeline import export_fitted, fit_ranker
         from recommender.store import Store
-        from recommender.training import TrainConfig, train
+        from recommender.training import TrainConfig
 
-        store = Store.open(args.db)
-        space, groups, data = prepare(store)
-        metric_higher = data.pop("metric_higher")
-        config = TrainConfig(epochs=args.epochs, device=args.device, seed=args.seed)
         checkpoint = training_checkpoint(args.out)
-        result = train(space, groups, groups.subset([]), config, checkpoint=checkpoint)
-        checksum = parameter_checksum(result.model)
-        print(json.dumps({"rank": rank, "world": world, "backend": backend, "rows_seen": result.rows_seen,
-                          "seconds": round(result.seconds, 2), "checksum": checksum,
-                          "final_loss": result.history[-1]["loss"], "first_loss": result.history[0]["loss"]}), flush=True)
+        if args.resume and not checkpoint.exists() and rank == 0:
+            print(f"no unfinished training of {args.out} to resume: training from the first epoch", file=sys.stderr)
+        config = TrainConfig(epochs=args.epochs, device=args.device, seed=args.seed)
+        fitted = fit_ranker(Store.open(args.db), config, args.out, resume=args.resume, choose=rank == 0)
+        final = fitted.final
+        print(json.dumps({"rank": rank, "world": world, "backend": backend, "rows_seen": final.rows_seen,
+                          "seconds": round(final.seconds, 2), "checksum": parameter_checksum(final.model),
+                          "best_epoch": fitted.validation.best_epoch, "epochs_run": len(fitted.validation.history),
+                          "final_loss": final.history[-1]["loss"], "first_loss": final.history[0]["loss"]}), flush=True)
         if rank == 0:
-            export_ranker(result.model, space, groups, EvidenceIndex.from_groups(space, groups), args.out,
-                          {"train_config": config.as_dict(), "data": data, "distributed": {"world": world, "backend": backend},
-                           # no held-out datasets here to choose the weight on: the measured default
-                           "head_to_head": head_to_head.Choice.fixed(head_to_head.DEFAULT_WEIGHT,
-                                                                     head_to_head.DEFAULT_AGREEMENT).as_manifest()},
-                          metric_higher)
-            checkpoint.unlink(missing_ok=True)  # exported: nothing left to resume (as `lensroute train` leaves it)
+            export_fitted(fitted, config, args.out, {"distributed": {"world": world, "backend": backend}})
         dist.barrier()
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank (and torchrun, which passes it on)
+        if rank == 0:
+            print("lensroute: training cancelled; run it again with --resume to continue from the last finished epoch",
+                  file=sys.stderr)
+        return 130
+    except LensrouteError as exc:  # e.g. a checkpoint it cannot continue: the same line on every rank
+        if rank == 0:
+            print(f"lensroute: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     finally:
         dist.destroy_process_group()
     return 0

@@ -22,7 +22,7 @@ from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, SubProg
 from recommender.space import GroupSet, LensSpace, build_space, group_set
 from recommender.splits import Split, make_split
 from recommender.store import Store
-from recommender.training import SpaceTensors, TrainConfig, train
+from recommender.training import SpaceTensors, TrainConfig, TrainResult, train
 
 MIN_GROUPS = 10
 MIN_MODELS = 5
@@ -60,16 +60,28 @@ def prepare(store: Store, progress: Progress = no_progress, cancel: CancelToken 
     return space, group_set(space, groups), data
 
 
-def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool = False,
-                 progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> dict:  # type: ignore[no-untyped-def]
-    """Train on the whole catalogue and export the ranker folder; returns its manifest.
+@dataclass
+class FittedRanker:
+    """What training gives before export: the refitted model and what the manifest reports."""
 
-    Early stopping needs held-out data, so a first run holds out 10% of the dataset names
+    space: LensSpace
+    groups: GroupSet
+    data: dict
+    metric_higher: dict[str, bool]
+    validation: TrainResult
+    final: TrainResult
+    head_to_head: dict
+    started: float
+
+
+def fit_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool = False, choose: bool = True,
+               progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> FittedRanker:  # type: ignore[no-untyped-def]
+    """Early stopping needs held-out data, so a first run holds out 10% of the dataset names
     (the question the ranker will be asked is "a dataset it has not seen"); the final model is
     then refitted on everything for the epoch count that run found best. The validation run keeps a
-    checkpoint that `resume` continues; it is removed once the ranker is exported, so a checkpoint
-    on disk means an unfinished training.
-    """
+    checkpoint beside `out` that `resume` continues. Under torchrun every rank runs this (the
+    same decisions on the same weights); `choose` is False where the head-to-head weight is not
+    needed (ranks that do not export)."""
     started = time.perf_counter()
     writable_parent(out)
     space, groups, data = prepare(store, SubProgress(progress, 0, 1, 4), cancel, encode)
@@ -79,27 +91,43 @@ def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool =
     validation = train(space, _union(split.train, split.test), split.val, config, unknown_datasets=True,
                        checkpoint=training_checkpoint(out), resume=resume,
                        progress=SubProgress(progress, 1, 1, 4), cancel=cancel)
-    chosen = _choose_head_to_head(space, split, validation)
+    chosen = _choose_head_to_head(space, split, validation) if choose else {}
     final_config = replace(config, epochs=validation.best_epoch + 1)
     final = train(space, groups, groups.subset([]), final_config, progress=SubProgress(progress, 2, 1, 4), cancel=cancel)
+    return FittedRanker(space, groups, data, metric_higher, validation, final, chosen, started)
+
+
+def export_fitted(fitted: FittedRanker, config: TrainConfig, out: Path, extra: dict | None = None,
+                  progress: Progress = no_progress) -> dict:
+    """Export the ranker folder and remove the training checkpoint (a checkpoint on disk means an
+    unfinished training); returns the manifest."""
+    space, groups, validation, final = fitted.space, fitted.groups, fitted.validation, fitted.final
     evidence = EvidenceIndex.from_groups(space, groups)
     progress(3, 4, "exporting to ONNX")
     manifest = export_ranker(final.model, space, groups, evidence, out, {
-        "train_config": config.as_dict(), "data": data,
+        "train_config": config.as_dict(), "data": fitted.data,
         "cold_size_prior": {"weight": cold_prior.DEFAULT_WEIGHT,
                             "median_log10_parameters": cold_prior.median_log_size(space.n_parameters)},
-        "head_to_head": chosen,
+        "head_to_head": fitted.head_to_head,
         "validation": {"split": "new-dataset (10% of dataset names)", "best_epoch": validation.best_epoch,
                        "best_val_tau_w": validation.best_val_tau, "history": validation.history},
-        "training": {"rows_seen": validation.rows_seen + final.rows_seen,
-                     "seconds": round(time.perf_counter() - started, 1),
+        "training": {"rows_seen": validation.rows_seen + final.rows_seen, "refit_epochs": len(final.history),
+                     "seconds": round(time.perf_counter() - fitted.started, 1),
                      "rows_per_second": round((validation.rows_trained + final.rows_trained)
                                               / max(validation.seconds + final.seconds, 1e-9)),
                      **({"resumed_after_epoch": validation.resumed_epochs} if validation.resumed_epochs else {})},
-    }, metric_higher)
+        **(extra or {}),
+    }, fitted.metric_higher)
     training_checkpoint(out).unlink(missing_ok=True)
     progress(4, 4, "done")
     return manifest
+
+
+def train_ranker(store: Store, config: TrainConfig, out: Path, *, resume: bool = False,
+                 progress: Progress = no_progress, cancel: CancelToken = NEVER_CANCELLED, encode=None) -> dict:  # type: ignore[no-untyped-def]
+    """Train on the whole catalogue (`fit_ranker`) and export the ranker folder; returns its manifest."""
+    fitted = fit_ranker(store, config, out, resume=resume, progress=progress, cancel=cancel, encode=encode)
+    return export_fitted(fitted, config, out, progress=progress)
 
 
 def _choose_head_to_head(space: LensSpace, split: Split, validation) -> dict:  # type: ignore[no-untyped-def]

@@ -237,12 +237,51 @@ def groups_fingerprint(*parts: GroupSet) -> str:
     return digest.hexdigest()[:16]
 
 
-def _restore_rng(saved: dict) -> None:
+def _rng_state(device: torch.device) -> dict:
+    return {"torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {})}
+
+
+def _restore_rng(state: dict) -> None:
     """Dropout draws continue where they stopped, so resuming is the same as never stopping."""
-    if "torch_rng" in saved:
-        torch.set_rng_state(saved["torch_rng"].cpu())  # map_location may have moved it to the device
-    if "cuda_rng" in saved and torch.cuda.is_available() and len(saved["cuda_rng"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([state.cpu() for state in saved["cuda_rng"]])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the device
+    if "cuda_rng" in state and torch.cuda.is_available() and len(state["cuda_rng"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+
+def _per_rank(value: object, world: int) -> list:
+    """Every rank's `value`, gathered for rank 0 to write: under DDP each rank draws its own
+    dropout and counts its own rows, and a resume must give each back its own."""
+    if world == 1:
+        return [value]
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def _resume_state(saved: dict, rank: int, world: int, path: Path) -> tuple[dict, int]:
+    """This rank's RNG state and rows seen; a checkpoint of another world size is refused, since
+    the groups each rank takes (and so every step) depend on it."""
+    written = saved.get("world", 1)
+    if written != world:
+        raise FormatError(f"the checkpoint {path} was written by a run of {written} process(es), this one has {world}; "
+                          f"resume with the same number (torchrun --nproc_per_node {written}), or train without --resume "
+                          "to start over")
+    if "ranks" in saved:
+        mine = saved["ranks"][rank]
+        return mine, mine["rows_seen"]
+    return saved, saved["rows_seen"]  # a single-process checkpoint written before per-rank states
+
+
+def _mean_over_ranks(losses: list[float], device: torch.device, world: int) -> float:
+    """The epoch's mean loss over every rank's batches, so the history (which rank 0 writes and a
+    resume hands to every rank) is the run's, not one rank's share of it."""
+    if world == 1:
+        return float(np.mean(losses)) if losses else float("nan")
+    total = torch.tensor([float(np.sum(losses)), float(len(losses))], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(total)
+    return float(total[0] / total[1]) if float(total[1]) else float("nan")
 
 
 def _distributed() -> tuple[int, int]:
@@ -295,9 +334,10 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, result.history = saved["epoch"] + 1, saved["history"]
         result.best_epoch, result.best_val_tau = saved["best_epoch"], saved["best_val_tau"]
-        best_state, bad_epochs, result.rows_seen = saved["best_state"], saved["bad_epochs"], saved["rows_seen"]
+        best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
+        mine, result.rows_seen = _resume_state(saved, rank, world, checkpoint)
         result.resumed_rows, result.resumed_epochs = result.rows_seen, start_epoch
-        _restore_rng(saved)
+        _restore_rng(mine)
         if bad_epochs >= config.patience:
             start_epoch = config.epochs  # it had stopped early: nothing left to run
     started = time.perf_counter()
@@ -352,7 +392,11 @@ def train(
             epoch_losses.append(float(loss.detach()))
             result.rows_seen += len(flat)
         tau = validation_tau(model, tensors, val_groups, val_evidence, unknown_models, unknown_datasets)
-        entry = {"epoch": epoch, "loss": float(np.mean(epoch_losses)) if epoch_losses else float("nan"), "val_tau_w": tau}
+        if world > 1 and validating:  # one decision for all ranks, or one stops while another waits on it
+            shared = torch.tensor([tau], dtype=torch.float64, device=device)
+            torch.distributed.broadcast(shared, src=0)
+            tau = float(shared[0])
+        entry = {"epoch": epoch, "loss": _mean_over_ranks(epoch_losses, device, world), "val_tau_w": tau}
         result.history.append(entry)
         improved = not math.isnan(tau) and (math.isnan(result.best_val_tau) or tau > result.best_val_tau + 1e-4)
         if not validating:
@@ -363,15 +407,16 @@ def train(
         else:
             bad_epochs += 1
         progress(epoch + 1, config.epochs, f"epoch {epoch + 1}: loss {entry['loss']:.3f}, val τw {tau:.3f}")
-        if checkpoint is not None and rank == 0:
-            partial = checkpoint.with_suffix(".partial")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                        "history": result.history, "best_epoch": result.best_epoch, "best_val_tau": result.best_val_tau,
-                        "best_state": best_state, "bad_epochs": bad_epochs, "rows_seen": result.rows_seen,
-                        "torch_rng": torch.get_rng_state(), "groups": fingerprint,
-                        **({"cuda_rng": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {}),
-                        "lens_config": lens_config.as_dict(), "train_config": config.as_dict()}, partial)
-            os.replace(partial, checkpoint)
+        if checkpoint is not None:
+            ranks = _per_rank({**_rng_state(device), "rows_seen": result.rows_seen}, world)
+            if rank == 0:
+                partial = checkpoint.with_suffix(".partial")
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                            "history": result.history, "best_epoch": result.best_epoch,
+                            "best_val_tau": result.best_val_tau, "best_state": best_state, "bad_epochs": bad_epochs,
+                            "rows_seen": result.rows_seen, "groups": fingerprint, "world": world, "ranks": ranks,
+                            "lens_config": lens_config.as_dict(), "train_config": config.as_dict()}, partial)
+                os.replace(partial, checkpoint)  # whole or not at all: an interrupt mid-write keeps the last one
         if bad_epochs >= config.patience:
             break
     del engine

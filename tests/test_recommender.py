@@ -308,6 +308,9 @@ def test_seed_lists_parse_ranges_and_refuse_nonsense() -> None:
 def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path: Path) -> None:
     from recommender.ranker import Candidate, Ranker
 
+    manifest = json.loads((ranker_dir / "manifest.json").read_text())
+    # refitted on everything for the epochs validation chose (the set-up retrains a ranker without this)
+    assert manifest["training"]["refit_epochs"] == manifest["validation"]["best_epoch"] + 1
     ranker = Ranker.load(ranker_dir, device="cpu")
     ranking = ranker.rank("Write Python functions from docstrings that pass unit tests", task="code-generation",
                           metric="pass@1", top_k=5)
@@ -761,10 +764,14 @@ def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, en
     assert len({r["checksum"] for r in reports}) == 1  # gradients were averaged: identical weights
     assert (out / "scorer.onnx").is_file()
     assert not (tmp_path / "ddp-ranker.checkpoint.pt").exists()  # exported: nothing left to resume
-    from recommender import head_to_head
-
-    chosen = json.loads((out / "manifest.json").read_text())["head_to_head"]
-    assert (chosen["weight"], chosen["agreement"]) == (head_to_head.DEFAULT_WEIGHT, head_to_head.DEFAULT_AGREEMENT)
+    # the same training as `lensroute train`: early stopping on held-out datasets, a refit for the
+    # epochs it chose, the head-to-head weight chosen on them
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["distributed"] == {"world": 2, "backend": "gloo"}
+    history = manifest["validation"]["history"]
+    assert len(history) == 3 and all(-1.0 <= h["val_tau_w"] <= 1.0 for h in history)
+    assert {r["best_epoch"] for r in reports} == {manifest["validation"]["best_epoch"]}
+    assert "val_tau_w_by_weight" in manifest["head_to_head"]
 
 
 def test_ranking_time_evidence_equals_training_time_evidence(prepared) -> None:  # type: ignore[no-untyped-def]

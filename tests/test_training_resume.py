@@ -185,3 +185,84 @@ def test_data_parallel_training_refuses_an_impossible_out_before_starting(tmp_pa
     assert main(["--db", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "a-file" / "ranker")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lensroute: error: cannot write the ranker to") and len(err.strip().splitlines()) == 1
+
+
+def _torchrun(db: str, out: Path, *extra: str, procs: int = 2) -> list[str]:
+    return [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", str(procs), "-m",
+            "recommender.distributed", "--db", db, "--out", str(out), *extra]
+
+
+def _checksums(stdout: str) -> set[str]:
+    import json
+
+    return {json.loads(line)["checksum"] for line in stdout.splitlines() if line.startswith('{"rank"')}
+
+
+@pytest.mark.slow
+def test_an_interrupted_data_parallel_training_resumes_to_the_uninterrupted_model(
+        fixture_store: Store, encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C to a two-process torchrun run (the signal a terminal sends its whole process group),
+    then `--resume`: every rank gets back its own dropout draws, so the weights are those of a run
+    never stopped; a checkpoint of another number of processes is refused in one line."""
+    import shutil
+    import signal
+    import time
+
+    env = {**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)}
+    out, checkpoint = tmp_path / "ranker", tmp_path / "ranker.checkpoint.pt"
+    running = subprocess.Popen(_torchrun(fixture_store.url, out, "--epochs", "5000"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(running.pid, signal.SIGINT)
+    _, err = running.communicate(timeout=300)
+    assert running.returncode != 0 and "training cancelled; run it again with --resume" in err
+    assert "KeyboardInterrupt" not in err  # the ranks stop in one line (torchrun prints its own report)
+    finished = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert 0 <= finished < 100
+    kept = tmp_path / "kept.checkpoint.pt"
+    shutil.copy(checkpoint, kept)
+
+    epochs = str(finished + 3)
+    resumed = subprocess.run(_torchrun(fixture_store.url, out, "--epochs", epochs, "--resume"), capture_output=True,
+                             text=True, timeout=600, cwd=REPO, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not checkpoint.exists() and (out / "scorer.onnx").is_file()
+    whole = subprocess.run(_torchrun(fixture_store.url, tmp_path / "whole", "--epochs", epochs), capture_output=True,
+                           text=True, timeout=600, cwd=REPO, env=env)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert len(_checksums(resumed.stdout)) == 1 and _checksums(resumed.stdout) == _checksums(whole.stdout)
+    # the validation run is what was resumed: its losses (every rank's batches, each rank's own
+    # dropout draws) and τ per epoch are those of the run never stopped
+    import json
+
+    def validation(folder: Path) -> dict:
+        return json.loads((folder / "manifest.json").read_text())["validation"]
+
+    assert validation(out) == validation(tmp_path / "whole")
+
+    # one process cannot continue what two began: the groups each rank takes depend on the count
+    other = tmp_path / "other"
+    shutil.copy(kept, tmp_path / "other.checkpoint.pt")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("LENSROUTE_ENCODER_DIR", str(encoder))
+    from recommender.distributed import main
+
+    capsys.readouterr()
+    assert main(["--db", fixture_store.url, "--out", str(other), "--epochs", epochs, "--resume"]) == 2
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("lensroute: error: the checkpoint") and "run of 2 process(es)" in said and "\n" not in said
+    assert (tmp_path / "other.checkpoint.pt").read_bytes() == kept.read_bytes()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
