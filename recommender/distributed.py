@@ -68,12 +68,20 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(epochs=args.epochs, device=args.device, seed=args.seed)
         fitted = fit_ranker(Store.open(args.db), config, args.out, resume=args.resume, choose=rank == 0)
         final = fitted.final
-        print(json.dumps({"rank": rank, "world": world, "backend": backend, "rows_seen": final.rows_seen,
-                          "seconds": round(final.seconds, 2), "checksum": parameter_checksum(final.model),
-                          "best_epoch": fitted.validation.best_epoch, "epochs_run": len(fitted.validation.history),
-                          "final_loss": final.history[-1]["loss"], "first_loss": final.history[0]["loss"]}), flush=True)
+        report = json.dumps({"rank": rank, "world": world, "backend": backend, "rows_seen": final.rows_seen,
+                             "seconds": round(final.seconds, 2), "checksum": parameter_checksum(final.model),
+                             "best_epoch": fitted.validation.best_epoch, "epochs_run": len(fitted.validation.history),
+                             "final_loss": final.history[-1]["loss"], "first_loss": final.history[0]["loss"]})
+        # one write per line: the ranks share stdout, and print's separate newline write (unbuffered
+        # under torchrun) let two ranks' lines run together
+        sys.stdout.write(report + "\n")
+        sys.stdout.flush()
+        # the manifest's training figures are rank 0's share; what every rank trained on is here
+        by_rank: list = [None] * world
+        dist.all_gather_object(by_rank, fitted.validation.rows_seen + final.rows_seen)
         if rank == 0:
-            export_fitted(fitted, config, args.out, {"distributed": {"world": world, "backend": backend}})
+            export_fitted(fitted, config, args.out, {"distributed": {"world": world, "backend": backend,
+                                                                     "rows_seen_by_rank": by_rank}})
         dist.barrier()
     except KeyboardInterrupt:  # Ctrl-C reaches every rank (and torchrun, which passes it on)
         if rank == 0:

@@ -4,8 +4,10 @@ Groups are sampled whole (large leaderboards are subsampled to `max_group` membe
 different random subset each epoch), AdamW with gradient clipping, early stopping on the
 validation weighted Kendall τ, a checkpoint every epoch that `resume` continues from, fixed seeds.
 Runs data-parallel under `torchrun` (DDP; gloo on CPU, nccl on CUDA): each rank takes every
-world-size-th group of the same seeded permutation, and all ranks evaluate the same validation
-set, so they take the same early-stopping decision without talking to each other.
+world-size-th group of the same seeded permutation; all ranks evaluate the same validation set
+on the same weights, and rank 0's validation τ is broadcast, so they take one early-stopping
+decision. The checkpoint (rank 0 writes it) keeps every rank's RNG state, so a resumed run,
+data-parallel or not, is the run that was interrupted.
 """
 
 from __future__ import annotations

@@ -767,7 +767,9 @@ def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, en
     # the same training as `lensroute train`: early stopping on held-out datasets, a refit for the
     # epochs it chose, the head-to-head weight chosen on them
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["distributed"] == {"world": 2, "backend": "gloo"}
+    assert {k: manifest["distributed"][k] for k in ("world", "backend")} == {"world": 2, "backend": "gloo"}
+    by_rank = manifest["distributed"]["rows_seen_by_rank"]
+    assert len(by_rank) == 2 and by_rank[0] == manifest["training"]["rows_seen"] and all(n > 0 for n in by_rank)
     history = manifest["validation"]["history"]
     assert len(history) == 3 and all(-1.0 <= h["val_tau_w"] <= 1.0 for h in history)
     assert {r["best_epoch"] for r in reports} == {manifest["validation"]["best_epoch"]}
