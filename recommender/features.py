@@ -57,7 +57,27 @@ def log_params(n_parameters: float | int | None) -> tuple[float, float]:
     return (math.log10(n_parameters) - LOG_PARAMS_CENTRE) / LOG_PARAMS_SCALE, 1.0
 
 
-N_NUMERIC = 6
+N_SIZE_NUMERIC = 6  # the size columns: what the scorer's first layer sees
+RELEASE_COLUMN = 6  # the release time: only the prior's per-task "newer is better" slope sees it
+N_NUMERIC = 7
+RELEASE_CENTRE, RELEASE_SCALE = 2024.0, 1.5  # years
+
+
+def release_years(release_date: str | None) -> float:
+    """Standardised release time in years (0 when the date is unknown or unreadable): within one
+    size, newer models tend to do better, which name, family and size do not say."""
+    if not release_date or not isinstance(release_date, str):
+        return 0.0
+    parts = release_date.strip()[:10].split("-")
+    try:
+        year = int(parts[0])
+        month = int(parts[1]) if len(parts) > 1 else 7
+        day = int(parts[2]) if len(parts) > 2 else 15
+    except ValueError:
+        return 0.0
+    if not (1990 <= year <= 2100 and 1 <= month <= 12 and 1 <= day <= 31):
+        return 0.0
+    return (year + (month - 1) / 12 + (day - 1) / 365 - RELEASE_CENTRE) / RELEASE_SCALE
 
 
 def _log_feature(value: object, centre: float, scale: float) -> tuple[float, float]:
@@ -76,12 +96,13 @@ def _flatten(extra: dict) -> dict:
     return flat
 
 
-def model_numeric(n_parameters: float | int | None, extra: dict) -> list[float]:
-    """Standardised log sizes with known flags: parameters, embedding width, context length.
-    For embedding models the last two mark the large LLM-based generation apart."""
+def model_numeric(n_parameters: float | int | None, extra: dict, release_date: str | None = None) -> list[float]:
+    """Standardised log sizes with known flags: parameters, embedding width, context length (for
+    embedding models width and context mark the large LLM-based generation apart); then the
+    release time (`release_years`)."""
     flat = _flatten(extra)
     return [*log_params(n_parameters), *_log_feature(flat.get("embed_dim"), 2.9, 0.4),
-            *_log_feature(flat.get("max_tokens"), 3.2, 0.8)]
+            *_log_feature(flat.get("max_tokens"), 3.2, 0.8), release_years(release_date)]
 
 
 def _human_size(n: float) -> str:

@@ -25,7 +25,7 @@ from torch import nn
 
 from recommender.evidence import N_CORE
 from recommender.evidence import N_FEATURES as N_EVIDENCE
-from recommender.features import N_NUMERIC, N_SIZE_BUCKETS, NAME_BUCKETS
+from recommender.features import N_SIZE_BUCKETS, N_SIZE_NUMERIC, NAME_BUCKETS, RELEASE_COLUMN
 
 TEXT_DIM = 384
 
@@ -62,7 +62,7 @@ class ModelLens(nn.Module):
         self.dataset_text = nn.Linear(TEXT_DIM, c.dim)
         self.task = nn.Embedding(c.n_tasks, 16)
         self.metric = nn.Embedding(c.n_metrics, 16)
-        model_in, dataset_in = 2 * c.dim + c.name_dim + 32 + N_NUMERIC, 2 * c.dim + 32
+        model_in, dataset_in = 2 * c.dim + c.name_dim + 32 + N_SIZE_NUMERIC, 2 * c.dim + 32
         self.first_model = nn.Linear(model_in, c.hidden)
         self.first_dataset = nn.Linear(dataset_in, c.hidden, bias=False)
         self.head = nn.Sequential(nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.hidden // 2), nn.ReLU(),
@@ -74,10 +74,13 @@ class ModelLens(nn.Module):
         self.prior_size = nn.Embedding(N_SIZE_BUCKETS * c.n_tasks, 1)
         self.prior_slope = nn.Embedding(c.n_tasks, 1)  # per task: how much size helps, on log10(parameters)
         self.prior_family = nn.Embedding(c.n_families * c.n_tasks, 1)
+        # per task: how much newer helps, per standardised year. Only here, not in the first layer:
+        # as an input it lowered the new-model validation τw (0.412 against 0.424, five runs)
+        self.prior_recency = nn.Embedding(c.n_tasks, 1)
         self.log_temperature = nn.Parameter(torch.zeros(()))
         for table in (self.model_id, self.dataset_id):
             nn.init.normal_(table.weight, std=0.02)
-        for table in (self.prior_size, self.prior_family):
+        for table in (self.prior_size, self.prior_family, self.prior_recency):
             nn.init.zeros_(table.weight)
         # start from "bigger is better" (one standardised unit ≈ 30x parameters): the newest,
         # never-seen models are where this matters, and the data then corrects it per task
@@ -94,7 +97,7 @@ class ModelLens(nn.Module):
                            family: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """`model_inputs` with the mean of the name's n-gram rows already taken, as the ranker takes it (no EmbeddingBag in ONNX)."""
         return torch.cat([self.model_id(ids), name_vector, self.model_text(text), self.size(size), self.family(family),
-                          numeric], dim=-1)
+                          numeric[:, :N_SIZE_NUMERIC]], dim=-1)
 
     def dataset_inputs(self, ids: torch.Tensor, text: torch.Tensor, task: torch.Tensor, metric: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.dataset_id(ids), self.dataset_text(text), self.task(task), self.metric(metric)], dim=-1)
@@ -114,7 +117,8 @@ class ModelLens(nn.Module):
         interaction = (u_m * v_g).sum(-1)
         n_tasks = self.config.n_tasks
         prior = (self.prior_size(size * n_tasks + task) + self.prior_family(family * n_tasks + task)).squeeze(-1)
-        prior = prior + self.prior_slope(task).squeeze(-1) * numeric[:, 0]
+        prior = (prior + self.prior_slope(task).squeeze(-1) * numeric[:, 0]
+                 + self.prior_recency(task).squeeze(-1) * numeric[:, RELEASE_COLUMN])
         return residual + interaction + prior
 
     @property

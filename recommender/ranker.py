@@ -470,7 +470,8 @@ class Ranker:
         families = np.array([(self.families.index(f) + 1) if f in self.families else 0
                              for f in ((c.family or family_from_name(c.model)) for c in candidates)], dtype=np.int64)
         sizes = np.array([size_bucket(c.n_parameters) for c in candidates], dtype=np.int64)
-        numeric = np.array([model_numeric(c.n_parameters, {}) for c in candidates], np.float32)
+        numeric = np.array([model_numeric(c.n_parameters, {}, c.release_date) for c in candidates], np.float32)
+        numeric = numeric[:, : self.numeric.shape[1]]  # a ranker exported before the release-time column
         h, u = self.model_side.run(None, {"model_id": np.zeros(len(candidates), np.int64), "name_vector": name_vectors,
                                           "text": texts, "size": sizes, "family": families, "numeric": numeric})
         return h, u, sizes, families, numeric

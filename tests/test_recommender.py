@@ -211,7 +211,6 @@ def test_a_refit_without_validation_groups_keeps_its_last_epoch(prepared) -> Non
     assert not all(torch.equal(first[k], last[k]) for k in first)
 
 
-
 def test_new_model_split_needs_release_dates(prepared) -> None:  # type: ignore[no-untyped-def]
     from recommender.splits import make_split
 
@@ -355,6 +354,51 @@ def test_trained_ranker_ranks_known_and_unseen_models(ranker_dir: Path, tmp_path
     assert unseen[:2] == ["acme/big-coder-34b", "acme/coder"]  # unknown size: the median
     assert any(n.endswith("sizes read from candidate names: acme/tiny-coder-135M (0.135B), acme/big-coder-34b (34B)")
                for n in named.notes)  # not WizardCoder's: the catalogue records it
+
+
+def test_release_dates_are_read_leniently() -> None:
+    from recommender.features import RELEASE_SCALE, release_years
+
+    assert release_years("2024-01-01") == 0.0 and release_years("2025-07-01") == pytest.approx(1.5 / RELEASE_SCALE)
+    assert release_years("2025-07") == release_years("2025-07-15") == release_years("2025")  # mid-month, mid-year
+    assert release_years("2025-07-01T12:00:00Z") == release_years("2025-07-01")  # a timestamp: its date
+    for unreadable in (None, "", "soon", "2025-13-01", "0000-01-01", "20-25"):
+        assert release_years(unreadable) == 0.0  # the unknown value: the prior's recency term adds nothing
+
+
+def test_a_never_seen_candidates_release_date_moves_it_by_the_learned_recency_slope(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--candidates` may give a release date; the scorer's prior has a per-task slope on it (as on
+    size), so two never-seen candidates alike but for their dates differ by exactly that, through
+    the exported ONNX scorer. The fixtures have no release dates: the models are given some."""
+    from dataclasses import replace
+
+    from recommender.evidence import EvidenceIndex
+    from recommender.features import RELEASE_COLUMN, release_years
+    from recommender.lens_export import export_ranker
+    from recommender.ranker import Candidate, Ranker
+    from recommender.training import TrainConfig, train
+
+    space, groups, _ = prepared
+    dates = [None, *(f"{2020 + i % 6}-{1 + i % 12:02d}-01" for i in range(len(space.release_date) - 1))]
+    numeric = space.numeric.copy()
+    numeric[:, RELEASE_COLUMN] = [release_years(d) for d in dates]
+    dated = replace(space, release_date=dates, numeric=numeric)
+    result = train(dated, groups, groups.subset([]), TrainConfig(epochs=2))
+    out = tmp_path / "dated-ranker"
+    export_ranker(result.model, dated, groups, EvidenceIndex.from_groups(dated, groups), out, {}, {})
+    ranker = Ranker.load(out, device="cpu")
+    ranker.cold_weight = 0.0  # the size-prior blend aside: the scorer's own scores
+
+    def score(date: str | None) -> float:
+        ranking = ranker.rank("Python code generation", task="code-generation", metric="pass@1", top_k=0,
+                              candidates=[Candidate("acme/new-coder", n_parameters=7e9, release_date=date)])
+        return ranking.results[0].score
+
+    newer, older, undated = score("2026-06-01"), score("2020-06-01"), score(None)
+    slope = float(result.model.prior_recency.weight[ranker.tasks.index("code-generation") + 1, 0].detach())
+    assert slope != 0.0  # learned from the dated models' results
+    assert newer - older == pytest.approx(slope * (release_years("2026-06-01") - release_years("2020-06-01")), abs=1e-4)
+    assert undated == pytest.approx(older + slope * (0.0 - release_years("2020-06-01")), abs=1e-4)
 
 
 def test_measured_results_join_the_ranking_in_their_measured_order(ranker_dir: Path) -> None:
