@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print("lensroute: training cancelled; run it again with --resume to continue from the last finished epoch",
                   file=sys.stderr)
         return 130
-    except LensrouteError as exc:  # e.g. a checkpoint it cannot continue: the same line on every rank
+    except LensrouteError as exc:  # e.g. a checkpoint it cannot continue: one line, from rank 0
         if rank == 0:
             print(f"lensroute: error: {exc}", file=sys.stderr)
         return exc.exit_code

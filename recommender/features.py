@@ -64,8 +64,9 @@ RELEASE_CENTRE, RELEASE_SCALE = 2024.0, 1.5  # years
 
 
 def release_years(release_date: str | None) -> float:
-    """Standardised release time in years (0 when the date is unknown or unreadable): within one
-    size, newer models tend to do better, which name, family and size do not say."""
+    """Standardised release time in years; 0, the centre, when the date is unknown or unreadable
+    (the prior's recency term then adds nothing). Within one size, newer models tend to do better,
+    which name, family and size do not say."""
     if not release_date or not isinstance(release_date, str):
         return 0.0
     parts = release_date.strip()[:10].split("-")
