@@ -95,6 +95,10 @@ def ranker() -> Check:
         vocab = None  # loading the ranker reports that itself; this check only reads the manifest
     if isinstance(vocab, dict) and "licences" not in vocab:
         detail += "; exported before the licence and open-weights filters (`lensroute train` adds them)"
+    training = manifest.get("training")
+    if isinstance(training, dict) and "refit_epochs" not in training:
+        # before the fix the refit on everything came back with its first epoch's weights
+        detail += "; trained before the refit kept its epochs, so one epoch deep (`lensroute train` retrains it)"
     return Check("ranker", True, detail)
 
 

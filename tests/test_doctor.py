@@ -54,6 +54,12 @@ def test_all_needed_parts_present_pass(fixture_store, encoder: Path) -> None:  #
     assert "exported before the licence and open-weights filters" in doctor.ranker().detail
     (folder / "vocab.json").write_text(json.dumps({"models": ["a/b"], "licences": [None]}))
     assert "filters" not in doctor.ranker().detail
+    assert "one epoch deep" not in doctor.ranker().detail
+    trained = {"model_version": "abc123", "data": {}, "training": {"rows_seen": 10, "seconds": 1.0}}
+    (folder / "manifest.json").write_text(json.dumps(trained))  # exported before the refit fix
+    assert "one epoch deep (`lensroute train` retrains it)" in doctor.ranker().detail
+    (folder / "manifest.json").write_text(json.dumps({**trained, "training": {"rows_seen": 10, "refit_epochs": 3}}))
+    assert "one epoch deep" not in doctor.ranker().detail
     assert "sessions run on CPU" in found["onnxruntime"].detail  # a real session on the encoder's model
     assert str(encoder) in found["text encoder"].detail
 
