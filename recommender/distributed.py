@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
     args = parser.parse_args(argv)
     from recommender.errors import LensrouteError
-    from recommender.paths import training_checkpoint, writable_parent
+    from recommender.paths import nothing_to_resume, writable_parent
 
     try:
         writable_parent(args.out)  # every rank, before the process group: a bad path is one line, not minutes later
@@ -60,11 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from recommender.pipeline import export_fitted, fit_ranker
         from recommender.store import Store
-        from recommender.training import TrainConfig
+        from recommender.training import TrainConfig, gather_from_ranks
 
-        checkpoint = training_checkpoint(args.out)
-        if args.resume and not checkpoint.exists() and rank == 0:
-            print(f"no unfinished training of {args.out} to resume: training from the first epoch", file=sys.stderr)
+        if args.resume and rank == 0 and (note := nothing_to_resume(args.out)):
+            print(note, file=sys.stderr)
         config = TrainConfig(epochs=args.epochs, device=args.device, seed=args.seed)
         fitted = fit_ranker(Store.open(args.db), config, args.out, resume=args.resume, choose=rank == 0)
         final = fitted.final
@@ -77,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(report + "\n")
         sys.stdout.flush()
         # the manifest's training figures are rank 0's share; what every rank trained on is here
-        by_rank: list = [None] * world
-        dist.all_gather_object(by_rank, fitted.validation.rows_seen + final.rows_seen)
+        by_rank = gather_from_ranks(fitted.validation.rows_seen + final.rows_seen, world)
         if rank == 0:
             export_fitted(fitted, config, args.out, {"distributed": {"world": world, "backend": backend,
                                                                      "rows_seen_by_rank": by_rank}})

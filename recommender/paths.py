@@ -58,6 +58,14 @@ def training_checkpoint(ranker: Path) -> Path:
     return ranker.with_name(ranker.name + ".checkpoint.pt")
 
 
+def nothing_to_resume(ranker: Path) -> str | None:
+    """What `--resume` says when there is no unfinished training of `ranker` (it then trains from
+    the start), for `lensroute train` and the torchrun trainer alike; None when there is one."""
+    if training_checkpoint(ranker).exists():
+        return None
+    return f"no unfinished training of {ranker} to resume: training from the first epoch"
+
+
 def writable_parent(ranker: Path) -> None:
     """Create the ranker folder's parent before minutes of work, not when the first checkpoint is
     written; one that cannot be made is the user's path to fix, said in one line."""

@@ -252,9 +252,9 @@ def _restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
 
 
-def _per_rank(value: object, world: int) -> list:
-    """Every rank's `value`, gathered for rank 0 to write: under DDP each rank draws its own
-    dropout and counts its own rows, and a resume must give each back its own."""
+def gather_from_ranks(value: object, world: int) -> list:
+    """Every rank's `value`, in rank order, on every rank (one collective call: all ranks must make
+    it): under DDP each rank draws its own dropout and counts its own rows."""
     if world == 1:
         return [value]
     gathered: list = [None] * world
@@ -410,13 +410,13 @@ def train(
             bad_epochs += 1
         progress(epoch + 1, config.epochs, f"epoch {epoch + 1}: loss {entry['loss']:.3f}, val τw {tau:.3f}")
         if checkpoint is not None:
-            ranks = _per_rank({**_rng_state(device), "rows_seen": result.rows_seen}, world)
+            ranks = gather_from_ranks({**_rng_state(device), "rows_seen": result.rows_seen}, world)
             if rank == 0:
                 partial = checkpoint.with_suffix(".partial")
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                             "history": result.history, "best_epoch": result.best_epoch,
                             "best_val_tau": result.best_val_tau, "best_state": best_state, "bad_epochs": bad_epochs,
-                            "rows_seen": result.rows_seen, "groups": fingerprint, "world": world, "ranks": ranks,
+                            "groups": fingerprint, "world": world, "ranks": ranks,
                             "lens_config": lens_config.as_dict(), "train_config": config.as_dict()}, partial)
                 os.replace(partial, checkpoint)  # whole or not at all: an interrupt mid-write keeps the last one
         if bad_epochs >= config.patience:
@@ -433,4 +433,4 @@ def history_json(result: TrainResult) -> str:
     return json.dumps(result.history)
 
 
-__all__ = ["Cancelled", "TrainConfig", "TrainResult", "score_groups", "train"]
+__all__ = ["Cancelled", "TrainConfig", "TrainResult", "gather_from_ranks", "score_groups", "train"]

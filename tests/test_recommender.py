@@ -24,7 +24,7 @@ from recommender.frames import load_catalogue, ranking_groups
 from recommender.ingest import import_paths
 from recommender.metrics import hit_at_k, ndcg_at_k, recall_at_k, weighted_kendall_tau
 from recommender.store import Store
-from tests.conftest import RAW, REPO
+from tests.conftest import RAW, REPO, run_torchrun
 
 # --- metrics -------------------------------------------------------------------------------------
 
@@ -796,11 +796,10 @@ def test_train_on_an_empty_catalogue_exits_4(tmp_path: Path, encoder: Path) -> N
 def test_data_parallel_training_with_two_gloo_processes(fixture_store: Store, encoder: Path, tmp_path: Path) -> None:
     torchrun = Path(sys.executable).parent / "torchrun"
     out = tmp_path / "ddp-ranker"
-    done = subprocess.run(
+    done = run_torchrun(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "recommender.distributed", "--db", fixture_store.url,
          "--out", str(out), "--epochs", "3"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-        env={**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)},
+        timeout=600, cwd=REPO, env={**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"rank"')]

@@ -15,7 +15,7 @@ import torch
 
 from recommender.errors import Cancelled, FormatError
 from recommender.store import Store
-from tests.conftest import REPO
+from tests.conftest import REPO, run_torchrun, torchrun_port_race
 
 
 @pytest.fixture
@@ -211,11 +211,17 @@ def test_an_interrupted_data_parallel_training_resumes_to_the_uninterrupted_mode
 
     env = {**os.environ, "LENSROUTE_ENCODER_DIR": str(encoder)}
     out, checkpoint = tmp_path / "ranker", tmp_path / "ranker.checkpoint.pt"
-    running = subprocess.Popen(_torchrun(fixture_store.url, out, "--epochs", "5000"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and running.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    for attempt in range(2):
+        running = subprocess.Popen(_torchrun(fixture_store.url, out, "--epochs", "5000"), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists() and running.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if running.poll() is None:
+            break
+        err = running.communicate()[1]  # it ended before its first checkpoint: launch again only on the port race
+        if attempt or not torchrun_port_race(err):
+            pytest.fail(f"torchrun ended ({running.returncode}) before the first checkpoint:\n{err[-3000:]}")
     os.killpg(running.pid, signal.SIGINT)
     _, err = running.communicate(timeout=300)
     assert running.returncode != 0 and "training cancelled; run it again with --resume" in err
@@ -226,12 +232,10 @@ def test_an_interrupted_data_parallel_training_resumes_to_the_uninterrupted_mode
     shutil.copy(checkpoint, kept)
 
     epochs = str(finished + 3)
-    resumed = subprocess.run(_torchrun(fixture_store.url, out, "--epochs", epochs, "--resume"), capture_output=True,
-                             text=True, timeout=600, cwd=REPO, env=env)
+    resumed = run_torchrun(_torchrun(fixture_store.url, out, "--epochs", epochs, "--resume"), timeout=600, cwd=REPO, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not checkpoint.exists() and (out / "scorer.onnx").is_file()
-    whole = subprocess.run(_torchrun(fixture_store.url, tmp_path / "whole", "--epochs", epochs), capture_output=True,
-                           text=True, timeout=600, cwd=REPO, env=env)
+    whole = run_torchrun(_torchrun(fixture_store.url, tmp_path / "whole", "--epochs", epochs), timeout=600, cwd=REPO, env=env)
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert len(_checksums(resumed.stdout)) == 1 and _checksums(resumed.stdout) == _checksums(whole.stdout)
     # the validation run is what was resumed: its losses (every rank's batches, each rank's own

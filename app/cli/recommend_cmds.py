@@ -29,14 +29,14 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_train(args: argparse.Namespace) -> int:
     from recommender.head_to_head import describe_choice
-    from recommender.paths import training_checkpoint
+    from recommender.paths import nothing_to_resume
     from recommender.pipeline import train_ranker
     from recommender.ranker import user_ranker_dir
 
     store = open_store(args, must_exist=True)
     out = Path(args.out).expanduser() if args.out else user_ranker_dir()
-    if args.resume and not training_checkpoint(out).exists():
-        print(f"no unfinished training of {out} to resume: training from the first epoch", file=sys.stderr)
+    if args.resume and (note := nothing_to_resume(out)):
+        print(note, file=sys.stderr)
     try:
         with progress_and_cancel("train", args.quiet) as (bar, token):
             manifest = train_ranker(store, _train_config(args), out, resume=args.resume, progress=bar, cancel=token)
