@@ -13,16 +13,17 @@ Kept free of SQLAlchemy and polars on purpose.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote
 
-# Applied to every connection, SQLAlchemy's included (`engine._sqlite_pragmas`). busy_timeout
-# first: switching a new file to WAL may wait for another program's lock.
+# Applied to every connection, SQLAlchemy's included (`engine._sqlite_pragmas`), by
+# `apply_pragmas`: busy_timeout first, then WAL (readers run beside the writer; `enable_wal`),
+# then these.
+BUSY_TIMEOUT_MS = 30_000
 SQLITE_PRAGMAS = (
-    "PRAGMA busy_timeout=30000",
-    "PRAGMA journal_mode=WAL",  # readers run beside the writer
     "PRAGMA foreign_keys=ON",  # off by default in SQLite
     "PRAGMA synchronous=NORMAL",
     "PRAGMA cache_size=-65536",
@@ -63,14 +64,43 @@ def sqlite_file(url: str) -> Path | None:
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE for
     writers), as SQLAlchemy's side does, so both behave alike."""
-    raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     try:
-        for pragma in SQLITE_PRAGMAS:
-            raw.execute(pragma)
+        apply_pragmas(raw)
     except BaseException:
         raw.close()
         raise
     return raw
+
+
+def apply_pragmas(raw: sqlite3.Connection) -> None:
+    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    enable_wal(raw)
+    for pragma in SQLITE_PRAGMAS:
+        raw.execute(pragma)
+
+
+def enable_wal(raw: sqlite3.Connection, wait_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Switch the file to WAL, waiting for other programs that switch it at the same moment.
+
+    Two connections switching a new file at once each hold a shared lock and each want the
+    exclusive one; SQLite answers one of them "database is locked" at once instead of calling the
+    busy handler (waiting would deadlock them), so busy_timeout does not help there. Seen as two
+    torchrun ranks opening a new embedding cache together: one failed at start (4 processes
+    opening a new file together: 6 of 80 refused, measured). That answer is retried here, with a
+    short growing pause, until the other has finished or `wait_s` has passed.
+    """
+    deadline = time.monotonic() + wait_s
+    pause = 0.005
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 class Result:
@@ -147,5 +177,17 @@ def select_in(conn: DriverConnection, sql: str, values: Sequence[Any], extra: tu
     return out
 
 
-__all__ = ["SQLITE", "SQLITE_PRAGMAS", "DriverConnection", "Result", "SqliteConnection", "connect", "mark", "placeholders",
-           "select_in", "sqlite_file"]
+__all__ = [
+    "SQLITE",
+    "SQLITE_PRAGMAS",
+    "DriverConnection",
+    "Result",
+    "SqliteConnection",
+    "apply_pragmas",
+    "connect",
+    "enable_wal",
+    "mark",
+    "placeholders",
+    "select_in",
+    "sqlite_file",
+]

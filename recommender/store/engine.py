@@ -32,10 +32,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     correct SAVEPOINT and BEGIN IMMEDIATE behaviour with pysqlite.
     """
     dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    for pragma in driver.SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
+    driver.apply_pragmas(dbapi_connection)
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
