@@ -25,7 +25,7 @@ import numpy as np
 from recommender import paths
 from recommender.errors import RuntimeUnavailableError
 from recommender.progress import NEVER_CANCELLED, CancelToken, Progress, no_progress
-from recommender.store.driver import enable_wal
+from recommender.store.driver import BUSY_TIMEOUT_MS, enable_wal
 
 ENCODER_NAME = "all-minilm-l6-v2"
 MAX_LENGTH = 256  # the length all-MiniLM-L6-v2 was trained at (sentence_bert_config.json)
@@ -139,7 +139,7 @@ class EmbeddingCache:
 
     def __init__(self, path: Path, namespace: str) -> None:
         self.namespace = namespace
-        self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
         enable_wal(self._conn)  # two processes opening a new cache at once (torchrun's ranks) both get it
         self._conn.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         self._lock = threading.Lock()
